@@ -1,0 +1,63 @@
+"""embedrt: fast, exact sentence-transformers embeddings from one verified ONNX graph.
+
+Public API. The runtime needs only numpy, onnxruntime and tokenizers; ``export_model`` needs the
+``[export]`` extra and imports torch lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ArtifactError,
+    EmbedrtError,
+    ExportError,
+    InputError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OutputExistsError,
+    ProviderUnavailableError,
+    QualityGateError,
+    UnsupportedModelError,
+    VerificationError,
+)
+from .modes import Device, Pooling, Precision
+
+__version__ = "0.1.0"
+
+_RUNTIME = {"Encoder", "TensorRTOptions", "cos_sim", "dot_score", "normalize", "semantic_search",
+            "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .export import export_model
+    from .runtime import (
+        Encoder,
+        TensorRTOptions,
+        cos_sim,
+        dot_score,
+        normalize,
+        paraphrase_mining,
+        paraphrase_mining_embeddings,
+        quantize_embeddings,
+        semantic_search,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # NOTE: lazy, so `import embedrt` stays cheap and never pulls torch; onnxruntime loads on first use.
+    if name in _RUNTIME:
+        from . import runtime
+
+        return getattr(runtime, name)
+    if name == "export_model":
+        from .export import export_model
+
+        return export_model
+    raise AttributeError(f"module 'embedrt' has no attribute {name!r}")
+
+
+__all__ = sorted(_RUNTIME | {
+    "export_model", "Device", "Pooling", "Precision", "EmbedrtError", "ArtifactError", "ExportError",
+    "InputError", "ModelLoadError", "ModelNotFoundError", "OutputExistsError", "ProviderUnavailableError",
+    "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
+})

@@ -1,0 +1,289 @@
+"""Command line: ``export-model`` and ``embedrt {export,encode,search,mine,eval,info}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import EmbedrtError
+
+EPILOG = "Every command exits 0 on success, 2 on a usage or embedrt error (the message says which)."
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="local sentence-transformers directory, hub id (org/name) or short name "
+                                 "(all-MiniLM-L6-v2 means sentence-transformers/all-MiniLM-L6-v2)")
+    p.add_argument("-o", "--output", help="export directory to create (default: ./<model name>.embedrt)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--atol", type=float, default=1e-5,
+                   help="max abs diff allowed against SentenceTransformer.encode (default: 1e-5)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    output = args.output or f"{args.model.rstrip('/').split('/')[-1]}.embedrt"
+    t0 = time.perf_counter()
+    manifest = export_model(args.model, output, force=args.force, atol=args.atol, opset=args.opset,
+                            log=None if args.quiet else lambda m: print(m, flush=True))
+    fig = manifest["variants"]["fp32"]["verification"]
+    print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
+          f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "
+          f"max abs diff {fig['max_abs_diff']:.1e} vs sentence-transformers)")
+    return 0
+
+
+def _add_encoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("export_dir", help="directory written by export-model")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (default: auto)")
+    p.add_argument("--variant", default="fp32", help="graph variant from the manifest (default: fp32)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
+
+
+def _encoder(args: argparse.Namespace):
+    from .runtime import Encoder
+
+    return Encoder(args.export_dir, device=args.device, variant=args.variant, intra_op_threads=args.threads)
+
+
+def _read_lines(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise EmbedrtError(f"input file not found: {p}")
+    with open(p, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    enc = _encoder(args)
+    src = Path(args.input)
+    if not src.is_file():
+        raise EmbedrtError(f"input file not found: {src}")
+    with open(src, encoding="utf-8") as f:
+        n = sum(1 for _ in f)
+    dim = enc.get_sentence_embedding_dimension()
+    if args.truncate_dim:
+        dim = min(dim, args.truncate_dim)
+    out_path = Path(args.output)
+    tmp = out_path.with_name(out_path.name + ".partial.npy")
+    # NOTE: stream: one counting pass, then chunks into a memory-mapped .npy, so memory stays at one chunk.
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+    bar = _progress(n, args.quiet)
+    done = 0
+    try:
+        with open(src, encoding="utf-8") as f:
+            chunk: list[str] = []
+            for line in f:
+                chunk.append(line.rstrip("\n"))
+                if len(chunk) == args.chunk_size:
+                    out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
+                    done += len(chunk)
+                    bar(done)
+                    chunk = []
+            if chunk:
+                out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
+                done += len(chunk)
+                bar(done)
+        out.flush()
+        del out
+        tmp.replace(out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    print(f"wrote {n} x {dim} float32 embeddings to {out_path}", file=sys.stderr)
+    return 0
+
+
+def _encode_chunk(enc, chunk, args):
+    return enc.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize,
+                      truncate_dim=args.truncate_dim, prompt_name=args.prompt_name)
+
+
+def _progress(total: int, quiet: bool):
+    if quiet:
+        return lambda done: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        t0 = time.perf_counter()
+
+        def plain(done: int) -> None:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            eta = (total - done) / rate if rate else 0
+            print(f"\r{done}/{total} texts, {rate:.0f}/s, ETA {eta:.0f} s", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
+        return plain
+    bar = tqdm(total=total, unit="text", desc="encode")
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from .runtime import semantic_search
+
+    enc = _encoder(args)
+    corpus = [t for t in _read_lines(args.corpus) if t.strip()]
+    if args.limit:
+        corpus = corpus[: args.limit]
+    t0 = time.perf_counter()
+    corpus_emb = enc.encode(corpus, batch_size=args.batch_size)
+    t1 = time.perf_counter()
+    query_emb = enc.encode(args.query, batch_size=args.batch_size)
+    hits = semantic_search(query_emb, corpus_emb, top_k=args.top_k)
+    print(f"embedded {len(corpus)} corpus texts in {t1 - t0:.1f} s", file=sys.stderr)
+    results = []
+    for q, qhits in zip(args.query, hits):
+        print(f"\nQuery: {q}")
+        for h in qhits:
+            print(f"  {h['score']:.4f}  {corpus[h['corpus_id']]}")
+        results.append({"query": q, "hits": [{**h, "text": corpus[h["corpus_id"]]} for h in qhits]})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
+def _run_mine(args: argparse.Namespace) -> int:
+    from .runtime import paraphrase_mining_embeddings
+
+    enc = _encoder(args)
+    texts = [t for t in _read_lines(args.corpus) if t.strip()][: args.limit]
+    t0 = time.perf_counter()
+    emb = enc.encode(texts, batch_size=args.batch_size)
+    t1 = time.perf_counter()
+    pairs = paraphrase_mining_embeddings(emb, top_k=args.top_k, max_pairs=args.pairs)
+    t2 = time.perf_counter()
+    for score, i, j in pairs:
+        print(f"{score:.4f}\t{texts[i]}\t{texts[j]}")
+    print(f"{len(texts)} sentences: embed {t1 - t0:.1f} s + mine {t2 - t1:.1f} s = {t2 - t0:.1f} s "
+          f"({enc.variant}, {enc.active_providers[0]})", file=sys.stderr)
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import read_sts, sts_spearman
+    from .runtime import Encoder
+
+    s1, s2, gold = read_sts(args.sts)
+    variants = args.variants.split(",") if args.variants else None
+    from .manifest import read_manifest
+
+    manifest = read_manifest(args.export_dir)
+    rows = []
+    for variant in variants or list(manifest["variants"]):
+        enc = Encoder(args.export_dir, device=args.device, variant=variant)
+        rows.append((f"embedrt {variant}", sts_spearman(enc.encode(s1), enc.encode(s2), gold)))
+    if args.reference:
+        from .export.graph import load_sentence_transformer
+        from .export.resolve import resolve_model
+
+        st = load_sentence_transformer(resolve_model(args.reference).path)
+        rows.append(("sentence-transformers (PyTorch)", sts_spearman(st.encode(s1), st.encode(s2), gold)))
+    print(f"STS Spearman x100 on {args.sts} ({len(gold)} pairs)")
+    for name, value in rows:
+        print(f"  {name:<34} {value:.4f}")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .manifest import read_manifest
+
+    m = read_manifest(args.export_dir)
+    print(json.dumps(m, indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embedrt", description="Fast, exact sentence-transformers embeddings.",
+                                     epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a sentence-transformers model (same as export-model)")
+    _add_export_args(p)
+    p.set_defaults(func=_run_export)
+
+    p = sub.add_parser("encode", help="embed a text file (one text per line) into a .npy matrix")
+    _add_encoder_args(p)
+    p.add_argument("--input", required=True, help="UTF-8 text file, one text per line")
+    p.add_argument("--output", required=True, help=".npy file to write (float32, N x D)")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the output")
+    p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka)")
+    p.add_argument("--prompt-name", default=None, help="prompt from the model's prompts to prepend")
+    p.add_argument("--chunk-size", type=int, default=8192, help="texts read and encoded at a time (default 8192)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_encode)
+
+    p = sub.add_parser("search", help="semantic search: embed a corpus file, print the top hits per query")
+    _add_encoder_args(p)
+    p.add_argument("--corpus", required=True, help="UTF-8 text file, one document per line")
+    p.add_argument("--query", required=True, action="append", help="query text (repeatable)")
+    p.add_argument("--top-k", type=int, default=5, help="hits per query (default 5)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N corpus lines")
+    p.add_argument("--json", default=None, help="also write the hits as JSON")
+    p.set_defaults(func=_run_search)
+
+    p = sub.add_parser("mine", help="paraphrase mining: the most similar pairs in a corpus (the SBERT demo)")
+    _add_encoder_args(p)
+    p.add_argument("--corpus", required=True, help="UTF-8 text file, one sentence per line")
+    p.add_argument("--limit", type=int, default=10_000, help="first N sentences (default 10000)")
+    p.add_argument("--top-k", type=int, default=10, help="neighbours kept per sentence (default 10)")
+    p.add_argument("--pairs", type=int, default=5, help="pairs to print (default 5)")
+    p.set_defaults(func=_run_mine)
+
+    p = sub.add_parser("eval", help="STS Spearman of every variant, optionally beside the original model")
+    p.add_argument("export_dir")
+    p.add_argument("--sts", required=True, help="score<TAB>sentence1<TAB>sentence2 file (e.g. stsb-dev.tsv)")
+    p.add_argument("--variants", default=None, help="comma-separated variants (default: all in the manifest)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reference", default=None, help="also score this sentence-transformers model (needs [export])")
+    p.set_defaults(func=_run_eval)
+
+    p = sub.add_parser("info", help="print an export's manifest")
+    p.add_argument("export_dir")
+    p.set_defaults(func=_run_info)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
+        return args.func(args)
+    except EmbedrtError as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``embedrt`` entry point."""
+    return _dispatch(build_parser().parse_args(argv))
+
+
+def export_model_main(argv: list[str] | None = None) -> int:
+    """``export-model`` entry point."""
+    parser = argparse.ArgumentParser(
+        prog="export-model", epilog=EPILOG,
+        description="Export a sentence-transformers model to one verified ONNX graph (transformer, pooling, "
+                    "Dense, Normalize) with its tokenizer and an embedrt.json manifest. Steps: resolve, load, "
+                    "trace, verify, write. Nothing is left behind when a step fails.")
+    _add_export_args(parser)
+    parser.set_defaults(func=_run_export)
+    return _dispatch(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

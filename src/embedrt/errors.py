@@ -1,0 +1,51 @@
+"""Typed errors: one base class, one subclass per phase.
+
+Every error that user input can trigger is one of these, so callers can catch
+``EmbedrtError`` and never see a bare ``Exception`` or an ``AssertionError``.
+"""
+
+from __future__ import annotations
+
+
+class EmbedrtError(Exception):
+    """Base class of every error embedrt raises on purpose."""
+
+
+class ModelNotFoundError(EmbedrtError):
+    """A model id or path could not be resolved; the message lists what was tried."""
+
+
+class UnsupportedModelError(EmbedrtError):
+    """The model holds a module type or architecture that cannot go into one graph."""
+
+
+class ExportError(EmbedrtError):
+    """Tracing, writing or optimising the graph failed."""
+
+
+class ModelLoadError(ExportError):
+    """The model was found but could not be loaded (corrupted weights, bad config)."""
+
+
+class OutputExistsError(ExportError):
+    """The export target exists and ``force`` was not given."""
+
+
+class VerificationError(ExportError):
+    """The exported graph does not match the reference within the tolerance."""
+
+
+class QualityGateError(VerificationError):
+    """A reduced-precision variant drifted further from fp32 than its thresholds allow."""
+
+
+class ArtifactError(EmbedrtError):
+    """An export directory is missing a file, is corrupted, or is from an incompatible version."""
+
+
+class ProviderUnavailableError(EmbedrtError):
+    """An explicitly requested execution provider is not available or not active."""
+
+
+class InputError(EmbedrtError, ValueError):
+    """Bad arguments to encode/search: wrong types, unknown names, out-of-range values."""

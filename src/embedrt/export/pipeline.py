@@ -1,0 +1,228 @@
+"""``export_model``: resolve -> load -> trace -> verify -> write, atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExportError, OutputExistsError, VerificationError
+from ..manifest import FORMAT_VERSION, TOKENIZER_FILE, sha256_file, write_manifest
+from .graph import DEFAULT_OPSET, build_graph_module, export_onnx, inspect_model, load_sentence_transformer, \
+    read_module_types
+from .resolve import resolve_model
+from .verify import verify_export
+
+MODEL_FILE = "model.onnx"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class _Steps:
+    """Prints which step the export is in, with timings."""
+
+    def __init__(self, log: Callable[[str], None] | None, total: int) -> None:
+        self.log = log or (lambda _msg: None)
+        self.total = total
+        self.n = 0
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, detail: str = ""):
+        self.n += 1
+        self.log(f"[{self.n}/{self.total}] {name}{': ' + detail if detail else ''} ...")
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.log(f"      {name} done in {dt:.1f} s")
+
+
+def _check_target(output: Path, force: bool) -> None:
+    if output.exists():
+        if not force:
+            raise OutputExistsError(f"output directory {output} already exists; pass --force (force=True) to replace it")
+        if not output.is_dir():
+            raise OutputExistsError(f"output {output} exists and is not a directory")
+    parent = output.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ExportError(f"cannot create the parent directory {parent}: {e}") from e
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"output directory {parent} is not writable")
+
+
+def _weights_sha256(model_dir: Path) -> dict[str, str]:
+    return {name: sha256_file(model_dir / name) for name in WEIGHT_FILES if (model_dir / name).is_file()}
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("embedrt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _save_tokenizer(st_model, target: Path) -> dict[str, Any]:
+    """Write tokenizer.json as sentence-transformers uses it (lower-casing applied, no baked truncation)."""
+    hf_tok = st_model.tokenizer
+    if hf_tok is None or not getattr(hf_tok, "is_fast", False):
+        raise ExportError("the model's tokenizer has no fast (tokenizers) version; embedrt needs tokenizer.json")
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
+    # NOTE: tokenizer.json may carry its own truncation (128 for all-MiniLM-L6-v2) and padding; the runtime
+    # sets both from the manifest, so strip them to leave one source of truth.
+    backend.no_truncation()
+    backend.no_padding()
+    backend.save(str(target / TOKENIZER_FILE))
+    if hf_tok.pad_token_id is None:
+        raise ExportError("the tokenizer has no pad token; cannot batch texts")
+    return {"file": TOKENIZER_FILE, "pad_token": hf_tok.pad_token, "pad_token_id": int(hf_tok.pad_token_id),
+            "padding_side": "right"}
+
+
+def export_model(model: str, output: str | os.PathLike, *, force: bool = False, atol: float = 1e-5,
+                 opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export a sentence-transformers model to one verified ONNX graph plus tokenizer and manifest.
+
+    Args:
+        model: local directory, hub id, or short name (``all-MiniLM-L6-v2``).
+        output: target directory; written to a temporary sibling and renamed into place at the end.
+        force: replace an existing target.
+        atol: maximum abs diff allowed between the fp32 graph and ``SentenceTransformer.encode``.
+        opset: ONNX opset.
+        log: receives one line per step (the CLI passes ``print``).
+
+    Returns:
+        The manifest that was written.
+
+    Raises:
+        ModelNotFoundError, ModelLoadError, UnsupportedModelError, OutputExistsError, ExportError,
+        VerificationError. On any error nothing is left at ``output`` (and an existing one is untouched).
+    """
+    output = Path(output).expanduser().absolute()
+    _check_target(output, force)
+    steps = _Steps(log, total=5)
+    with steps.step("resolve", model):
+        resolved = resolve_model(model)
+        module_types = read_module_types(resolved.path)
+        if not module_types:
+            warnings.warn(f"{resolved.path} has no modules.json: treating it as a plain Hugging Face model with "
+                          "mean pooling, as sentence-transformers does", UserWarning, stacklevel=2)
+            if log:
+                log("      warning: no modules.json, using mean pooling (as sentence-transformers does)")
+        if log:
+            log(f"      found {resolved.model_id} via {resolved.source} at {resolved.path}")
+    with steps.step("load", "sentence-transformers reference"):
+        st_model = load_sentence_transformer(resolved.path)
+        spec = inspect_model(st_model, module_types, resolved.path)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        with steps.step("trace", f"{spec.model_type}, pooling={'+'.join(p.value for p in spec.pooling)}"):
+            import torch
+
+            hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
+            previous = getattr(hf.config, "_attn_implementation", None)
+            # NOTE: eager attention traces to plain MatMul/Softmax, which onnxruntime fuses at load time;
+            # SDPA traces to a decomposition that it does not recognise. Same numbers to ~1e-7.
+            _set_attn(hf, "eager")
+            try:
+                graph = build_graph_module(st_model, spec)
+                with torch.no_grad():
+                    input_names = export_onnx(graph, tmp / MODEL_FILE, with_prompt_length=not spec.include_prompt,
+                                              opset=opset)
+            finally:
+                if previous:
+                    _set_attn(hf, previous)
+            tokenizer_entry = _save_tokenizer(st_model, tmp)
+            manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset)
+            manifest["variants"]["fp32"] = {"file": MODEL_FILE, "precision": "fp32",
+                                            "sha256": sha256_file(tmp / MODEL_FILE), "batch_invariant": True}
+            write_manifest(tmp, manifest)
+        with steps.step("verify", f"against SentenceTransformer.encode, atol={atol:g}"):
+            figures = verify_export(tmp, st_model, "fp32")
+            manifest["variants"]["fp32"]["verification"] = figures
+            if log:
+                log(f"      max abs diff {figures['max_abs_diff']:.2e}, min cosine {figures['min_cosine']:.8f}, "
+                    f"single vs batch {figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes")
+            worst = max(figures["max_abs_diff"], figures["single_max_abs_diff"])
+            if not worst <= atol:  # NOTE: also catches NaN
+                raise VerificationError(
+                    f"fp32 graph differs from SentenceTransformer.encode by max abs {worst:.3e} > atol {atol:g} "
+                    f"(worst text: {figures['worst_text']!r}); nothing was written"
+                )
+        with steps.step("write", str(output)):
+            manifest["export_timings_s"] = steps.timings
+            write_manifest(tmp, manifest)
+            _move_into_place(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _set_attn(hf, name: str) -> None:
+    setter = getattr(hf, "set_attn_implementation", None)
+    if callable(setter):
+        try:
+            setter(name)
+            return
+        except Exception:  # noqa: BLE001 - older transformers or models without the switch
+            pass
+    hf.config._attn_implementation = name
+
+
+def _manifest(resolved, spec, tokenizer_entry, input_names, opset) -> dict[str, Any]:
+    return {
+        "format": "embedrt",
+        "format_version": FORMAT_VERSION,
+        "source": {"model": resolved.model_id, "resolved_from": resolved.source, "path": str(resolved.path),
+                   "weights_sha256": _weights_sha256(resolved.path)},
+        "architecture": spec.model_type,
+        "modules": spec.module_types,
+        "max_seq_length": spec.max_seq_length,
+        "max_seq_length_source": spec.max_seq_length_source,
+        "do_lower_case": spec.do_lower_case,
+        "pooling": {"modes": [p.value for p in spec.pooling], "include_prompt": spec.include_prompt},
+        "dense": [m for m in spec.post_modules if m["type"] == "Dense"],
+        "normalize": spec.normalize,
+        "dim": spec.dim,
+        "prompts": spec.prompts,
+        "default_prompt_name": spec.default_prompt_name,
+        "similarity_fn_name": spec.similarity_fn_name,
+        "tokenizer": tokenizer_entry,
+        "inputs": input_names,
+        "output": "sentence_embedding",
+        "opset": opset,
+        "versions": _versions(),
+        "variants": {},
+    }
+
+
+def _move_into_place(tmp: Path, output: Path) -> None:
+    backup = None
+    if output.exists():
+        backup = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, backup)
+    try:
+        os.replace(tmp, output)
+    except OSError:
+        if backup is not None:
+            os.replace(backup, output)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

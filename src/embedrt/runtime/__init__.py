@@ -1,0 +1,27 @@
+"""The embedrt runtime: numpy, onnxruntime and tokenizers only (never torch or transformers)."""
+
+from __future__ import annotations
+
+from .encoder import Encoder
+from .providers import TensorRTOptions
+from .util import (
+    cos_sim,
+    dot_score,
+    normalize,
+    paraphrase_mining,
+    paraphrase_mining_embeddings,
+    quantize_embeddings,
+    semantic_search,
+)
+
+__all__ = [
+    "Encoder",
+    "TensorRTOptions",
+    "cos_sim",
+    "dot_score",
+    "normalize",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "quantize_embeddings",
+    "semantic_search",
+]

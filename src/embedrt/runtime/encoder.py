@@ -1,0 +1,343 @@
+"""``Encoder``: a thin, torch-free drop-in for ``SentenceTransformer.encode`` over one ONNX graph."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ArtifactError, InputError, ProviderUnavailableError
+from ..manifest import read_manifest, sha256_file
+from ..modes import Device, Precision
+from . import providers as prov
+from .tokenize import TextTokenizer
+from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
+
+OUTPUT_NAME = "sentence_embedding"
+
+
+def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
+    """Return (texts, is_single). Raises InputError naming the first bad element."""
+    if isinstance(sentences, str):
+        return [sentences], True
+    if sentences is None:
+        raise InputError("sentences is None; pass a str or a list of str")
+    if isinstance(sentences, (bytes, bytearray)):
+        raise InputError("sentences is bytes; decode it first (e.g. data.decode('utf-8'))")
+    if isinstance(sentences, np.ndarray):
+        sentences = sentences.tolist()
+    if not isinstance(sentences, (list, tuple)):
+        if isinstance(sentences, Iterable) and not isinstance(sentences, dict):
+            sentences = list(sentences)
+        else:
+            raise InputError(f"sentences must be a str or a list of str, got {type(sentences).__name__}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            kind = "a nested list" if isinstance(s, (list, tuple)) else type(s).__name__
+            raise InputError(f"sentences[{i}] is {kind}, expected str (embedrt encodes single texts, not pairs)")
+    return list(sentences), False
+
+
+class Encoder:
+    """Load an embedrt export directory and encode texts exactly like ``SentenceTransformer.encode``.
+
+    Args:
+        path: export directory written by ``export-model``.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        providers: an explicit onnxruntime provider list; overrides ``device``.
+        variant: which graph of the export to load (``"fp32"``, ``"int8"``, ...; see ``manifest["variants"]``).
+        intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
+        truncate_dim: default Matryoshka truncation for every ``encode`` call.
+        max_batch_tokens: default token budget per batch (rows x padded length); None means batch_size only.
+        verify_checksum: check the graph's sha256 against the manifest at load.
+        tensorrt: TensorRT options (fp16, engine cache, shape profiles).
+        device_id: GPU ordinal for CUDA and TensorRT.
+
+    Raises:
+        ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
+        ProviderUnavailableError: the requested accelerator is not available or not active.
+        InputError: an unknown device or variant name.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
+                 variant: str = "fp32", intra_op_threads: int | None = None, *, truncate_dim: int | None = None,
+                 max_batch_tokens: int | None = None, verify_checksum: bool = True,
+                 tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
+                 session_options: ort.SessionOptions | None = None) -> None:
+        self.path = Path(path)
+        self.manifest = m = read_manifest(self.path)
+        variants = m["variants"]
+        if not isinstance(variant, str) or variant not in variants:
+            raise InputError(f"unknown variant {variant!r}; this export has: {sorted(variants)}")
+        self.variant = variant
+        entry = variants[variant]
+        model_path = self.path / entry["file"]
+        if not model_path.is_file():
+            raise ArtifactError(f"graph file for variant {variant!r} is missing: {model_path}")
+        if verify_checksum and entry.get("sha256"):
+            digest = sha256_file(model_path)
+            if digest != entry["sha256"]:
+                raise ArtifactError(
+                    f"sha256 mismatch for {model_path}: manifest says {entry['sha256']}, file has {digest}; "
+                    "the file is corrupted or was replaced (re-export, or pass verify_checksum=False)"
+                )
+        tok = m["tokenizer"]
+        self._max_seq_length_limit = int(m["max_seq_length"])
+        self.tokenizer = TextTokenizer(self.path / tok.get("file", "tokenizer.json"), self._max_seq_length_limit,
+                                       int(tok["pad_token_id"]))
+        self.input_names: list[str] = list(m["inputs"])
+        self.prompts: dict[str, str] = dict(m.get("prompts") or {})
+        self.default_prompt_name: str | None = m.get("default_prompt_name")
+        self.similarity_fn_name: str = m.get("similarity_fn_name") or "cosine"
+        self.truncate_dim = self._check_truncate_dim(truncate_dim)
+        self.max_batch_tokens = max_batch_tokens
+        self._dim = int(m["dim"])
+        self._normalized_output = bool(m["normalize"])
+
+        available = ort.get_available_providers()
+        if providers is not None:
+            missing = [p if isinstance(p, str) else p[0] for p in providers
+                       if (p if isinstance(p, str) else p[0]) not in available]
+            if missing:
+                raise ProviderUnavailableError(f"providers {missing} are not available (available: {available})")
+            self.device = Device.CUDA if any(
+                (p if isinstance(p, str) else p[0]) in (prov.CUDA, prov.TENSORRT) for p in providers) else Device.CPU
+            provider_list = list(providers)
+        else:
+            self.device, provider_list = prov.choose_providers(
+                device, available, max_seq_length=self._max_seq_length_limit, input_names=self.input_names,
+                trt=tensorrt, default_trt_cache=self.path / ".trt-cache", device_id=device_id)
+        so = session_options or self._default_session_options(intra_op_threads)
+        try:
+            self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=provider_list)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
+            raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
+        self.active_providers: list[str] = self._session.get_providers()
+        first = provider_list[0] if isinstance(provider_list[0], str) else provider_list[0][0]
+        if providers is not None:
+            if first not in self.active_providers:
+                raise ProviderUnavailableError(f"requested {first} but the session runs on {self.active_providers}")
+        else:
+            prov.check_active(self.device, self.active_providers)
+        self._use_io_binding = self.device in (Device.CUDA, Device.TENSORRT)
+        self._device_id = device_id
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ properties
+    @staticmethod
+    def _default_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
+                raise InputError(f"intra_op_threads must be a non-negative int, got {intra_op_threads!r}")
+            so.intra_op_num_threads = intra_op_threads
+        return so
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens, special tokens included; longer texts are truncated."""
+        return self.tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not isinstance(value, int) or not 1 <= value <= self._max_seq_length_limit:
+            raise InputError(f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}")
+        self.tokenizer.set_max_seq_length(value)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Output dimension, after the default ``truncate_dim`` if one is set."""
+        return min(self._dim, self.truncate_dim) if self.truncate_dim else self._dim
+
+    def _check_truncate_dim(self, truncate_dim: Any) -> int | None:
+        if truncate_dim is None:
+            return None
+        if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim <= 0:
+            raise InputError(f"truncate_dim must be a positive int, got {truncate_dim!r}")
+        return truncate_dim
+
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise InputError(f"prompt_name {prompt_name!r} not found; this model's prompts: {sorted(self.prompts)}")
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
+               batch_size: int = 32, show_progress_bar: bool | None = None,
+               output_value: str | None = "sentence_embedding", precision: Precision | str = "float32",
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
+               normalize_embeddings: bool = False, truncate_dim: int | None = None,
+               max_batch_tokens: int | None = None) -> np.ndarray | list[np.ndarray]:
+        """Embed texts; the same arguments, shapes and numbers as ``SentenceTransformer.encode``.
+
+        Args:
+            sentences: a str (gives ``(D,)``) or a list of str (gives ``(N, D)``; an empty list gives ``(0, D)``).
+            prompt_name: key of ``self.prompts`` to prepend; ignored when ``prompt`` is given.
+            prompt: a literal prompt to prepend.
+            batch_size: rows per graph run.
+            show_progress_bar: show a tqdm bar (if tqdm is installed).
+            output_value: only ``"sentence_embedding"``; token embeddings are not part of the one-graph export.
+            precision: ``float32``, ``int8``, ``uint8``, ``binary`` or ``ubinary`` (``quantize_embeddings``).
+            convert_to_numpy: False returns a list of 1-D arrays, as sentence-transformers returns a list.
+            convert_to_tensor: not supported (the runtime has no torch); raises InputError when True.
+            device: accepted for signature parity; must be None or this encoder's device.
+            normalize_embeddings: L2-normalise the (possibly truncated) output.
+            truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka).
+            max_batch_tokens: cap rows x padded length per batch to cut padding waste.
+
+        Returns:
+            float32 ``(N, D)`` (or int8/uint8 for quantized precisions), ``(D,)`` for a single str.
+
+        Raises:
+            InputError: None, bytes, a non-str element, a nested list, or an invalid argument.
+        """
+        texts, single = _validate_texts(sentences)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if output_value != "sentence_embedding":
+            raise InputError(f"output_value {output_value!r} is not supported; valid choices: 'sentence_embedding'")
+        if convert_to_tensor:
+            raise InputError("convert_to_tensor=True needs torch, which the runtime does not use; "
+                             "use convert_to_numpy=True")
+        if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
+            raise InputError(f"this Encoder runs on {self.device.value!r}; create another Encoder for {device!r}")
+        precision = Precision.parse(precision, "precision")
+        truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
+        budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+            raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
+        prompt_text = self._resolve_prompt(prompt, prompt_name)
+
+        out_dim = min(self._dim, truncate_dim) if truncate_dim else self._dim
+        if not texts:
+            emb = np.zeros((0, out_dim), dtype=np.float32)
+        else:
+            emb = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
+            if truncate_dim:
+                emb = np.ascontiguousarray(emb[:, :truncate_dim])
+            if normalize_embeddings:
+                emb = normalize(emb).astype(np.float32, copy=False)
+        if precision is not Precision.FLOAT32:
+            emb = quantize_embeddings(emb, precision)
+        if single:
+            return emb[0]
+        if not convert_to_numpy:
+            return list(emb)
+        return emb
+
+    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the ``"query"`` prompt when the model has one (as sentence-transformers)."""
+        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None and "query" in self.prompts:
+            kwargs["prompt_name"] = "query"
+        return self.encode(sentences, **kwargs)
+
+    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts the model has."""
+        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None:
+            for name in ("document", "passage", "corpus"):
+                if name in self.prompts:
+                    kwargs["prompt_name"] = name
+                    break
+        return self.encode(sentences, **kwargs)
+
+    def similarity(self, a: Any, b: Any) -> np.ndarray:
+        """Pairwise similarity matrix with the model's ``similarity_fn_name`` (cosine by default)."""
+        return SIMILARITY_FUNCTIONS[self.similarity_fn_name](a, b)
+
+    def similarity_pairwise(self, a: Any, b: Any) -> np.ndarray:
+        """Row-by-row similarity of two equally long matrices."""
+        a2, b2 = np.atleast_2d(np.asarray(a, np.float32)), np.atleast_2d(np.asarray(b, np.float32))
+        if a2.shape != b2.shape:
+            raise InputError(f"shapes differ: {a2.shape} vs {b2.shape}")
+        fn = SIMILARITY_FUNCTIONS[self.similarity_fn_name]
+        return np.array([fn(x, y)[0, 0] for x, y in zip(a2, b2)], dtype=np.float32)
+
+    # ------------------------------------------------------------------ internals
+    def _batches(self, lengths: np.ndarray, batch_size: int, budget: int | None) -> list[np.ndarray]:
+        """Length-sorted (longest first, stable) index batches; a token budget shrinks long batches."""
+        order = np.argsort(-lengths, kind="stable")
+        batches = []
+        start = 0
+        n = len(order)
+        while start < n:
+            rows = batch_size
+            if budget is not None:
+                rows = max(1, min(batch_size, budget // max(1, int(lengths[order[start]]))))
+            batches.append(order[start:start + rows])
+            start += rows
+        return batches
+
+    def _embed(self, texts: list[str], prompt: str | None, batch_size: int, budget: int | None,
+               show_progress_bar: bool | None) -> np.ndarray:
+        if prompt:
+            texts = [prompt + t for t in texts]
+        prompt_feed = None
+        if "prompt_length" in self.input_names:
+            k = self.tokenizer.prompt_length(prompt) if prompt else 0
+            prompt_feed = np.array([k], dtype=np.int64)
+        rows = self.tokenizer.encode_ids(texts)
+        out = np.empty((len(rows), self._dim), dtype=np.float32)
+        if len(rows) == 1:  # NOTE: single-text fast path: no sorting, no index bookkeeping
+            ids, mask = self.tokenizer.pad(rows)
+            out[:] = self._run(ids, mask, prompt_feed)
+            return out
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        batches = self._batches(lengths, batch_size, budget)
+        bar = None
+        if show_progress_bar:
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(rows), desc="Encoding", unit="text")
+            except ImportError:
+                bar = None
+        for idx in batches:
+            ids, mask = self.tokenizer.pad([rows[i] for i in idx])
+            out[idx] = self._run(ids, mask, prompt_feed)
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if prompt_length is not None:
+            feed["prompt_length"] = prompt_length
+        if not self._use_io_binding:
+            return self._session.run([OUTPUT_NAME], feed)[0]
+        return self._run_io_binding(feed)
+
+    def _run_io_binding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        # NOTE: inputs are copied to the device once; the output lives in a device buffer that is reused for
+        # every batch of the same shape (per thread, so concurrent callers never share a buffer).
+        shape = (feed["input_ids"].shape[0], self._dim)
+        cache: dict[tuple[int, int], Any] = getattr(self._local, "buffers", None) or {}
+        self._local.buffers = cache
+        out = cache.get(shape)
+        if out is None:
+            out = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self._device_id)
+            cache[shape] = out
+        binding = self._session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_ortvalue_output(OUTPUT_NAME, out)
+        self._session.run_with_iobinding(binding)
+        return out.numpy()
+
+    def __repr__(self) -> str:
+        return (f"Encoder(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
+                f"dim={self._dim}, max_seq_length={self.max_seq_length}, providers={self.active_providers})")

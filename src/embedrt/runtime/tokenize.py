@@ -1,0 +1,61 @@
+"""Tokenization with the ``tokenizers`` library alone, reproducing sentence-transformers exactly.
+
+sentence-transformers calls the Hugging Face fast tokenizer with ``padding=True`` (longest in the
+batch), ``truncation="longest_first"`` and ``max_length = max_seq_length``; the fast tokenizer is a thin
+wrapper over the same Rust ``tokenizers.Tokenizer`` used here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..errors import ArtifactError
+
+
+class TextTokenizer:
+    """Turns texts into int64 ``input_ids`` / ``attention_mask`` arrays, right-padded to the longest row."""
+
+    def __init__(self, path: str | Path, max_seq_length: int, pad_token_id: int) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"tokenizer file is missing: {path}")
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - the Rust error type is not importable
+            raise ArtifactError(f"tokenizer file {path} is corrupted: {e}") from e
+        self.max_seq_length = int(max_seq_length)
+        self.pad_token_id = int(pad_token_id)
+        # NOTE: truncation is set once here and padding is done in numpy per batch, so the tokenizer is
+        # never mutated after construction and encode is safe to call from many threads.
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=self.max_seq_length, strategy="longest_first")
+        self._special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+
+    def encode_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (special tokens added, truncated, unpadded)."""
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=True)]
+
+    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Right-pad to the longest row: int64 ``input_ids`` and ``attention_mask`` of shape (B, T)."""
+        width = max((len(r) for r in rows), default=0)
+        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        return ids, mask
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens a prompt contributes, without a trailing special token (as sentence-transformers counts)."""
+        ids = self._tok.encode(prompt, add_special_tokens=True).ids
+        n = len(ids)
+        if ids and ids[-1] in self._special_ids:
+            n -= 1
+        return n
+
+    def set_max_seq_length(self, value: int) -> None:
+        self.max_seq_length = int(value)
+        self._tok.enable_truncation(max_length=self.max_seq_length, strategy="longest_first")
