@@ -83,6 +83,13 @@ def load_sentence_transformer(model_dir: Path):
     except ImportError as e:  # pragma: no cover
         raise ModelLoadError("exporting needs sentence-transformers: pip install 'embedrt[export]'") from e
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # NOTE: the CLI prints its own steps; weight-loading bars are noise
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -143,7 +150,15 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
     # NOTE: max_seq_length comes from sentence_bert_config.json (what sentence-transformers truncates at),
     # never from tokenizer.json, whose own truncation (128 for all-MiniLM-L6-v2) ST overrides.
     max_len = st_model.max_seq_length
-    source = "sentence_bert_config.json" if "max_seq_length" in sbert_cfg else "tokenizer/model config"
+    tok_cfg_path = model_dir / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8")) if tok_cfg_path.is_file() else {}
+    if "max_seq_length" in sbert_cfg:
+        source = "sentence_bert_config.json"
+    elif tok_cfg.get("model_max_length") == max_len:
+        # NOTE: sentence-transformers >= 5 saves max_seq_length as the tokenizer's model_max_length.
+        source = "tokenizer_config.json"
+    else:
+        source = "max_position_embeddings"
     if max_len is None or max_len > 100_000:
         raise UnsupportedModelError(f"cannot determine max_seq_length for {model_dir}")
     getter = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
@@ -233,12 +248,15 @@ def build_graph_module(st_model, spec: ModelSpec):
     return SentenceGraph().eval()
 
 
-def export_onnx(graph_module, path: Path, with_prompt_length: bool, opset: int = DEFAULT_OPSET) -> list[str]:
+def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, dim: int,
+                opset: int = DEFAULT_OPSET) -> list[str]:
     """Trace ``graph_module`` to ``path`` with dynamic batch and sequence axes. Returns the input names."""
     import torch
 
-    ids = torch.tensor([[101, 2023, 2003, 102, 0], [101, 2023, 102, 0, 0]], dtype=torch.int64)
-    mask = (ids != 0).to(torch.int64)
+    # NOTE: a padded two-row sample, so tracing sees both real and padded positions.
+    sample = tokenizer(["an example sentence to trace with", "short"], padding=True, return_tensors="pt")
+    ids = sample["input_ids"].to(torch.int64)
+    mask = sample["attention_mask"].to(torch.int64)
     args: tuple = (ids, mask)
     names = ["input_ids", "attention_mask"]
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
@@ -254,4 +272,18 @@ def export_onnx(graph_module, path: Path, with_prompt_length: bool, opset: int =
             graph_module, args, str(path), input_names=names, output_names=["sentence_embedding"],
             dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
         )
+    _fix_output_shape(path, dim)
     return names
+
+
+def _fix_output_shape(path: Path, dim: int) -> None:
+    """The tracer leaves the embedding width symbolic; it is a constant of the model, so say so."""
+    import onnx
+
+    model = onnx.load(str(path))
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    out_dims[0].dim_param = "batch"
+    out_dims[1].Clear()
+    out_dims[1].dim_value = int(dim)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

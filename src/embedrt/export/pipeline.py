@@ -143,8 +143,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
             try:
                 graph = build_graph_module(st_model, spec)
                 with torch.no_grad():
-                    input_names = export_onnx(graph, tmp / MODEL_FILE, with_prompt_length=not spec.include_prompt,
-                                              opset=opset)
+                    input_names = export_onnx(graph, st_model.tokenizer, tmp / MODEL_FILE, with_prompt_length=not spec.include_prompt,
+                                              dim=spec.dim, opset=opset)
             finally:
                 if previous:
                     _set_attn(hf, previous)

@@ -1,0 +1,108 @@
+"""Tiny random sentence-transformers models, built locally (no hub), for hermetic tests."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+ARCHS = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+HIDDEN = 32
+
+_WORDS = ("the a an is are was of to in and on for with that this it by as at from model token vector "
+          "search index hello world man playing guitar stage pizza love family code return café naïve "
+          "relativity theory who what when where why how").split()
+_EXTRA_CHARS = "éèàâçïôûüöäßÅåñ日本語中文한국어🍕🔥👍مرحباשלום—–…’“”"
+
+
+def _wordpiece_vocab(specials: list[str]) -> dict[str, int]:
+    chars = list(string.ascii_letters + string.digits + string.punctuation) + list(_EXTRA_CHARS)
+    items = specials + chars + ["##" + c for c in chars if c.isalnum()] + _WORDS
+    vocab: dict[str, int] = {}
+    for t in items:
+        vocab.setdefault(t, len(vocab))
+    return vocab
+
+
+def build_tokenizer(arch: str):
+    if arch in ("bert", "distilbert"):
+        from transformers import BertTokenizer, DistilBertTokenizer
+
+        vocab = _wordpiece_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        cls = BertTokenizer if arch == "bert" else DistilBertTokenizer
+        return cls(vocab=vocab, do_lower_case=True)
+    if arch == "mpnet":
+        from transformers import MPNetTokenizer
+
+        vocab = _wordpiece_vocab(["<s>", "<pad>", "</s>", "[UNK]", "<mask>"])
+        return MPNetTokenizer(vocab=vocab, do_lower_case=True)
+    if arch == "roberta":
+        from tokenizers import pre_tokenizers
+        from transformers import RobertaTokenizer
+
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+        vocab = {t: i for i, t in enumerate(specials + alphabet + ["Ġthe", "th", "Ġt", "he"])}
+        return RobertaTokenizer(vocab=vocab, merges=[("Ġ", "t"), ("t", "h"), ("h", "e"), ("Ġt", "he")])
+    if arch == "xlm-roberta":
+        from transformers import XLMRobertaTokenizer
+
+        pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+        chars = list(string.ascii_letters + string.digits + string.punctuation) + list(_EXTRA_CHARS)
+        pieces += [("▁", -2.0)] + [(c, -5.0) for c in chars] + [("▁" + w, -3.0) for w in _WORDS]
+        pieces.append(("<mask>", 0.0))
+        return XLMRobertaTokenizer(vocab=pieces)
+    raise ValueError(arch)
+
+
+def build_config(arch: str, vocab_size: int, pad_id: int, max_pos: int = 64):
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, initializer_range=0.2, pad_token_id=pad_id)
+    if arch == "bert":
+        return tf.BertConfig(max_position_embeddings=max_pos, **common)
+    if arch == "mpnet":
+        return tf.MPNetConfig(max_position_embeddings=max_pos + 2, **common)
+    if arch == "roberta":
+        return tf.RobertaConfig(max_position_embeddings=max_pos + 2, **common)
+    if arch == "xlm-roberta":
+        return tf.XLMRobertaConfig(max_position_embeddings=max_pos + 2, **common)
+    if arch == "distilbert":
+        return tf.DistilBertConfig(vocab_size=vocab_size, dim=HIDDEN, n_layers=2, n_heads=4, hidden_dim=64,
+                                   max_position_embeddings=max_pos, initializer_range=0.2, pad_token_id=pad_id)
+    raise ValueError(arch)
+
+
+def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, ...] = "mean", dense: bool = False,
+                  normalize: bool = False, prompts: dict[str, str] | None = None,
+                  default_prompt_name: str | None = None, include_prompt: bool = True, max_seq_length: int = 24,
+                  seed: int = 0, weight_scale: float | None = None) -> Path:
+    """Save a random sentence-transformers model to ``out_dir`` and return it."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import AutoModel
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir.parent / f"{out_dir.name}-hf"
+    tok = build_tokenizer(arch)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(build_config(arch, len(tok), tok.pad_token_id))
+    if weight_scale is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(weight_scale)
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length),
+               Pooling(HIDDEN, pooling_mode=pooling, include_prompt=include_prompt)]
+    width = HIDDEN * (1 if isinstance(pooling, str) else len(pooling))
+    if dense:
+        modules.append(Dense(width, 16, activation_function=torch.nn.Tanh()))
+    if normalize:
+        modules.append(Normalize())
+    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts, default_prompt_name=default_prompt_name)
+    st.save(str(out_dir))
+    return out_dir
