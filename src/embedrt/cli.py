@@ -198,6 +198,38 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run_bench
+    from .bench.orchestrate import to_markdown, to_plot
+
+    cfg = BenchConfig(
+        target=args.target, corpus=args.corpus, limit=args.limit, batch_sizes=args.batch_sizes,
+        headline_batch_size=args.headline_batch_size,
+        variants=args.variants.split(",") if args.variants else None,
+        peers=[p for p in args.peers.split(",") if p] if args.peers is not None else None,
+        repeats=args.repeats, latency_calls=args.latency_calls, sweep_limit=args.sweep_limit,
+        peer_python=args.peer_python, workdir=args.workdir)
+    if cfg.peers is None:
+        cfg.peers = ["st-torch", "st-onnx", "st-onnx-int8", "fastembed"]
+    report = run_bench(cfg, quiet=args.quiet)
+    md = to_markdown(report)
+    print(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.markdown:
+        Path(args.markdown).write_text(md, encoding="utf-8")
+    if args.plot:
+        to_plot(report, args.plot)
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
 
@@ -250,6 +282,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--reference", default=None, help="also score this sentence-transformers model (needs [export])")
     p.set_defaults(func=_run_eval)
+
+    p = sub.add_parser("bench", help="throughput, latency, cold start, memory and agreement, side by side with peers")
+    p.add_argument("target", help="export directory, or a model to export first")
+    p.add_argument("--corpus", required=True, help="UTF-8 text file, one text per line")
+    p.add_argument("--limit", type=int, default=4000, help="first N lines (default 4000)")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], help="sweep (default 1,8,32,128)")
+    p.add_argument("--headline-batch-size", type=int, default=32, help="batch size of the main table (default 32)")
+    p.add_argument("--sweep-limit", type=int, default=1000,
+                   help="texts for the non-headline batch sizes (default 1000)")
+    p.add_argument("--variants", default=None, help="embedrt variants (default: all in the manifest)")
+    p.add_argument("--peers", default=None,
+                   help="comma-separated: st-torch,st-onnx,st-onnx-int8,fastembed (default: all; '' for none)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repetitions (default 3)")
+    p.add_argument("--latency-calls", type=int, default=200, help="single-sentence calls for p50/p99 (default 200)")
+    p.add_argument("--peer-python", default=None,
+                   help="interpreter for the peers (e.g. a venv with sentence-transformers + optimum); default: this one")
+    p.add_argument("--workdir", default=None, help="cache for peer ONNX exports (default ~/.cache/embedrt/bench/...)")
+    p.add_argument("--json", default=None, help="write the full report as JSON")
+    p.add_argument("--markdown", default=None, help="write the tables as markdown")
+    p.add_argument("--plot", default=None, help="write throughput/latency plots as PNG (needs matplotlib)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_bench)
 
     p = sub.add_parser("info", help="print an export's manifest")
     p.add_argument("export_dir")

@@ -40,6 +40,7 @@ class ModelSpec:
     similarity_fn_name: str
     module_types: list[str] = field(default_factory=list)
     plain_hf: bool = False
+    model_config: dict[str, int] = field(default_factory=dict)
 
 
 def read_module_types(model_dir: Path) -> list[str]:
@@ -163,7 +164,16 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
         raise UnsupportedModelError(f"cannot determine max_seq_length for {model_dir}")
     getter = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
     dim = getter()
+    cfg = hf.config
+    # NOTE: sizes for FLOP counts in benchmarks; DistilBERT names them differently.
+    sizes = {
+        "num_hidden_layers": getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None),
+        "hidden_size": getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None),
+        "intermediate_size": getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None),
+        "num_attention_heads": getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads", None),
+    }
     return ModelSpec(
+        model_config={k: int(v) for k, v in sizes.items() if isinstance(v, int)},
         model_type=str(getattr(hf.config, "model_type", "unknown")),
         max_seq_length=int(max_len),
         max_seq_length_source=source,
