@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import EmbedrtError
+from .errors import EmbedrtError, InputError
 
 EPILOG = "Every command exits 0 on success, 2 on a usage or embedrt error (the message says which)."
 
@@ -21,16 +21,45 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atol", type=float, default=1e-5,
                    help="max abs diff allowed against SentenceTransformer.encode (default: 1e-5)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--quantize", action="append", default=[], choices=["int8", "fp16"],
+                   help="add a variant beside fp32 (repeatable): int8 (per-token, batch-invariant, CPU) or "
+                        "fp16 (for GPU providers)")
+    p.add_argument("--variants", default=None, help="comma-separated alternative to --quantize, e.g. fp32,int8,fp16")
+    p.add_argument("--min-mean-cosine", type=float, default=0.99,
+                   help="quality gate: refuse a variant whose mean cosine to fp32 is lower (default 0.99)")
+    p.add_argument("--min-cosine", type=float, default=0.95,
+                   help="quality gate: refuse a variant whose worst cosine to fp32 is lower (default 0.95)")
+    p.add_argument("--calibration", default=None,
+                   help="text file of real sentences for the gate (default: a built-in sample)")
+    p.add_argument("--eval-sts", default=None,
+                   help="STS file (score<TAB>s1<TAB>s2): Spearman of every variant goes into the manifest")
+    p.add_argument("--int8-exclude", default="",
+                   help="comma-separated Linear roles kept fp32 in int8: attention, ffn_up, ffn_down (default: none)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
+    from .export.gate import GateThresholds
+    from .export.quantize import ROLES, Int8Config
+
     output = args.output or f"{args.model.rstrip('/').split('/')[-1]}.embedrt"
+    variants = ["fp32", *args.quantize]
+    if args.variants:
+        variants += [v.strip() for v in args.variants.split(",") if v.strip()]
+    exclude = tuple(r for r in args.int8_exclude.split(",") if r)
+    bad = [r for r in exclude if r not in ROLES]
+    if bad:
+        raise InputError(f"unknown --int8-exclude roles {bad}; valid choices: {list(ROLES)}")
+    calibration = _read_lines(args.calibration) if args.calibration else None
     t0 = time.perf_counter()
     manifest = export_model(args.model, output, force=args.force, atol=args.atol, opset=args.opset,
-                            log=None if args.quiet else lambda m: print(m, flush=True))
+                            log=None if args.quiet else lambda m: print(m, flush=True), variants=variants,
+                            int8=Int8Config(exclude_roles=exclude),
+                            thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
+                            calibration=[c for c in calibration if c.strip()] if calibration else None,
+                            eval_sts=args.eval_sts)
     fig = manifest["variants"]["fp32"]["verification"]
     print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
           f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "

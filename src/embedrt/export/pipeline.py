@@ -12,14 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, OutputExistsError, VerificationError
+from ..errors import ExportError, InputError, OutputExistsError, QualityGateError, VerificationError
 from ..manifest import FORMAT_VERSION, TOKENIZER_FILE, sha256_file, write_manifest
 from .graph import DEFAULT_OPSET, build_graph_module, export_onnx, inspect_model, load_sentence_transformer, \
     read_module_types
+from .gate import GateThresholds, gate_failures, measure_variant
+from .quantize import Int8Config, convert_fp16, quantize_int8
 from .resolve import resolve_model
 from .verify import verify_export
 
 MODEL_FILE = "model.onnx"
+#: Variants export-model can add beside fp32, and the file each is written to.
+VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -95,7 +99,10 @@ def _save_tokenizer(st_model, target: Path) -> dict[str, Any]:
 
 
 def export_model(model: str, output: str | os.PathLike, *, force: bool = False, atol: float = 1e-5,
-                 opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
+                 variants: tuple[str, ...] | list[str] = ("fp32",), int8: Int8Config | None = None,
+                 thresholds: GateThresholds | None = None, calibration: list[str] | None = None,
+                 eval_sts: str | None = None) -> dict[str, Any]:
     """Export a sentence-transformers model to one verified ONNX graph plus tokenizer and manifest.
 
     Args:
@@ -105,17 +112,27 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         atol: maximum abs diff allowed between the fp32 graph and ``SentenceTransformer.encode``.
         opset: ONNX opset.
         log: receives one line per step (the CLI passes ``print``).
+        variants: ``fp32`` always, plus ``int8`` (per-token int8, CPU) and/or ``fp16`` (GPU providers).
+        int8: the int8 scheme (default: every transformer Linear, no smoothing; see README).
+        thresholds: the quality gate for reduced-precision variants (mean cosine >= 0.99, min >= 0.95).
+        calibration: real sentences for the gate (and for smoothing); default: a built-in sample.
+        eval_sts: an STS file (score, s1, s2): Spearman of fp32 and of every variant goes into the manifest.
 
     Returns:
         The manifest that was written.
 
     Raises:
         ModelNotFoundError, ModelLoadError, UnsupportedModelError, OutputExistsError, ExportError,
-        VerificationError. On any error nothing is left at ``output`` (and an existing one is untouched).
+        VerificationError, QualityGateError. On any error nothing is left at ``output`` (and an existing one is untouched).
     """
     output = Path(output).expanduser().absolute()
+    extra = [v for v in dict.fromkeys(variants) if v != "fp32"]
+    unknown = [v for v in extra if v not in VARIANT_FILES]
+    if unknown:
+        raise InputError(f"unknown variants {unknown}; valid choices: {['fp32', *VARIANT_FILES]}")
+    thresholds = thresholds or GateThresholds()
     _check_target(output, force)
-    steps = _Steps(log, total=5)
+    steps = _Steps(log, total=5 + len(extra))
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         module_types = read_module_types(resolved.path)
@@ -165,6 +182,47 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                     f"fp32 graph differs from SentenceTransformer.encode by max abs {worst:.3e} > atol {atol:g} "
                     f"(worst text: {figures['worst_text']!r}); nothing was written"
                 )
+        if eval_sts:
+            from ..evaluate import read_sts, sts_spearman
+            from ..runtime.encoder import Encoder
+
+            s1, s2, gold = read_sts(eval_sts)
+            fp = Encoder(tmp, device="cpu")
+            ref_st = sts_spearman(st_model.encode(s1), st_model.encode(s2), gold)
+            manifest["variants"]["fp32"]["sts"] = {"file": str(eval_sts), "spearman": sts_spearman(
+                fp.encode(s1), fp.encode(s2), gold), "sentence_transformers_spearman": ref_st}
+        for variant in extra:
+            with steps.step(f"quantize {variant}", "build, then gate against fp32"):
+                file = VARIANT_FILES[variant]
+                if variant == "int8":
+                    cfg = int8 or Int8Config(exclude_roles=())
+                    feeds = _calibration_feeds(tmp, calibration) if cfg.smooth_alpha is not None else None
+                    scheme = quantize_int8(tmp / MODEL_FILE, tmp / file, cfg, feeds)
+                else:
+                    scheme = convert_fp16(tmp / MODEL_FILE, tmp / file)
+                entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file), "scheme": scheme,
+                         "batch_invariant": True}
+                manifest["variants"][variant] = entry
+                write_manifest(tmp, manifest)
+                baseline = manifest["variants"]["fp32"].get("sts", {}).get("spearman")
+                figures = measure_variant(tmp, variant, calibration, eval_sts, baseline)
+                entry["quality"] = figures
+                entry["batch_invariant"] = figures["batch_invariance_min_cosine"] >= 0.99999
+                entry["thresholds"] = {"min_mean_cosine": thresholds.min_mean_cosine,
+                                       "min_cosine": thresholds.min_cosine}
+                if log:
+                    sts = f", STS delta {figures['sts']['delta']:+.3f}" if "sts" in figures else ""
+                    log(f"      {variant}: mean cosine {figures['mean_cosine']:.5f}, min {figures['min_cosine']:.5f}, "
+                        f"top-10 overlap {figures['top10_overlap']:.2f}, alone-vs-batch min cosine "
+                        f"{figures['batch_invariance_min_cosine']:.7f}{sts}")
+                failures = gate_failures(figures, thresholds)
+                if failures:
+                    raise QualityGateError(
+                        f"variant {variant!r} refused by the quality gate: " + "; ".join(failures)
+                        + f" (mean cosine {figures['mean_cosine']:.5f}, min cosine {figures['min_cosine']:.5f}, "
+                        f"over {figures['n_texts']} texts); nothing was written"
+                    )
+                write_manifest(tmp, manifest)
         with steps.step("write", str(output)):
             manifest["export_timings_s"] = steps.timings
             write_manifest(tmp, manifest)
@@ -173,6 +231,19 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[dict[str, Any]]:
+    from ..runtime.encoder import Encoder
+    from .gate import SAMPLE_SENTENCES
+
+    enc = Encoder(export_dir, device="cpu")
+    rows = enc.tokenizer.encode_ids(list(sentences or SAMPLE_SENTENCES))
+    feeds = []
+    for i in range(0, len(rows), 32):
+        ids, mask = enc.tokenizer.pad(rows[i:i + 32])
+        feeds.append({"input_ids": ids, "attention_mask": mask})
+    return feeds
 
 
 def _set_attn(hf, name: str) -> None:

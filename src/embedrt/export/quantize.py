@@ -1,0 +1,209 @@
+"""Reduced-precision variants of the fp32 graph: per-token int8 (CPU) and fp16 (GPU).
+
+int8 scheme (measured in README "Quantized variants"): every selected Linear ``y = x W + b`` becomes
+
+    s_row = max(|x| over the hidden axis) / 127          one scale per token: batch-invariant by construction
+    q     = Round(x / s_row) + 128  -> uint8            u8 activations: the VNNI path (s8 x s8 is ~6x slower)
+    acc   = MatMulInteger(q, W_s8, a_zero_point=128)    int32, exact
+    y     = Cast(acc) * s_row * s_col + b                s_col: per-output-channel symmetric weight scales
+
+Linears reading the same tensor (query/key/value) share one quantization. Optional SmoothQuant-style
+per-channel smoothing (``alpha``) moves activation outliers into the weights using static factors from
+calibration sentences, so the result stays batch-invariant. Roles are found from weight shapes:
+``attention`` (K == N), ``ffn_up`` (K < N), ``ffn_down`` (K > N).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROLES = ("attention", "ffn_up", "ffn_down")
+
+
+@dataclass
+class Int8Config:
+    """Which Linears become int8, and how."""
+
+    exclude_roles: tuple[str, ...] = ("ffn_down",)
+    exclude_layers: tuple[int, ...] = ()
+    smooth_alpha: float | None = None
+    smooth_roles: tuple[str, ...] = ("ffn_down",)
+    fuse_shared_inputs: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {"scheme": "per-token symmetric u8 activations x per-channel s8 weights (MatMulInteger)",
+                "exclude_roles": list(self.exclude_roles), "exclude_layers": list(self.exclude_layers),
+                "smooth_alpha": self.smooth_alpha, "smooth_roles": list(self.smooth_roles) if self.smooth_alpha
+                else [], "batch_invariant": True}
+
+
+def _role(k: int, n: int) -> str:
+    return "attention" if k == n else ("ffn_up" if k < n else "ffn_down")
+
+
+def _layer_index(name: str) -> int | None:
+    import re
+
+    m = re.search(r"layers?\.(\d+)[/.]", name)
+    return int(m.group(1)) if m else None
+
+
+def find_linears(model) -> list[dict]:
+    """MatMul nodes whose second input is a 2-D initializer inside the transformer (not the ST Dense head)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in inits:
+            continue
+        w = inits[node.input[1]]
+        if len(w.dims) != 2 or not node.name.startswith("/transformer/"):
+            continue
+        k, n = int(w.dims[0]), int(w.dims[1])
+        out.append({"node": node, "weight": node.input[1], "k": k, "n": n, "role": _role(k, n),
+                    "layer": _layer_index(node.name)})
+    return out
+
+
+def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-channel max |x| of the given intermediate tensors over calibration batches."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(fp32_path))
+    known = {o.name for o in model.graph.output}
+    for t in tensors:
+        if t not in known:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    result: dict[str, np.ndarray] = {}
+    for feed in feeds:
+        outs = sess.run(tensors, feed)
+        mask = feed["attention_mask"].astype(bool)
+        for name, value in zip(tensors, outs):
+            rows = value[mask] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
+            amax = np.abs(rows).max(axis=0)
+            result[name] = amax if name not in result else np.maximum(result[name], amax)
+    return result
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
+                  calibration_feeds: list[dict[str, np.ndarray]] | None = None) -> dict:
+    """Write the int8 variant of ``fp32_path`` to ``out_path``. Returns a description for the manifest."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(fp32_path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    linears = [lin for lin in find_linears(model) if lin["role"] not in cfg.exclude_roles
+               and lin["layer"] not in cfg.exclude_layers]
+    smooth: dict[str, np.ndarray] = {}
+    if cfg.smooth_alpha is not None:
+        targets = sorted({lin["node"].input[0] for lin in linears if lin["role"] in cfg.smooth_roles})
+        if targets:
+            if not calibration_feeds:
+                raise ValueError("smoothing needs calibration sentences")
+            smooth = calibrate_absmax(fp32_path, targets, calibration_feeds)
+
+    new_nodes: list = []
+    new_inits: list = []
+    replaced: dict[str, list] = {}  # original node name -> replacement nodes
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for lin in linears:
+        key = lin["node"].input[0] if cfg.fuse_shared_inputs else lin["node"].name
+        groups[key].append(lin)
+
+    def const(name: str, arr: np.ndarray):
+        t = numpy_helper.from_array(arr, name)
+        new_inits.append(t)
+        return name
+
+    eps = const("embedrt_q_eps", np.array(1e-12, dtype=np.float32))
+    c127 = const("embedrt_q_127", np.array(127.0, dtype=np.float32))
+    c128 = const("embedrt_q_128f", np.array(128.0, dtype=np.float32))
+    zp = const("embedrt_q_zp", np.array(128, dtype=np.uint8))
+    for gi, (_key, members) in enumerate(groups.items()):
+        x = members[0]["node"].input[0]
+        p = f"/embedrt_q/g{gi}"
+        nodes = []
+        src = x
+        factor = None
+        if smooth and x in smooth:
+            w_absmax = np.max([np.abs(numpy_helper.to_array(inits[m["weight"]])).max(axis=1) for m in members], axis=0)
+            a = cfg.smooth_alpha
+            factor = (np.maximum(smooth[x], 1e-5) ** a / np.maximum(w_absmax, 1e-5) ** (1 - a)).astype(np.float32)
+            factor = np.clip(factor, 1e-2, 1e2).astype(np.float32)
+            inv = const(f"{p}/smooth_inv", (1.0 / factor).astype(np.float32))
+            nodes.append(helper.make_node("Mul", [x, inv], [f"{p}/xs"], name=f"{p}/Smooth"))
+            src = f"{p}/xs"
+        nodes += [
+            helper.make_node("Abs", [src], [f"{p}/abs"], name=f"{p}/Abs"),
+            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1], keepdims=1),
+            helper.make_node("Max", [f"{p}/amax", eps], [f"{p}/amax_eps"], name=f"{p}/Max"),
+            helper.make_node("Div", [f"{p}/amax_eps", c127], [f"{p}/s_row"], name=f"{p}/Scale"),
+            helper.make_node("Div", [src, f"{p}/s_row"], [f"{p}/xq"], name=f"{p}/Div"),
+            helper.make_node("Round", [f"{p}/xq"], [f"{p}/xr"], name=f"{p}/Round"),
+            helper.make_node("Add", [f"{p}/xr", c128], [f"{p}/xo"], name=f"{p}/Offset"),
+            helper.make_node("Cast", [f"{p}/xo"], [f"{p}/xu8"], name=f"{p}/CastU8", to=TensorProto.UINT8),
+        ]
+        for mi, m in enumerate(members):
+            w = numpy_helper.to_array(inits[m["weight"]]).astype(np.float32)
+            if factor is not None:
+                w = w * factor[:, None]
+            s_col = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
+            wq = np.clip(np.round(w / s_col), -127, 127).astype(np.int8)
+            q = f"{p}/m{mi}"
+            wname = const(f"{q}/w_s8", wq)
+            sname = const(f"{q}/s_col", s_col.astype(np.float32))
+            out = m["node"].output[0]
+            nodes += [
+                helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"], name=f"{q}/MatMulInteger"),
+                helper.make_node("Cast", [f"{q}/acc"], [f"{q}/accf"], name=f"{q}/CastF", to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{q}/accf", sname], [f"{q}/y_col"], name=f"{q}/MulCol"),
+                helper.make_node("Mul", [f"{q}/y_col", f"{p}/s_row"], [out], name=f"{q}/MulRow"),
+            ]
+            replaced[m["node"].name] = []
+        replaced[members[0]["node"].name] = nodes
+
+    for node in graph.node:
+        if node.name in replaced:
+            new_nodes.extend(replaced[node.name])
+        else:
+            new_nodes.append(node)
+    used = {i for n in new_nodes for i in n.input}
+    kept_inits = [i for i in graph.initializer if i.name in used]
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits + [i for i in new_inits if i.name in used])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    counts = defaultdict(int)
+    for lin in linears:
+        counts[lin["role"]] += 1
+    return {**cfg.describe(), "quantized_linears": dict(counts), "total_linears": len(find_linears(model)) +
+            len(linears)}
+
+
+FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceSum", "ReduceMean", "ReduceL2", "ReduceMax", "Pow",
+                  "Sqrt", "Clip", "Div", "Erf", "CumSum", "ArgMax", "Gather", "GatherElements", "Where"]
+
+
+def convert_fp16(fp32_path: Path, out_path: Path) -> dict:
+    """fp16 weights and matmuls for GPU providers; LayerNorm, Softmax, GELU's erf, pooling and Normalize stay
+    fp32 (they overflow or drift in half precision). Inputs and output keep their dtypes."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP16_KEEP_FP32)
+    onnx.save(fp16, str(out_path))
+    return {"scheme": "fp16 weights and MatMul/Add; fp32 kept for " + ", ".join(FP16_KEEP_FP32),
+            "batch_invariant": True}
