@@ -77,7 +77,7 @@ def build_config(arch: str, vocab_size: int, pad_id: int, max_pos: int = 64):
 def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, ...] = "mean", dense: bool = False,
                   normalize: bool = False, prompts: dict[str, str] | None = None,
                   default_prompt_name: str | None = None, include_prompt: bool = True, max_seq_length: int = 24,
-                  seed: int = 0, weight_scale: float | None = None) -> Path:
+                  seed: int = 0, weight_scale: float | None = None, outliers: float | None = None) -> Path:
     """Save a random sentence-transformers model to ``out_dir`` and return it."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -94,6 +94,19 @@ def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, .
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(weight_scale)
+    if outliers is not None:
+        # Activation channels of wildly different magnitudes (outlier features): the value projection's output
+        # channels scaled and the attention output projection scaled back (both linear, no residual between),
+        # so fp32 computes the same function while per-token int8 rounds the small channels to zero. BERT only.
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in model.encoder.layer:
+                # channel scales log-uniform in [1/outliers, outliers]
+                f = outliers ** (2 * torch.rand(HIDDEN, generator=gen) - 1)
+                value = layer.attention.self.value
+                value.weight.mul_(f[:, None])
+                value.bias.mul_(f)
+                layer.attention.output.dense.weight.div_(f[None, :])
     model.save_pretrained(hf_dir)
     tok.save_pretrained(hf_dir)
     modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length),
