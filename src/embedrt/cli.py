@@ -35,6 +35,9 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                    help="STS file (score<TAB>s1<TAB>s2): Spearman of every variant goes into the manifest")
     p.add_argument("--int8-exclude", default="",
                    help="comma-separated Linear roles kept fp32 in int8: attention, ffn_up, ffn_down (default: none)")
+    p.add_argument("--optimize", action="store_true",
+                   help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
+                        "verification still holds (default off: no gain measured, and the graph stays portable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
 
 
@@ -59,7 +62,7 @@ def _run_export(args: argparse.Namespace) -> int:
                             int8=Int8Config(exclude_roles=exclude),
                             thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
                             calibration=[c for c in calibration if c.strip()] if calibration else None,
-                            eval_sts=args.eval_sts)
+                            eval_sts=args.eval_sts, optimize=args.optimize)
     fig = manifest["variants"]["fp32"]["verification"]
     print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
           f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "

@@ -76,3 +76,20 @@ def test_tokenizer_has_no_baked_truncation_or_padding(tiny_bert):
     assert tok["truncation"] is None and tok["padding"] is None
     assert not list(export_dir.glob(".*tmp*"))
     assert sorted(p.name for p in export_dir.iterdir()) == ["embedrt.json", "model.onnx", "tokenizer.json"]
+
+
+def test_optimize_fuses_and_stays_exact(tiny_factory, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from embedrt import Encoder, export_model
+
+    st_dir, _ = tiny_factory(export=False, arch="bert", seed=21)
+    m = export_model(str(st_dir), tmp_path / "o", optimize=True)
+    opt = m["variants"]["fp32"]["optimization"]
+    assert opt["kept"] is True and opt["fused_operators"].get("SkipLayerNormalization", 0) > 0
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "o" / "model.onnx")).graph.node}
+    assert "SkipLayerNormalization" in ops and "FastGelu" not in ops
+    texts = ["hello world", "", "the model " * 20]
+    ref = SentenceTransformer(str(st_dir), device="cpu").encode(texts)
+    assert np.abs(Encoder(tmp_path / "o", device="cpu").encode(texts) - ref).max() <= 1e-5
+    assert not (tmp_path / "o" / "model.plain.onnx").exists()

@@ -102,7 +102,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                  opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
                  variants: tuple[str, ...] | list[str] = ("fp32",), int8: Int8Config | None = None,
                  thresholds: GateThresholds | None = None, calibration: list[str] | None = None,
-                 eval_sts: str | None = None) -> dict[str, Any]:
+                 eval_sts: str | None = None, optimize: bool = False) -> dict[str, Any]:
     """Export a sentence-transformers model to one verified ONNX graph plus tokenizer and manifest.
 
     Args:
@@ -117,6 +117,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         thresholds: the quality gate for reduced-precision variants (mean cosine >= 0.99, min >= 0.95).
         calibration: real sentences for the gate (and for smoothing); default: a built-in sample.
         eval_sts: an STS file (score, s1, s2): Spearman of fp32 and of every variant goes into the manifest.
+        optimize: also try onnxruntime's offline transformer fusions; kept only if verification still holds.
 
     Returns:
         The manifest that was written.
@@ -132,7 +133,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         raise InputError(f"unknown variants {unknown}; valid choices: {['fp32', *VARIANT_FILES]}")
     thresholds = thresholds or GateThresholds()
     _check_target(output, force)
-    steps = _Steps(log, total=5 + len(extra))
+    steps = _Steps(log, total=5 + len(extra) + int(optimize))
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         module_types = read_module_types(resolved.path)
@@ -182,6 +183,9 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                     f"fp32 graph differs from SentenceTransformer.encode by max abs {worst:.3e} > atol {atol:g} "
                     f"(worst text: {figures['worst_text']!r}); nothing was written"
                 )
+        if optimize:
+            with steps.step("optimise", "onnxruntime transformer fusions, exact GELU"):
+                _optimize(tmp, spec, st_model, manifest, atol, log)
         if eval_sts:
             from ..evaluate import read_sts, sts_spearman
             from ..runtime.encoder import Encoder
@@ -231,6 +235,33 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, log) -> None:
+    from .optimize import fuse_transformer
+
+    cfg = spec.model_config
+    plain = tmp / "model.plain.onnx"
+    os.replace(tmp / MODEL_FILE, plain)
+    try:
+        fused = fuse_transformer(plain, tmp / MODEL_FILE, spec.model_type, cfg.get("num_attention_heads", 0),
+                                 cfg.get("hidden_size", 0))
+        manifest["variants"]["fp32"]["sha256"] = sha256_file(tmp / MODEL_FILE)
+        write_manifest(tmp, manifest)
+        figures = verify_export(tmp, st_model, "fp32")
+        ok = max(figures["max_abs_diff"], figures["single_max_abs_diff"]) <= atol
+    except Exception as e:  # noqa: BLE001 - the optimizer is best-effort; the plain graph stays
+        fused, figures, ok = {"error": f"{type(e).__name__}: {e}"}, None, False
+    if ok:
+        plain.unlink()
+        manifest["variants"]["fp32"]["verification"] = figures
+    else:
+        os.replace(plain, tmp / MODEL_FILE)
+        manifest["variants"]["fp32"]["sha256"] = sha256_file(tmp / MODEL_FILE)
+    manifest["variants"]["fp32"]["optimization"] = {"fused_operators": fused, "kept": ok}
+    write_manifest(tmp, manifest)
+    if log:
+        log(f"      fused {fused}; {'kept' if ok else 'not kept (verification failed), standard graph stays'}")
 
 
 def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[dict[str, Any]]:

@@ -33,10 +33,17 @@ class Int8Config:
     smooth_alpha: float | None = None
     smooth_roles: tuple[str, ...] = ("ffn_down",)
     fuse_shared_inputs: bool = True
+    #: "blocked": one QuantizeLinear with per-token (block = hidden size) scales, opset 21;
+    #: "ops": Div, Round, Add, Cast in opset 17.
+    quantize_op: str = "ops"
+    #: "fused": com.microsoft MatMulIntegerToFloat (int32 -> float with the per-column weight scales in one
+    #: kernel); "ops": Cast and Mul.
+    dequantize_op: str = "ops"
     extra: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
         return {"scheme": "per-token symmetric u8 activations x per-channel s8 weights (MatMulInteger)",
+                "quantize_op": self.quantize_op, "dequantize_op": self.dequantize_op,
                 "exclude_roles": list(self.exclude_roles), "exclude_layers": list(self.exclude_layers),
                 "smooth_alpha": self.smooth_alpha, "smooth_roles": list(self.smooth_roles) if self.smooth_alpha
                 else [], "batch_invariant": True}
@@ -100,6 +107,12 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(fp32_path))
+    if cfg.quantize_op == "blocked":
+        from onnx import version_converter
+
+        # NOTE: per-token scales as a blocked QuantizeLinear (block = the hidden size) need opset 21.
+        model = version_converter.convert_version(model, 21)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     linears = [lin for lin in find_linears(model) if lin["role"] not in cfg.exclude_roles
@@ -126,6 +139,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         return name
 
     eps = const("embedrt_q_eps", np.array(1e-12, dtype=np.float32))
+    axes = const("embedrt_q_axes", np.array([-1], dtype=np.int64))
+    zero = const("embedrt_q_zero", np.array(0.0, dtype=np.float32))
+    one = const("embedrt_q_one", np.array(1.0, dtype=np.float32))
     c127 = const("embedrt_q_127", np.array(127.0, dtype=np.float32))
     c128 = const("embedrt_q_128f", np.array(128.0, dtype=np.float32))
     zp = const("embedrt_q_zp", np.array(128, dtype=np.uint8))
@@ -143,16 +159,33 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             inv = const(f"{p}/smooth_inv", (1.0 / factor).astype(np.float32))
             nodes.append(helper.make_node("Mul", [x, inv], [f"{p}/xs"], name=f"{p}/Smooth"))
             src = f"{p}/xs"
+        reduce = (helper.make_node("ReduceMax", [f"{p}/abs", axes], [f"{p}/amax"], name=f"{p}/ReduceMax", keepdims=1)
+                  if opset >= 18 else
+                  helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1],
+                                   keepdims=1))
         nodes += [
             helper.make_node("Abs", [src], [f"{p}/abs"], name=f"{p}/Abs"),
-            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1], keepdims=1),
+            reduce,
             helper.make_node("Max", [f"{p}/amax", eps], [f"{p}/amax_eps"], name=f"{p}/Max"),
             helper.make_node("Div", [f"{p}/amax_eps", c127], [f"{p}/s_row"], name=f"{p}/Scale"),
-            helper.make_node("Div", [src, f"{p}/s_row"], [f"{p}/xq"], name=f"{p}/Div"),
-            helper.make_node("Round", [f"{p}/xq"], [f"{p}/xr"], name=f"{p}/Round"),
-            helper.make_node("Add", [f"{p}/xr", c128], [f"{p}/xo"], name=f"{p}/Offset"),
-            helper.make_node("Cast", [f"{p}/xo"], [f"{p}/xu8"], name=f"{p}/CastU8", to=TensorProto.UINT8),
         ]
+        if cfg.quantize_op == "blocked":
+            k = members[0]["k"]
+            nodes += [
+                # zero point 128 of the scale's shape (uint8): QuantizeLinear wants one per block
+                helper.make_node("Mul", [f"{p}/s_row", zero], [f"{p}/z0"], name=f"{p}/ZpShape"),
+                helper.make_node("Add", [f"{p}/z0", c128], [f"{p}/z1"], name=f"{p}/Zp"),
+                helper.make_node("Cast", [f"{p}/z1"], [f"{p}/zp"], name=f"{p}/ZpU8", to=TensorProto.UINT8),
+                helper.make_node("QuantizeLinear", [src, f"{p}/s_row", f"{p}/zp"], [f"{p}/xu8"],
+                                 name=f"{p}/QuantizeLinear", axis=-1, block_size=k),
+            ]
+        else:
+            nodes += [
+                helper.make_node("Div", [src, f"{p}/s_row"], [f"{p}/xq"], name=f"{p}/Div"),
+                helper.make_node("Round", [f"{p}/xq"], [f"{p}/xr"], name=f"{p}/Round"),
+                helper.make_node("Add", [f"{p}/xr", c128], [f"{p}/xo"], name=f"{p}/Offset"),
+                helper.make_node("Cast", [f"{p}/xo"], [f"{p}/xu8"], name=f"{p}/CastU8", to=TensorProto.UINT8),
+            ]
         for mi, m in enumerate(members):
             w = numpy_helper.to_array(inits[m["weight"]]).astype(np.float32)
             if factor is not None:
@@ -163,12 +196,18 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             wname = const(f"{q}/w_s8", wq)
             sname = const(f"{q}/s_col", s_col.astype(np.float32))
             out = m["node"].output[0]
-            nodes += [
-                helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"], name=f"{q}/MatMulInteger"),
-                helper.make_node("Cast", [f"{q}/acc"], [f"{q}/accf"], name=f"{q}/CastF", to=TensorProto.FLOAT),
-                helper.make_node("Mul", [f"{q}/accf", sname], [f"{q}/y_col"], name=f"{q}/MulCol"),
-                helper.make_node("Mul", [f"{q}/y_col", f"{p}/s_row"], [out], name=f"{q}/MulRow"),
-            ]
+            if cfg.dequantize_op == "fused":
+                nodes.append(helper.make_node(
+                    "MatMulIntegerToFloat", [f"{p}/xu8", wname, one, sname, zp], [f"{q}/y_col"],
+                    name=f"{q}/MatMulIntegerToFloat", domain="com.microsoft"))
+            else:
+                nodes += [
+                    helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"],
+                                     name=f"{q}/MatMulInteger"),
+                    helper.make_node("Cast", [f"{q}/acc"], [f"{q}/accf"], name=f"{q}/CastF", to=TensorProto.FLOAT),
+                    helper.make_node("Mul", [f"{q}/accf", sname], [f"{q}/y_col"], name=f"{q}/MulCol"),
+                ]
+            nodes.append(helper.make_node("Mul", [f"{q}/y_col", f"{p}/s_row"], [out], name=f"{q}/MulRow"))
             replaced[m["node"].name] = []
         replaced[members[0]["node"].name] = nodes
 
@@ -183,6 +222,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     graph.node.extend(new_nodes)
     del graph.initializer[:]
     graph.initializer.extend(kept_inits + [i for i in new_inits if i.name in used])
+    if cfg.dequantize_op == "fused" and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     counts = defaultdict(int)

@@ -114,31 +114,34 @@ def semantic_search(query_embeddings: Any, corpus_embeddings: Any, top_k: int = 
 
 def paraphrase_mining_embeddings(embeddings: Any, top_k: int = 100, max_pairs: int = 500_000,
                                  chunk_size: int = 1024) -> list[tuple[float, int, int]]:
-    """The most similar pairs ``(score, i, j)`` with ``i < j`` among the rows of ``embeddings``.
+    """The most similar pairs ``(score, i, j)`` with ``i < j`` among the rows of ``embeddings``, best first.
 
-    Works in row chunks of the similarity matrix, keeping each row's ``top_k`` neighbours, so memory is
-    ``chunk_size x N`` rather than ``N x N``.
+    Each row keeps its ``top_k`` neighbours, computed chunk by chunk (memory ``chunk_size x N``, never
+    ``N x N``); the candidate pairs are then de-duplicated and ranked in vectorised numpy.
     """
     e = normalize(_as_2d(embeddings, "embeddings"))
     n = len(e)
-    k = min(top_k + 1, n)
-    pairs: dict[tuple[int, int], float] = {}
+    if n < 2:
+        return []
+    k = min(top_k, n - 1)
+    rows_all, cols_all, scores_all = [], [], []
     for start in range(0, n, chunk_size):
         scores = e[start:start + chunk_size] @ e.T
         rows = np.arange(scores.shape[0])
         scores[rows, start + rows] = -np.inf  # no self-pairs
-        idx = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(rows), 1))
-        for r in rows:
-            i = start + int(r)
-            for j in idx[r]:
-                j = int(j)
-                if i == j:
-                    continue
-                key = (i, j) if i < j else (j, i)
-                if key not in pairs:
-                    pairs[key] = float(scores[r, j])
-    best = heapq.nlargest(max_pairs, ((s, i, j) for (i, j), s in pairs.items()), key=lambda t: (t[0], -t[1], -t[2]))
-    return best
+        idx = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        rows_all.append(np.repeat(start + rows, k))
+        cols_all.append(idx.reshape(-1))
+        scores_all.append(np.take_along_axis(scores, idx, axis=1).reshape(-1))
+    i = np.concatenate(rows_all)
+    j = np.concatenate(cols_all)
+    sc = np.concatenate(scores_all)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    key = lo.astype(np.int64) * n + hi
+    key, first = np.unique(key, return_index=True)  # (i, j) and (j, i) have the same score: keep one
+    lo, hi, sc = lo[first], hi[first], sc[first]
+    order = np.lexsort((hi, lo, -sc))[:max_pairs]
+    return [(float(sc[t]), int(lo[t]), int(hi[t])) for t in order]
 
 
 def paraphrase_mining(encoder: Encoder, sentences: Sequence[str], top_k: int = 100, max_pairs: int = 500_000,
