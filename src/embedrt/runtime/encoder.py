@@ -195,7 +195,8 @@ class Encoder:
             convert_to_tensor: not supported (the runtime has no torch); raises InputError when True.
             device: accepted for signature parity; must be None or this encoder's device.
             normalize_embeddings: L2-normalise the (possibly truncated) output.
-            truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka).
+            truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka), re-normalised when the
+                model ends in Normalize.
             max_batch_tokens: cap rows x padded length per batch to cut padding waste.
 
         Returns:
@@ -226,8 +227,12 @@ class Encoder:
             emb = np.zeros((0, out_dim), dtype=np.float32)
         else:
             emb = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
-            if truncate_dim:
+            if truncate_dim and truncate_dim < self._dim:
                 emb = np.ascontiguousarray(emb[:, :truncate_dim])
+                # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is
+                # not one; re-normalise so dot product stays cosine. sentence-transformers leaves the cut
+                # vector as is; ST's encode(truncate_dim=k, normalize_embeddings=True) equals ours.
+                normalize_embeddings = normalize_embeddings or self._normalized_output
             if normalize_embeddings:
                 emb = normalize(emb).astype(np.float32, copy=False)
         if precision is not Precision.FLOAT32:
