@@ -78,6 +78,21 @@ def test_token_budget_same_numbers(pair):
     assert [len(b) for b in batches] == [1, 1, 4]  # 24-token rows alone; then 4 rows of <=10 tokens
 
 
+def test_default_token_budget_bounds_long_batches(pair):
+    from embedrt.runtime.encoder import DEFAULT_MAX_BATCH_TOKENS
+
+    _, enc = pair
+    assert enc.max_batch_tokens == DEFAULT_MAX_BATCH_TOKENS
+    lengths = np.array([256] * 40 + [20] * 64)
+    batches = enc._batches(lengths, batch_size=32, budget=enc.max_batch_tokens)
+    assert max(len(b) * lengths[b].max() for b in batches) <= DEFAULT_MAX_BATCH_TOKENS
+    assert [len(b) for b in batches][-2:] == [32, 32]  # short texts keep the full batch_size
+    unbounded = Encoder(enc.path, device="cpu", max_batch_tokens=None)
+    assert [len(b) for b in unbounded._batches(lengths, 32, unbounded.max_batch_tokens)] == [32, 32, 32, 8]
+    with pytest.raises(InputError, match="max_batch_tokens"):
+        Encoder(enc.path, device="cpu", max_batch_tokens=0)
+
+
 @pytest.mark.parametrize("prompt_name", ["query", "document"])
 def test_prompt_name(pair, prompt_name):
     st, enc = pair

@@ -19,6 +19,9 @@ from .tokenize import TextTokenizer
 from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
 
 OUTPUT_NAME = "sentence_embedding"
+# NOTE: measured on all-MiniLM-L6-v2 over 4,000 corpus-qnli lines: peak RSS 495 -> 332 MiB (fp32) and
+# 464 -> 280 MiB (int8) against no budget. Length-sorted batches of short texts (32 x 26 tokens) stay whole.
+DEFAULT_MAX_BATCH_TOKENS = 2048
 
 
 def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
@@ -54,6 +57,8 @@ class Encoder:
         intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
         truncate_dim: default Matryoshka truncation for every ``encode`` call.
         max_batch_tokens: default token budget per batch (rows x padded length); None means batch_size only.
+            The default, 2048, only splits batches of long texts; it bounds the activation memory that
+            onnxruntime's arena keeps (peak RSS) without changing the numbers.
         verify_checksum: check the graph's sha256 against the manifest at load.
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
@@ -66,7 +71,7 @@ class Encoder:
 
     def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
                  variant: str = "fp32", intra_op_threads: int | None = None, *, truncate_dim: int | None = None,
-                 max_batch_tokens: int | None = None, verify_checksum: bool = True,
+                 max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS, verify_checksum: bool = True,
                  tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
                  session_options: ort.SessionOptions | None = None) -> None:
         self.path = Path(path)
@@ -95,6 +100,9 @@ class Encoder:
         self.default_prompt_name: str | None = m.get("default_prompt_name")
         self.similarity_fn_name: str = m.get("similarity_fn_name") or "cosine"
         self.truncate_dim = self._check_truncate_dim(truncate_dim)
+        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool)
+                                             or not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
+            raise InputError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
         self._dim = int(m["dim"])
         self._normalized_output = bool(m["normalize"])
@@ -197,7 +205,7 @@ class Encoder:
             normalize_embeddings: L2-normalise the (possibly truncated) output.
             truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka), re-normalised when the
                 model ends in Normalize.
-            max_batch_tokens: cap rows x padded length per batch to cut padding waste.
+            max_batch_tokens: cap rows x padded length per batch; None uses the Encoder's default.
 
         Returns:
             float32 ``(N, D)`` (or int8/uint8 for quantized precisions), ``(D,)`` for a single str.
