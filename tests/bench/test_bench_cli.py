@@ -57,6 +57,12 @@ def test_bench_schema_and_ratios(tiny_bert, corpus, tmp_path):
     assert s["agreement"]["max_abs_diff"] <= 1e-5 and s["agreement"]["min_cosine"] > 0.9999
     assert report["summary"]["st-torch"]["agreement"]["max_abs_diff"] == 0.0
     assert s["gflops"] > 0 and 0 < s["roofline_fraction"]
+    # the roofline is measured once per repetition; the fraction is the median of the per-repetition ones
+    roofs = report["roofline"]["reps"]
+    assert [r["rep"] for r in roofs] == [0, 1]
+    per_rep = sorted(report["config"]["corpus_gflop"] / 6 * by[("embedrt-fp32", r["rep"])]["throughput"]["4"][
+        "sentences_per_s"] / r["fp32_gflops"] for r in roofs)
+    assert s["roofline_fraction"] == pytest.approx(sum(per_rep) / 2)
     assert "| embedrt-fp32 |" in md and "vs st-torch" in md
 
 
