@@ -119,3 +119,39 @@ def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, .
     st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts, default_prompt_name=default_prompt_name)
     st.save(str(out_dir))
     return out_dir
+
+
+CROSS_CLASSES = {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification",
+                 "xlm-roberta": "XLMRobertaForSequenceClassification",
+                 "distilbert": "DistilBertForSequenceClassification"}
+
+
+def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max_length: int = 24, seed: int = 0,
+                     activation_fn=None, save_as: str = "st") -> Path:
+    """Save a random cross-encoder (``*ForSequenceClassification``) to ``out_dir`` and return it.
+
+    ``save_as="st"`` saves it with ``sentence_transformers.CrossEncoder.save`` (modules.json and
+    config_sentence_transformers.json, as sentence-transformers >= 6 does); ``"hf"`` leaves the bare Hugging Face
+    checkpoint (config.json + weights + tokenizer), as cross-encoders were published before sentence-transformers 4.
+    """
+    import torch
+    import transformers as tf
+    from sentence_transformers import CrossEncoder
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir if save_as == "hf" else out_dir.parent / f"{out_dir.name}-hf"
+    tok = build_tokenizer(arch)
+    cfg = build_config(arch, len(tok), tok.pad_token_id)
+    cfg.num_labels = num_labels
+    torch.manual_seed(seed)
+    model = getattr(tf, CROSS_CLASSES[arch])(cfg)
+    model.eval()
+    # NOTE: tokenizer_config's model_max_length is where sentence-transformers reads a CrossEncoder's max length.
+    tok.model_max_length = max_length
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    if save_as == "hf":
+        return out_dir
+    ce = CrossEncoder(str(hf_dir), device="cpu", max_length=max_length, activation_fn=activation_fn)
+    ce.save(str(out_dir))
+    return out_dir

@@ -21,16 +21,17 @@ from .errors import (
     UnsupportedModelError,
     VerificationError,
 )
-from .modes import Device, Pooling, Precision
+from .modes import Activation, Device, Pooling, Precision, Task
 
 __version__ = "0.1.0"
 
-_RUNTIME = {"Encoder", "TensorRTOptions", "cos_sim", "dot_score", "normalize", "semantic_search",
+_RUNTIME = {"Encoder", "CrossEncoder", "TensorRTOptions", "cos_sim", "dot_score", "normalize", "semantic_search",
             "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .export import export_model
     from .runtime import (
+        CrossEncoder,
         Encoder,
         TensorRTOptions,
         cos_sim,
@@ -57,7 +58,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = sorted(_RUNTIME | {
-    "export_model", "Device", "Pooling", "Precision", "EmbedrtError", "ArtifactError", "ExportError",
+    "export_model", "Activation", "Device", "Pooling", "Precision", "Task", "EmbedrtError", "ArtifactError", "ExportError",
     "InputError", "ModelLoadError", "ModelNotFoundError", "OutputExistsError", "ProviderUnavailableError",
     "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
 })

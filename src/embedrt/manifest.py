@@ -18,6 +18,9 @@ FORMAT_VERSION = 1
 TOKENIZER_FILE = "tokenizer.json"
 
 _REQUIRED = ("format_version", "max_seq_length", "dim", "pooling", "normalize", "tokenizer", "variants", "inputs")
+#: Fields a cross-encoder manifest (``"task": "cross-encoder"``) needs instead of the embedding ones.
+_REQUIRED_BY_TASK = {"cross-encoder": ("format_version", "max_seq_length", "num_labels", "activation", "tokenizer",
+                                       "variants", "inputs", "outputs")}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -53,7 +56,7 @@ def read_manifest(export_dir: str | Path) -> dict[str, Any]:
             f"{path} has format_version {version!r}, but this embedrt reads version {FORMAT_VERSION}; "
             "re-export the model with this embedrt version"
         )
-    missing = [k for k in _REQUIRED if k not in manifest]
+    missing = [k for k in _REQUIRED_BY_TASK.get(manifest.get("task"), _REQUIRED) if k not in manifest]
     if missing:
         raise ArtifactError(f"{path} is corrupted: missing fields {missing}")
     return manifest

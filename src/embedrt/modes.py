@@ -50,3 +50,20 @@ class Precision(_Choice):
     UINT8 = "uint8"  #: per-dimension min/max calibrated, mapped to [0, 255]
     BINARY = "binary"  #: one bit per dimension, packed, offset to int8
     UBINARY = "ubinary"  #: one bit per dimension, packed, uint8
+
+
+class Task(_Choice):
+    """What an export computes; the manifest's ``task`` (absent in older manifests: embedding)."""
+
+    EMBEDDING = "embedding"  #: a SentenceTransformer: texts -> vectors (``embedrt.Encoder``)
+    CROSS_ENCODER = "cross-encoder"  #: a CrossEncoder (reranker): text pairs -> scores (``embedrt.CrossEncoder``)
+
+
+class Activation(_Choice):
+    """The function a cross-encoder applies to its logits (sentence-transformers' ``activation_fn``)."""
+
+    IDENTITY = "identity"  #: raw logits (the default for more than one label)
+    SIGMOID = "sigmoid"  #: 1 / (1 + exp(-x)) (the default for one label)
+    TANH = "tanh"  #: tanh(x)
+    RELU = "relu"  #: max(x, 0)
+    SOFTMAX = "softmax"  #: softmax over the labels of each pair

@@ -14,11 +14,13 @@ from typing import Any
 
 from ..errors import ExportError, InputError, OutputExistsError, QualityGateError, VerificationError
 from ..manifest import FORMAT_VERSION, TOKENIZER_FILE, sha256_file, write_manifest
+from ..modes import Task
 from .graph import DEFAULT_OPSET, build_graph_module, export_onnx, inspect_model, load_sentence_transformer, \
     read_module_types
 from .gate import GateThresholds, gate_failures, measure_variant
 from .quantize import Int8Config, convert_fp16, quantize_int8
 from .resolve import resolve_model
+from .tasks import detect_task, exporter_for
 from .verify import verify_export
 
 MODEL_FILE = "model.onnx"
@@ -102,7 +104,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                  opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
                  variants: tuple[str, ...] | list[str] = ("fp32",), int8: Int8Config | None = None,
                  thresholds: GateThresholds | None = None, calibration: list[str] | None = None,
-                 eval_sts: str | None = None, optimize: bool = False) -> dict[str, Any]:
+                 eval_sts: str | None = None, optimize: bool = False,
+                 task: Task | str | None = None) -> dict[str, Any]:
     """Export a sentence-transformers model to one verified ONNX graph plus tokenizer and manifest.
 
     Args:
@@ -118,6 +121,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         calibration: real sentences for the gate (and for smoothing); default: a built-in sample.
         eval_sts: an STS file (score, s1, s2): Spearman of fp32 and of every variant goes into the manifest.
         optimize: also try onnxruntime's offline transformer fusions; kept only if verification still holds.
+        task: ``"embedding"``, ``"cross-encoder"``, or None to read it from the model's configs
+            (``export.tasks.detect_task``); tasks other than embedding go to their registered exporter.
 
     Returns:
         The manifest that was written.
@@ -133,6 +138,11 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         raise InputError(f"unknown variants {unknown}; valid choices: {['fp32', *VARIANT_FILES]}")
     thresholds = thresholds or GateThresholds()
     _check_target(output, force)
+    task = Task.parse(task, "task") if task is not None else detect_task(resolve_model(model).path)
+    exporter = exporter_for(task)
+    if exporter is not None:
+        return exporter(model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
+                        optimize=optimize, eval_sts=eval_sts)
     steps = _Steps(log, total=5 + len(extra) + int(optimize))
     with steps.step("resolve", model):
         resolved = resolve_model(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cross_encoder import CrossEncoder
 from .encoder import Encoder
 from .providers import TensorRTOptions
 from .util import (
@@ -15,6 +16,7 @@ from .util import (
 )
 
 __all__ = [
+    "CrossEncoder",
     "Encoder",
     "TensorRTOptions",
     "cos_sim",

@@ -76,6 +76,9 @@ class Encoder:
                  session_options: ort.SessionOptions | None = None) -> None:
         self.path = Path(path)
         self.manifest = m = read_manifest(self.path)
+        if m.get("task", "embedding") != "embedding":
+            raise ArtifactError(f"{self.path} is a {m['task']!r} export, not an embedding model: load it with "
+                                "embedrt.CrossEncoder")
         variants = m["variants"]
         if not isinstance(variant, str) or variant not in variants:
             raise InputError(f"unknown variant {variant!r}; this export has: {sorted(variants)}")

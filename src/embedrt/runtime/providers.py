@@ -34,7 +34,8 @@ def tensorrt_provider_options(opts: TensorRTOptions, max_seq_length: int, input_
                               default_cache: Path) -> dict[str, Any]:
     """onnxruntime's TensorRT provider options with min/opt/max profiles for our dynamic inputs."""
     opt_len = min(opts.opt_seq_length, max_seq_length)
-    dims = [n for n in input_names if n in ("input_ids", "attention_mask")]
+    # NOTE: token_type_ids is the cross-encoders' segment input, [batch, sequence] like the other two.
+    dims = [n for n in input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
 
     def profile(b: int, t: int) -> str:
         return ",".join(f"{n}:{b}x{t}" for n in dims)

@@ -1,0 +1,421 @@
+"""``CrossEncoder``: a torch-free drop-in for ``sentence_transformers.CrossEncoder`` (``predict``, ``rank``)
+over one ONNX graph that scores text pairs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ArtifactError, InputError
+from ..manifest import read_manifest
+from ..modes import Activation, Device, Task
+from . import providers as prov
+from .encoder import Encoder
+from .session import open_graph
+from .tokenize import TextTokenizer
+
+SCORES = "scores"
+LOGITS = "logits"
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # NOTE: the two-branch form never overflows exp (plain 1 / (1 + exp(-x)) warns for x << 0).
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+#: numpy versions of the activations, applied to float32 logits ``[batch, num_labels]``.
+ACTIVATIONS: dict[Activation, Callable[[np.ndarray], np.ndarray]] = {
+    Activation.IDENTITY: lambda x: x,
+    Activation.SIGMOID: _sigmoid,
+    Activation.TANH: np.tanh,
+    Activation.RELU: lambda x: np.maximum(x, 0),
+    Activation.SOFTMAX: _softmax,
+}
+#: torch.nn class names (what sentence-transformers stores as ``activation_fn``) and their Activation.
+TORCH_ACTIVATIONS = {
+    "Identity": Activation.IDENTITY,
+    "Sigmoid": Activation.SIGMOID,
+    "Tanh": Activation.TANH,
+    "ReLU": Activation.RELU,
+    "Softmax": Activation.SOFTMAX,
+}
+
+
+def parse_activation(value: Any) -> Activation | Callable[[np.ndarray], np.ndarray]:
+    """An ``activation_fn`` argument -> an Activation, or a user callable on numpy logits.
+
+    Accepts an Activation, its name (``"sigmoid"``), a torch class path as sentence-transformers saves it
+    (``"torch.nn.modules.activation.Sigmoid"``), a torch module *instance* such as ``torch.nn.Sigmoid()``
+    (recognised by class name, so torch is never imported), or any callable on a numpy array.
+
+    Raises:
+        InputError: an unknown name, or something that is neither a name nor callable.
+    """
+    if isinstance(value, Activation):
+        return value
+    choices = [a.value for a in Activation] + [f"torch.nn.{n}" for n in TORCH_ACTIVATIONS]
+    if isinstance(value, str):
+        short = value.rsplit(".", 1)[-1]
+        if short in TORCH_ACTIVATIONS:
+            return TORCH_ACTIVATIONS[short]
+        try:
+            return Activation.parse(value, "activation_fn")
+        except InputError:
+            raise InputError(
+                f"unknown activation_fn {value!r}; valid choices: {choices}, or a callable on numpy arrays"
+            ) from None
+    cls = type(value)
+    if cls.__module__.startswith("torch.") and cls.__name__ in TORCH_ACTIVATIONS:
+        act = TORCH_ACTIVATIONS[cls.__name__]
+        if act is Activation.SOFTMAX and getattr(value, "dim", None) not in (None, -1, 1):
+            raise InputError(
+                f"torch.nn.Softmax(dim={value.dim}) is not supported; scores are [batch, labels], so "
+                "only dim=-1 (or 1, or None) applies"
+            )
+        return act
+    if callable(value):
+        return value
+    raise InputError(
+        f"activation_fn must be a name, a torch activation or a callable, got {type(value).__name__}; "
+        f"valid names: {choices}"
+    )
+
+
+def _validate_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
+    """Return (pairs, is_single) with sentence-transformers' rule: a list whose first element is not a
+    list/tuple is one pair. Raises InputError naming the first bad pair."""
+    if inputs is None:
+        raise InputError("inputs is None; pass a pair (text_a, text_b) or a list of pairs")
+    if isinstance(inputs, (str, bytes, bytearray)):
+        raise InputError(
+            f"inputs is a single {type(inputs).__name__}, not a pair; pass (text_a, text_b) or a "
+            "list of such pairs"
+        )
+    if isinstance(inputs, np.ndarray):
+        inputs = inputs.tolist()
+    if isinstance(inputs, dict) or not isinstance(inputs, Iterable):
+        raise InputError(f"inputs must be a pair or a list of pairs, got {type(inputs).__name__}")
+    if not isinstance(inputs, (list, tuple)):
+        inputs = list(inputs)
+    single = len(inputs) > 0 and not isinstance(inputs[0], (list, tuple))
+    rows = [inputs] if single else inputs
+    pairs: list[tuple[str, str]] = []
+    for i, pair in enumerate(rows):
+        where = "inputs" if single else f"inputs[{i}]"
+        if not isinstance(pair, (list, tuple)):
+            raise InputError(f"{where} is {type(pair).__name__}, expected a pair (text_a, text_b)")
+        if len(pair) != 2:
+            raise InputError(f"{where} has {len(pair)} elements, expected a pair of 2 texts (text_a, text_b)")
+        for j, text in enumerate(pair):
+            if not isinstance(text, str):
+                raise InputError(f"{where}[{j}] is {type(text).__name__}, expected str")
+        pairs.append((pair[0], pair[1]))
+    return pairs, single
+
+
+class PairTokenizer(TextTokenizer):
+    """``TextTokenizer`` for pairs: ``[CLS] a [SEP] b [SEP]`` (or the model's template) with segment ids,
+    truncated ``longest_first`` to ``max_seq_length`` as the Hugging Face tokenizer does for a pair."""
+
+    def encode_pairs(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and segment (token type) ids of each pair, special tokens added, truncated, unpadded."""
+        encodings = self._tok.encode_batch(pairs, add_special_tokens=True)
+        return [e.ids for e in encodings], [e.type_ids for e in encodings]
+
+    def pad_types(self, types: list[list[int]], width: int) -> np.ndarray:
+        """Right-pad segment ids with 0 (the Hugging Face ``pad_token_type_id``): int64 (B, T)."""
+        out = np.zeros((len(types), width), dtype=np.int64)
+        for i, t in enumerate(types):
+            out[i, : len(t)] = t
+        return out
+
+
+class CrossEncoder:
+    """Load a cross-encoder export and score pairs exactly like ``sentence_transformers.CrossEncoder``.
+
+    Args:
+        path: export directory written by ``export-model --cross-encoder``.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        providers: an explicit onnxruntime provider list; overrides ``device``.
+        variant: which graph of the export to load (``"fp32"``).
+        intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
+        max_batch_tokens: default token budget per batch (rows x padded length); None means batch_size only.
+        verify_checksum: check the graph's sha256 against the manifest at load.
+        tensorrt: TensorRT options.
+        device_id: GPU ordinal for CUDA and TensorRT.
+        session_options: replaces the default onnxruntime session options.
+
+    Raises:
+        ArtifactError: a missing or corrupted file, a sha256 mismatch, or an export of another task.
+        ProviderUnavailableError: the requested accelerator is not available or not active.
+        InputError: an unknown device or variant name.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: Device | str = "auto",
+        providers: list[Any] | None = None,
+        variant: str = "fp32",
+        intra_op_threads: int | None = None,
+        *,
+        max_batch_tokens: int | None = None,
+        verify_checksum: bool = True,
+        tensorrt: prov.TensorRTOptions | None = None,
+        device_id: int = 0,
+        session_options: ort.SessionOptions | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.manifest = m = read_manifest(self.path)
+        task = m.get("task", Task.EMBEDDING.value)
+        if task != Task.CROSS_ENCODER.value:
+            raise ArtifactError(
+                f"{self.path} is a {task!r} export, not a cross-encoder: load it with "
+                "embedrt.Encoder, or export a cross-encoder with export-model --cross-encoder"
+            )
+        graph = open_graph(
+            self.path,
+            m,
+            variant,
+            device=device,
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            verify_checksum=verify_checksum,
+            tensorrt=tensorrt,
+            device_id=device_id,
+            session_options=session_options,
+        )
+        self._session = graph.session
+        self.device: Device = graph.device
+        self.active_providers: list[str] = graph.active_providers
+        self.variant = variant
+        tok = m["tokenizer"]
+        self._max_seq_length_limit = int(m["max_seq_length"])
+        self.tokenizer = PairTokenizer(
+            self.path / tok.get("file", "tokenizer.json"),
+            self._max_seq_length_limit,
+            int(tok["pad_token_id"]),
+        )
+        self.input_names: list[str] = list(m["inputs"])
+        self._with_types = "token_type_ids" in self.input_names
+        self.num_labels: int = int(m["num_labels"])
+        self.activation: Activation = Activation.parse(m["activation"], "activation in the manifest")
+        self.labels: list[str] = list(m.get("labels") or [])
+        self.max_batch_tokens = max_batch_tokens
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def max_seq_length(self) -> int:
+        """Longest pair in tokens, special tokens included; longer pairs are truncated longest-first."""
+        return self.tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= self._max_seq_length_limit
+        ):
+            raise InputError(
+                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
+            )
+        self.tokenizer.set_max_seq_length(value)
+
+    @property
+    def max_length(self) -> int:
+        """Alias of ``max_seq_length`` (sentence-transformers' older name)."""
+        return self.max_seq_length
+
+    # ------------------------------------------------------------------ predict / rank
+    def predict(
+        self,
+        inputs: Sequence[str] | Sequence[Sequence[str]],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Any = None,
+        apply_softmax: bool | None = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        *,
+        max_batch_tokens: int | None = None,
+    ) -> np.ndarray | np.float32 | list[Any]:
+        """Score pairs: the arguments, shapes and numbers of ``sentence_transformers.CrossEncoder.predict``.
+
+        Args:
+            inputs: one pair ``(text_a, text_b)`` (gives a scalar, or ``(num_labels,)``), or a list of pairs
+                (gives ``(N,)``, or ``(N, num_labels)``; an empty list gives ``(0,)`` or ``(0, num_labels)``).
+            batch_size: pairs per graph run.
+            show_progress_bar: show a tqdm bar (if tqdm is installed).
+            activation_fn: None uses the model's activation (inside the graph); otherwise a name
+                (``"sigmoid"``, ``"identity"``, ``"tanh"``, ``"relu"``, ``"softmax"``), a torch activation
+                instance or class path, or a callable on numpy arrays, applied to the raw logits.
+            apply_softmax: for more than one label, softmax over the labels after the activation.
+            convert_to_numpy: False returns a list with one entry per pair.
+            convert_to_tensor: not supported (no torch in the runtime); raises InputError when True.
+            max_batch_tokens: cap rows x padded length per batch.
+
+        Returns:
+            float32 scores.
+
+        Raises:
+            InputError: None, a bare str, a pair without exactly 2 texts, a non-str text, an invalid argument.
+        """
+        pairs, single = _validate_pairs(inputs)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if convert_to_tensor:
+            raise InputError(
+                "convert_to_tensor=True needs torch, which the runtime does not use; "
+                "use convert_to_numpy=True"
+            )
+        budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+            raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
+        activation = parse_activation(activation_fn) if activation_fn is not None else None
+        # NOTE: the graph outputs both the activated scores and the raw logits (one pass, the activation is a
+        # handful of elementwise ops): the default reads `scores`, so the graph alone serves the model as
+        # exported; an activation_fn override needs the logits, applied here in numpy.
+        output = SCORES if activation is None else LOGITS
+        shape_tail: tuple[int, ...] = () if self.num_labels == 1 and output == SCORES else (self.num_labels,)
+        if pairs:
+            scores = self._score(pairs, output, shape_tail, batch_size, budget, show_progress_bar)
+        else:
+            scores = np.zeros((0, *shape_tail), dtype=np.float32)
+        if activation is not None:
+            fn = ACTIVATIONS[activation] if isinstance(activation, Activation) else activation
+            scores = np.asarray(fn(scores), dtype=np.float32) if len(scores) else scores
+            if self.num_labels == 1 and scores.ndim > 1:
+                scores = scores.squeeze(-1)
+        if apply_softmax and scores.ndim > 1:
+            scores = _softmax(scores, axis=1).astype(np.float32, copy=False)
+        if single:
+            return scores[0]
+        if not convert_to_numpy:
+            return list(scores)
+        return scores
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Score ``query`` against every document and sort, as ``sentence_transformers.CrossEncoder.rank``.
+
+        Args:
+            query: the query text.
+            documents: the texts to rank (an empty list gives ``[]``).
+            top_k: keep the best ``top_k`` (None: all).
+            return_documents: add each document's ``"text"``.
+            batch_size: pairs per graph run.
+            show_progress_bar: show a tqdm bar.
+            activation_fn: as in ``predict``.
+
+        Returns:
+            ``[{"corpus_id": int, "score": float[, "text": str]}, ...]``, best first (ties keep input order).
+
+        Raises:
+            InputError: a model with more than one label, a non-str query, documents that are not a list of
+                str, a negative top_k.
+        """
+        if self.num_labels != 1:
+            raise InputError(
+                f"rank() only works for models with num_labels=1 (this one has {self.num_labels}: "
+                f"{self.labels}); use predict() with pairs instead"
+            )
+        if not isinstance(query, str):
+            raise InputError(f"query must be a str, got {type(query).__name__}")
+        if documents is None or isinstance(documents, (str, bytes, bytearray, dict)):
+            got = "None" if documents is None else type(documents).__name__
+            raise InputError(f"documents must be a list of str, got {got}")
+        if isinstance(documents, np.ndarray):
+            documents = documents.tolist()
+        documents = list(documents)
+        for i, d in enumerate(documents):
+            if not isinstance(d, str):
+                raise InputError(f"documents[{i}] is {type(d).__name__}, expected str")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+            raise InputError(f"top_k must be None or a non-negative int, got {top_k!r}")
+        if not documents:
+            return []
+        scores = self.predict(
+            [(query, d) for d in documents],
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            activation_fn=activation_fn,
+        ).tolist()
+        results: list[dict[str, Any]] = []
+        for i, score in enumerate(scores):
+            results.append({"corpus_id": i, "score": score})
+            if return_documents:
+                results[-1]["text"] = documents[i]
+        # NOTE: Python's sort is stable, so tied scores keep document order, exactly as the reference.
+        results.sort(key=lambda r: r["score"], reverse=True)
+        return results[:top_k]
+
+    # ------------------------------------------------------------------ internals
+    def _score(
+        self,
+        pairs: list[tuple[str, str]],
+        output: str,
+        shape_tail: tuple[int, ...],
+        batch_size: int,
+        budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> np.ndarray:
+        ids, types = self.tokenizer.encode_pairs(pairs)
+        out = np.empty((len(ids), *shape_tail), dtype=np.float32)
+        lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+        # NOTE: the same length-sorted batching as Encoder (longest first, stable; a token budget shrinks long
+        # batches); _batches reads nothing from self.
+        batches = Encoder._batches(self, lengths, batch_size, budget)  # type: ignore[arg-type]
+        bar = None
+        if show_progress_bar:
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(ids), desc="Scoring", unit="pair")
+            except ImportError:
+                bar = None
+        for idx in batches:
+            out[idx] = self._run([ids[i] for i in idx], [types[i] for i in idx], output)
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _run(self, ids: list[list[int]], types: list[list[int]], output: str) -> np.ndarray:
+        input_ids, mask = self.tokenizer.pad(ids)
+        feed = {"input_ids": input_ids, "attention_mask": mask}
+        if self._with_types:
+            feed["token_type_ids"] = self.tokenizer.pad_types(types, input_ids.shape[1])
+        # NOTE: no IO binding on CUDA: the output is a few floats per pair, so its copy costs nothing.
+        return self._session.run([output], feed)[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEncoder(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
+            f"num_labels={self.num_labels}, activation={self.activation.value!r}, "
+            f"max_seq_length={self.max_seq_length}, providers={self.active_providers})"
+        )
