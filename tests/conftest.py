@@ -88,3 +88,32 @@ def tiny_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bert(tiny_factory):
     return tiny_factory(arch="bert", pooling="mean", normalize=True)
+
+
+@pytest.fixture(scope="session")
+def cross_factory(tmp_path_factory):
+    """Build (and cache) tiny random cross-encoders and their exports by keyword arguments."""
+    from tiny_models import build_tiny_cross
+
+    from embedrt import export_model
+
+    cache: dict = {}
+
+    def make(export: bool = True, **kwargs):
+        key = (export, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        if key not in cache:
+            base = tmp_path_factory.mktemp("cross")
+            model_dir = build_tiny_cross(base / "model", **kwargs)
+            out = None
+            if export:
+                out = base / "export"
+                export_model(str(model_dir), out)
+            cache[key] = (model_dir, out)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_cross(cross_factory):
+    return cross_factory(arch="bert", num_labels=1)

@@ -77,8 +77,9 @@ def test_missing_and_corrupted_tokenizer(copy):
 BLOCKED = ["torch", "transformers", "sentence_transformers", "optimum"]
 
 
-def test_runtime_works_with_heavy_libraries_blocked(tiny_bert):
+def test_runtime_works_with_heavy_libraries_blocked(tiny_bert, tiny_cross):
     _, export_dir = tiny_bert
+    _, cross_dir = tiny_cross
     code = f"""
 import sys
 for name in {BLOCKED!r}:
@@ -89,6 +90,10 @@ enc = Encoder({str(export_dir)!r}, device="cpu")
 emb = enc.encode(["hello world", "", "the model"])
 assert emb.shape == (3, 32), emb.shape
 semantic_search(emb[:1], emb, top_k=2)
+from embedrt import CrossEncoder
+ce = CrossEncoder({str(cross_dir)!r}, device="cpu")
+assert ce.predict([("hello world", ""), ("a", "b")]).shape == (2,)
+assert [r["corpus_id"] for r in ce.rank("q", ["a", "b"], top_k=1)] in ([0], [1])
 loaded = [m for m in {BLOCKED!r} if sys.modules.get(m) is not None]
 assert not loaded, loaded
 print("ok")

@@ -34,6 +34,7 @@ from .pipeline import (
     _weights_sha256,
 )
 from .resolve import resolve_model
+from .tasks import not_a_cross_encoder
 from .verify import _words, probe_texts
 
 SCORES = "scores"
@@ -380,6 +381,12 @@ def export_cross_encoder(
     steps = _Steps(log, total=5)
     with steps.step("resolve", model):
         resolved = resolve_model(model)
+        why = not_a_cross_encoder(resolved.path)
+        if why:
+            raise UnsupportedModelError(
+                f"{resolved.path} is not a cross-encoder: {why}; loading it as one would add an untrained "
+                "classification head (export it as an embedding model instead)"
+            )
         if log:
             log(f"      found {resolved.model_id} via {resolved.source} at {resolved.path} (cross-encoder)")
     with steps.step("load", "sentence-transformers CrossEncoder reference"):

@@ -53,6 +53,23 @@ def detect_task(model_dir: Path) -> Task:
     return Task.EMBEDDING
 
 
+def not_a_cross_encoder(model_dir: Path) -> str | None:
+    """Why ``model_dir`` is known not to be a trained cross-encoder, or None.
+
+    sentence-transformers loads a SentenceTransformer or a bare ``BertModel`` as a CrossEncoder by adding a
+    freshly initialised (random) classification head; exporting that would give meaningless scores.
+    """
+    model_dir = Path(model_dir)
+    if detect_task(model_dir) is Task.CROSS_ENCODER:
+        return None
+    if (model_dir / "modules.json").is_file():
+        return "it is a SentenceTransformer (modules.json without a sequence-classification Transformer)"
+    archs = _json(model_dir / "config.json").get("architectures") or []
+    if archs:
+        return f"its architecture {archs[0]} has no sequence-classification head"
+    return None
+
+
 def exporter_for(task: Task) -> Callable[..., dict[str, Any]] | None:
     """The registered exporter of ``task``; None for embeddings (``export_model`` itself)."""
     target = EXPORTERS.get(task)
