@@ -26,7 +26,7 @@ from .modes import Activation, Device, Pooling, Precision, Task
 __version__ = "0.1.0"
 
 _RUNTIME = {"Encoder", "CrossEncoder", "TensorRTOptions", "cos_sim", "dot_score", "normalize", "semantic_search",
-            "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings"}
+            "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings", "rerank_hits"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .export import export_model
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
         paraphrase_mining,
         paraphrase_mining_embeddings,
         quantize_embeddings,
+        rerank_hits,
         semantic_search,
     )
 

@@ -38,6 +38,11 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimize", action="store_true",
                    help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
                         "verification still holds (default off: no gain measured, and the graph stays portable)")
+    p.add_argument("--task", choices=["auto", "embedding", "cross-encoder"], default="auto",
+                   help="what the model is (default auto: read from its configs; a *ForSequenceClassification "
+                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder)")
+    p.add_argument("--cross-encoder", dest="task", action="store_const", const="cross-encoder",
+                   help="export a cross-encoder (reranker): pairs -> scores; same as --task cross-encoder")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
 
 
@@ -62,8 +67,15 @@ def _run_export(args: argparse.Namespace) -> int:
                             int8=Int8Config(exclude_roles=exclude),
                             thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
                             calibration=[c for c in calibration if c.strip()] if calibration else None,
-                            eval_sts=args.eval_sts, optimize=args.optimize)
+                            eval_sts=args.eval_sts, optimize=args.optimize,
+                            task=None if args.task == "auto" else args.task)
     fig = manifest["variants"]["fp32"]["verification"]
+    if manifest.get("task") == "cross-encoder":
+        print(f"exported cross-encoder {manifest['source']['model']} to {Path(output).absolute()} in "
+              f"{time.perf_counter() - t0:.1f} s ({manifest['num_labels']} label(s), {manifest['activation']}, "
+              f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
+              "CrossEncoder.predict)")
+        return 0
     print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
           f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "
           f"max abs diff {fig['max_abs_diff']:.1e} vs sentence-transformers)")
@@ -168,6 +180,7 @@ def _run_search(args: argparse.Namespace) -> int:
     from .runtime import semantic_search
 
     enc = _encoder(args)
+    cross = _cross_encoder(args) if args.rerank else None  # NOTE: loaded first, so a bad path fails fast
     corpus = [t for t in _read_lines(args.corpus) if t.strip()]
     if args.limit:
         corpus = corpus[: args.limit]
@@ -175,17 +188,41 @@ def _run_search(args: argparse.Namespace) -> int:
     corpus_emb = enc.encode(corpus, batch_size=args.batch_size)
     t1 = time.perf_counter()
     query_emb = enc.encode(args.query, batch_size=args.batch_size)
-    hits = semantic_search(query_emb, corpus_emb, top_k=args.top_k)
+    retrieve_k = max(args.top_k, args.rerank_top_k) if args.rerank else args.top_k
+    hits = semantic_search(query_emb, corpus_emb, top_k=retrieve_k)
     print(f"embedded {len(corpus)} corpus texts in {t1 - t0:.1f} s", file=sys.stderr)
+    if cross is not None:
+        hits = _rerank(args, cross, corpus, hits)
     results = []
     for q, qhits in zip(args.query, hits):
         print(f"\nQuery: {q}")
         for h in qhits:
-            print(f"  {h['score']:.4f}  {corpus[h['corpus_id']]}")
+            via = f"  (retrieval {h['retrieval_score']:.4f}, #{h['retrieval_rank'] + 1})" if cross else ""
+            print(f"  {h['score']:.4f}{via}  {corpus[h['corpus_id']]}")
         results.append({"query": q, "hits": [{**h, "text": corpus[h["corpus_id"]]} for h in qhits]})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return 0
+
+
+def _cross_encoder(args: argparse.Namespace):
+    from .runtime import CrossEncoder
+
+    if args.rerank_top_k < 1:
+        raise InputError(f"--rerank-top-k must be a positive int, got {args.rerank_top_k}")
+    return CrossEncoder(args.rerank, device=args.device, intra_op_threads=args.threads)
+
+
+def _rerank(args: argparse.Namespace, ce, corpus: list[str], hits: list[list[dict]]) -> list[list[dict]]:
+    """Rerank each query's top --rerank-top-k retrieval hits with the cross-encoder; keep --top-k."""
+    from .runtime import rerank_hits
+
+    t0 = time.perf_counter()
+    out = [rerank_hits(ce, q, qhits[: args.rerank_top_k], corpus, top_k=args.top_k, batch_size=args.batch_size)
+           for q, qhits in zip(args.query, hits)]
+    n = sum(min(len(h), args.rerank_top_k) for h in hits)
+    print(f"reranked {n} pairs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return out
 
 
 def _run_mine(args: argparse.Namespace) -> int:
@@ -297,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="hits per query (default 5)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N corpus lines")
     p.add_argument("--json", default=None, help="also write the hits as JSON")
+    p.add_argument("--rerank", default=None, metavar="CROSS_EXPORT_DIR",
+                   help="rerank the retrieved hits with this cross-encoder export (retrieve, then rerank)")
+    p.add_argument("--rerank-top-k", type=int, default=100,
+                   help="retrieval hits per query passed to the cross-encoder (default 100)")
     p.set_defaults(func=_run_search)
 
     p = sub.add_parser("mine", help="paraphrase mining: the most similar pairs in a corpus (the SBERT demo)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cross_encoder import CrossEncoder
+from .cross_encoder import CrossEncoder, rerank_hits
 from .encoder import Encoder
 from .providers import TensorRTOptions
 from .util import (
@@ -25,5 +25,6 @@ __all__ = [
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
     "quantize_embeddings",
+    "rerank_hits",
     "semantic_search",
 ]

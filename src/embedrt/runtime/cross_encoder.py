@@ -186,7 +186,7 @@ class CrossEncoder:
         task = m.get("task", Task.EMBEDDING.value)
         if task != Task.CROSS_ENCODER.value:
             raise ArtifactError(
-                f"{self.path} is a {task!r} export, not a cross-encoder: load it with "
+                f"{self.path} is an export of task {task!r}, not a cross-encoder: load it with "
                 "embedrt.Encoder, or export a cross-encoder with export-model --cross-encoder"
             )
         graph = open_graph(
@@ -419,3 +419,45 @@ class CrossEncoder:
             f"num_labels={self.num_labels}, activation={self.activation.value!r}, "
             f"max_seq_length={self.max_seq_length}, providers={self.active_providers})"
         )
+
+
+def rerank_hits(
+    cross_encoder: CrossEncoder,
+    query: str,
+    hits: list[dict[str, Any]],
+    corpus: Sequence[str],
+    top_k: int | None = None,
+    batch_size: int = 32,
+) -> list[dict[str, Any]]:
+    """Rerank one query's retrieval hits (``semantic_search`` output) with a cross-encoder.
+
+    Args:
+        cross_encoder: a one-label cross-encoder.
+        query: the query text.
+        hits: ``[{"corpus_id", "score"}, ...]`` from the bi-encoder, best first.
+        corpus: the texts ``corpus_id`` indexes.
+        top_k: keep the best ``top_k`` after reranking (None: all hits).
+        batch_size: pairs per graph run.
+
+    Returns:
+        ``[{"corpus_id", "score", "retrieval_score", "retrieval_rank"}, ...]``, best first;
+        ``score`` is the cross-encoder's, ``retrieval_rank`` the 0-based position the bi-encoder gave it.
+
+    Raises:
+        InputError: as ``CrossEncoder.rank``, or a ``corpus_id`` outside the corpus.
+    """
+    for h in hits:
+        if not 0 <= int(h["corpus_id"]) < len(corpus):
+            raise InputError(f"hit corpus_id {h['corpus_id']} is outside the corpus of {len(corpus)} texts")
+    ranked = cross_encoder.rank(
+        query, [corpus[int(h["corpus_id"])] for h in hits], top_k=top_k, batch_size=batch_size
+    )
+    return [
+        {
+            "corpus_id": int(hits[r["corpus_id"]]["corpus_id"]),
+            "score": r["score"],
+            "retrieval_score": float(hits[r["corpus_id"]]["score"]),
+            "retrieval_rank": r["corpus_id"],
+        }
+        for r in ranked
+    ]

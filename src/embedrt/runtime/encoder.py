@@ -77,8 +77,8 @@ class Encoder:
         self.path = Path(path)
         self.manifest = m = read_manifest(self.path)
         if m.get("task", "embedding") != "embedding":
-            raise ArtifactError(f"{self.path} is a {m['task']!r} export, not an embedding model: load it with "
-                                "embedrt.CrossEncoder")
+            raise ArtifactError(f"{self.path} is an export of task {m['task']!r}, not an embedding model: "
+                                "load it with embedrt.CrossEncoder")
         variants = m["variants"]
         if not isinstance(variant, str) or variant not in variants:
             raise InputError(f"unknown variant {variant!r}; this export has: {sorted(variants)}")
