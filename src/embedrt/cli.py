@@ -278,8 +278,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench
     from .bench.orchestrate import to_markdown, to_plot
 
+    if (args.corpus is None) == (args.pairs_from is None):
+        raise InputError("pass exactly one of --corpus (texts, for an embedding export) and --pairs-from "
+                         "(tab-separated pairs, for a cross-encoder export)")
     cfg = BenchConfig(
-        target=args.target, corpus=args.corpus, limit=args.limit, batch_sizes=args.batch_sizes,
+        target=args.target, corpus=args.corpus or args.pairs_from, limit=args.limit, batch_sizes=args.batch_sizes,
         headline_batch_size=args.headline_batch_size,
         variants=args.variants.split(",") if args.variants else None,
         peers=[p for p in args.peers.split(",") if p] if args.peers is not None else None,
@@ -358,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput, latency, cold start, memory and agreement, side by side with peers")
     p.add_argument("target", help="export directory, or a model to export first")
-    p.add_argument("--corpus", required=True, help="UTF-8 text file, one text per line")
+    p.add_argument("--corpus", default=None, help="UTF-8 text file, one text per line")
+    p.add_argument("--pairs-from", default=None, metavar="FILE",
+                   help="for a cross-encoder export: pairs, the last two tab-separated fields of each line "
+                        "(e.g. stsb-dev.tsv: score, s1, s2; a header line is skipped)")
     p.add_argument("--limit", type=int, default=4000, help="first N lines (default 4000)")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], help="sweep (default 1,8,32,128)")
     p.add_argument("--headline-batch-size", type=int, default=32, help="batch size of the main table (default 32)")

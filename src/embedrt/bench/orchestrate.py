@@ -101,7 +101,8 @@ class _Progress:
             print(text, file=sys.stderr, flush=True)
 
 
-def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float) -> dict[str, Any]:
+def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float,
+                 worker: Path = WORKER) -> dict[str, Any]:
     cfg = dict(cfg)
     cfg["result_out"] = str(tmp / f"{name}.result.json")
     cfg_path = tmp / f"{name}.config.json"
@@ -109,7 +110,7 @@ def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout
     cfg_path.write_text(json.dumps(cfg))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", TRANSFORMERS_VERBOSITY="error")
     try:
-        proc = subprocess.run([python, str(WORKER), str(cfg_path)], capture_output=True, text=True,
+        proc = subprocess.run([python, str(worker), str(cfg_path)], capture_output=True, text=True,
                               timeout=timeout, env=env)
     except FileNotFoundError:
         return {"ok": False, "error": f"interpreter not found: {python}"}
@@ -181,6 +182,10 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     progress = _Progress(total=0, quiet=True)
     export_dir = _prepare_target(cfg, workdir, progress)
     manifest = read_manifest(export_dir)
+    if manifest.get("task") == "cross-encoder":  # NOTE: pairs/s against sentence-transformers' CrossEncoder
+        from .cross import run_cross_bench
+
+        return run_cross_bench(cfg, export_dir, manifest, workdir, quiet)
     variants = cfg.variants or list(manifest["variants"])
     unknown = [v for v in variants if v not in manifest["variants"]]
     if unknown:
@@ -374,6 +379,10 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The README table: one row per runner, ratios against every peer measured in the same run."""
+    if report.get("config", {}).get("task") == "cross-encoder":
+        from .cross import to_markdown as cross_markdown
+
+        return cross_markdown(report)
     cfg = report["config"]
     s = report["summary"]
     labels = list(s)
@@ -418,6 +427,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
+    if report.get("config", {}).get("task") == "cross-encoder":
+        raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
     try:
         import matplotlib
 
