@@ -159,9 +159,9 @@ def test_unknown_task_and_unsupported_options(tiny_cross, tmp_path):
 def test_runtimes_refuse_the_other_task(tiny_cross, tiny_bert):
     _, cross_export = tiny_cross
     _, bi_export = tiny_bert
-    with pytest.raises(ArtifactError, match="'cross-encoder' export, not an embedding model.*CrossEncoder"):
+    with pytest.raises(ArtifactError, match="task 'cross-encoder', not an embedding model.*CrossEncoder"):
         Encoder(cross_export, device="cpu")
-    with pytest.raises(ArtifactError, match="'embedding' export, not a cross-encoder"):
+    with pytest.raises(ArtifactError, match="task 'embedding', not a cross-encoder"):
         CrossEncoder(bi_export, device="cpu")
 
 
