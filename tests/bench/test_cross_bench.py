@@ -1,4 +1,4 @@
-"""`embedrt bench` on a tiny cross-encoder export: schema, pairs/s ratios from the measured runs, agreement."""
+"""`embedrt bench` on a tiny cross-encoder export: schema, pairs/s ratios from measured runs, agreement."""
 
 from __future__ import annotations
 
