@@ -131,9 +131,25 @@ def test_retrieve_rerank_example(tiny_bert, tiny_cross, corpus_file):
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[2] / "examples" / "retrieve_rerank.py"
-    out = subprocess.run([sys.executable, str(example), str(tiny_bert[1]), str(tiny_cross[1]), "--corpus",
-                          str(corpus_file), "--query", "who wrote relativity?", "--retrieve-k", "4", "--top-k", "2"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(example),
+            str(tiny_bert[1]),
+            str(tiny_cross[1]),
+            "--corpus",
+            str(corpus_file),
+            "--query",
+            "who wrote relativity?",
+            "--retrieve-k",
+            "4",
+            "--top-k",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert f"{len(CORPUS)} documents, 1 queries" in out.stdout
     assert out.stdout.count("(bi-encoder ") == 2
