@@ -209,6 +209,8 @@ def test_bad_arguments_are_typed_errors(tiny_cross):
         ours.predict([("a", "b")], activation_fn="gelu")
     with pytest.raises(InputError, match="batch_size must be a positive int"):
         ours.predict([("a", "b")], batch_size=0)
+    with pytest.raises(InputError, match="prompts are not supported"):
+        ours.predict([("a", "b")], prompt="query: ")
     with pytest.raises(InputError, match="convert_to_tensor=True needs torch"):
         ours.predict([("a", "b")], convert_to_tensor=True)
     with pytest.raises(InputError, match="documents must be a list of str, got None"):

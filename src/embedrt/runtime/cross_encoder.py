@@ -254,6 +254,8 @@ class CrossEncoder:
         convert_to_tensor: bool = False,
         *,
         max_batch_tokens: int | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray | np.float32 | list[Any]:
         """Score pairs: the arguments, shapes and numbers of ``sentence_transformers.CrossEncoder.predict``.
 
@@ -269,6 +271,8 @@ class CrossEncoder:
             convert_to_numpy: False returns a list with one entry per pair.
             convert_to_tensor: not supported (no torch in the runtime); raises InputError when True.
             max_batch_tokens: cap rows x padded length per batch.
+            prompt_name: accepted for signature parity; must be None (cross-encoder exports have no prompts).
+            prompt: accepted for signature parity; must be None.
 
         Returns:
             float32 scores.
@@ -277,6 +281,8 @@ class CrossEncoder:
             InputError: None, a bare str, a pair without exactly 2 texts, a non-str text, an invalid argument.
         """
         pairs, single = _validate_pairs(inputs)
+        if prompt_name is not None or prompt is not None:
+            raise InputError("prompts are not supported for cross-encoders: prompt, prompt_name must be None")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         if convert_to_tensor:
