@@ -234,7 +234,18 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
                             std::to_string(ms[i].AsInt()) + " but token_embeddings dim " + std::to_string(i) +
                             " is " + std::to_string(xs[i].AsInt())).c_str(), ORT_INVALID_ARGUMENT);
     }
-    Ort::ShapeInferContext::Shape out{xs[0], xs[2]};
+    // NOTE: ORT reports an unknown dim as the int -1; passing that on would declare the output's dim to be -1.
+    // Prefer a known size, then a symbolic name, from either input.
+    auto known = [](const Ort::ShapeInferContext::SymbolicInteger& d) { return d.IsInt() && d.AsInt() >= 0; };
+    auto pick = [&](const Ort::ShapeInferContext::SymbolicInteger& a, const Ort::ShapeInferContext::SymbolicInteger& b,
+                    const char* fallback) -> Ort::ShapeInferContext::SymbolicInteger {
+      if (known(a)) return a;
+      if (known(b)) return b;
+      if (!a.IsInt()) return a;
+      if (!b.IsInt()) return b;
+      return Ort::ShapeInferContext::SymbolicInteger(fallback);
+    };
+    Ort::ShapeInferContext::Shape out{pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")};
     return ctx.SetOutputShape(0, out, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
   }
 
