@@ -194,10 +194,40 @@ struct CudaKernel {
 };
 #endif
 
+// Declares output 0 as float [dims]: a non-negative int is a size, a string a symbolic dim.
+OrtStatusPtr SetFloatOutputShape(OrtShapeInferContext* raw, const std::vector<Ort::ShapeInferContext::SymbolicInteger>& dims) {
+  const OrtApi& api = Ort::GetApi();
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = api.CreateTensorTypeAndShapeInfo(&info)) return st;
+  std::vector<int64_t> ints;
+  std::vector<const char*> names;
+  for (const auto& d : dims) {
+    ints.push_back(d.IsInt() ? d.AsInt() : -1);
+    names.push_back(d.IsInt() ? "" : d.AsSym());
+  }
+  OrtStatus* st = api.SetTensorElementType(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  if (st == nullptr) st = api.SetDimensions(info, ints.data(), ints.size());
+  if (st == nullptr) st = api.SetSymbolicDimensions(info, names.data(), names.size());
+  if (st == nullptr) st = api.ShapeInferContext_SetOutputTypeShape(raw, 0, info);
+  api.ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
 // ------------------------------------------------------------------------------------------- op schema
 template <typename Kernel>
 struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
-  explicit PoolOp(const char* provider) : provider_(provider) {}
+  explicit PoolOp(const char* provider) : provider_(provider) {
+    // NOTE: set by hand rather than through CustomOpBase's InferOutputShape hook: that hook's SetOutputShape
+    // writes symbolic dims as -2, which ORT rejects, so a graph with a named batch dim got no output shape.
+    this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
+      try {
+        Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
+        return InferShape(ctx, raw);
+      } catch (const Ort::Exception& e) {
+        return Error(std::string("MeanPoolNormalize shape inference: ") + e.what(), e.GetOrtErrorCode());
+      }
+    };
+  }
 
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
     auto kernel = std::make_unique<Kernel>();
@@ -217,22 +247,22 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 
-  // [B,T,H], [B,T] -> [B,H]; checked while the session is created, so a bad graph fails at load.
-  static Ort::Status InferOutputShape(Ort::ShapeInferContext& ctx) {
-    if (ctx.GetInputCount() != 2) return Ort::Status("MeanPoolNormalize: expects 2 inputs", ORT_INVALID_ARGUMENT);
+  // [B,T,H], [B,T] -> [B,H]. NOTE: onnxruntime only logs a custom op's inference error; Compute checks again.
+  static OrtStatusPtr InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) {
+    if (ctx.GetInputCount() != 2) return Error("MeanPoolNormalize: expects 2 inputs");
     const auto& xs = ctx.GetInputShape(0);
     const auto& ms = ctx.GetInputShape(1);
     if (xs.size() != 3)
-      return Ort::Status(("MeanPoolNormalize: token_embeddings must have rank 3 [batch, sequence, hidden], got rank " +
-                          std::to_string(xs.size())).c_str(), ORT_INVALID_ARGUMENT);
+      return Error("MeanPoolNormalize: token_embeddings must have rank 3 [batch, sequence, hidden], got rank " +
+                   std::to_string(xs.size()));
     if (ms.size() != 2)
-      return Ort::Status(("MeanPoolNormalize: attention_mask must have rank 2 [batch, sequence], got rank " +
-                          std::to_string(ms.size())).c_str(), ORT_INVALID_ARGUMENT);
+      return Error("MeanPoolNormalize: attention_mask must have rank 2 [batch, sequence], got rank " +
+                   std::to_string(ms.size()));
     for (int i = 0; i < 2; ++i) {
       if (xs[i].IsInt() && ms[i].IsInt() && xs[i].AsInt() >= 0 && ms[i].AsInt() >= 0 && xs[i].AsInt() != ms[i].AsInt())
-        return Ort::Status(("MeanPoolNormalize: attention_mask dim " + std::to_string(i) + " is " +
-                            std::to_string(ms[i].AsInt()) + " but token_embeddings dim " + std::to_string(i) +
-                            " is " + std::to_string(xs[i].AsInt())).c_str(), ORT_INVALID_ARGUMENT);
+        return Error("MeanPoolNormalize: attention_mask dim " + std::to_string(i) + " is " +
+                     std::to_string(ms[i].AsInt()) + " but token_embeddings dim " + std::to_string(i) + " is " +
+                     std::to_string(xs[i].AsInt()));
     }
     // NOTE: ORT reports an unknown dim as the int -1; passing that on would declare the output's dim to be -1.
     // Prefer a known size, then a symbolic name, from either input.
@@ -245,8 +275,7 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
       if (!b.IsInt()) return b;
       return Ort::ShapeInferContext::SymbolicInteger(fallback);
     };
-    Ort::ShapeInferContext::Shape out{pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")};
-    return ctx.SetOutputShape(0, out, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    return SetFloatOutputShape(raw, {pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")});
   }
 
  private:
