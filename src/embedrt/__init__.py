@@ -59,6 +59,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = sorted(_RUNTIME | {
     "export_model", "Device", "Pooling", "Precision", "EmbedrtError", "ArtifactError", "ExportError",
-    "InputError", "ModelLoadError", "ModelNotFoundError", "NativeOpsError", "OutputExistsError", "ProviderUnavailableError",
-    "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
+    "InputError", "ModelLoadError", "ModelNotFoundError", "NativeOpsError", "OutputExistsError",
+    "ProviderUnavailableError", "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
 })

@@ -75,8 +75,8 @@ def test_tokenizer_has_no_baked_truncation_or_padding(tiny_bert):
     tok = json.loads((export_dir / "tokenizer.json").read_text())
     assert tok["truncation"] is None and tok["padding"] is None
     assert not list(export_dir.glob(".*tmp*"))
-    assert sorted(p.name for p in export_dir.iterdir()) == ["embedrt.json", "model.fused.onnx", "model.fused.probe.npz",
-                                                            "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in export_dir.iterdir()) == [
+        "embedrt.json", "model.fused.onnx", "model.fused.probe.npz", "model.onnx", "tokenizer.json"]
 
 
 def test_optimize_fuses_and_stays_exact(tiny_factory, tmp_path):

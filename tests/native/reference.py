@@ -19,7 +19,9 @@ def pool_reference(x: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) 
         count = np.maximum(w.sum(1), 1e-9)
         out = (x * w).sum(1) / (count if mode == "mean" else np.sqrt(count))
     elif mode == "max":
-        out = np.where(w != 0, x, -np.inf).max(1) if x.shape[1] else np.full((x.shape[0], x.shape[2]), -np.inf)
+        out = (
+            np.where(w != 0, x, -np.inf).max(1) if x.shape[1] else np.full((x.shape[0], x.shape[2]), -np.inf)
+        )
     else:
         first = (mask != 0).argmax(1)
         out = x[np.arange(x.shape[0]), first]
@@ -28,8 +30,13 @@ def pool_reference(x: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) 
     return out
 
 
-def fused_model(mode: str = "mean", normalize: int = 1, dtype: str = "float32", hidden: int | None = None,
-                attrs: bool = True) -> bytes:
+def fused_model(
+    mode: str = "mean",
+    normalize: int = 1,
+    dtype: str = "float32",
+    hidden: int | None = None,
+    attrs: bool = True,
+) -> bytes:
     """One MeanPoolNormalize node: (x [B,T,H], mask [B,T]) -> y [B,H]."""
     from onnx import TensorProto, helper
 
@@ -37,12 +44,19 @@ def fused_model(mode: str = "mean", normalize: int = 1, dtype: str = "float32", 
     kwargs = {"mode": mode, "normalize": normalize} if attrs else {}
     node = helper.make_node("MeanPoolNormalize", ["x", "mask"], ["y"], domain="ai.embedrt", **kwargs)
     graph = helper.make_graph(
-        [node], "fused_pool",
-        [helper.make_tensor_value_info("x", elem, ["B", "T", hidden]),
-         helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", hidden])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
-                              ir_version=IR_VERSION)
+        [node],
+        "fused_pool",
+        [
+            helper.make_tensor_value_info("x", elem, ["B", "T", hidden]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", hidden])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
+        ir_version=IR_VERSION,
+    )
     return model.SerializeToString()
 
 
@@ -51,10 +65,18 @@ def standard_model(mode: str = "mean", normalize: int = 1) -> bytes:
     from onnx import TensorProto, helper
 
     nodes = [
-        helper.make_node("Constant", [], ["axis_t"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])),
-        helper.make_node("Constant", [], ["axis_h"], value=helper.make_tensor("h", TensorProto.INT64, [1], [-1])),
-        helper.make_node("Constant", [], ["lo"], value=helper.make_tensor("l", TensorProto.FLOAT, [], [1e-9])),
-        helper.make_node("Constant", [], ["eps"], value=helper.make_tensor("e", TensorProto.FLOAT, [], [1e-12])),
+        helper.make_node(
+            "Constant", [], ["axis_t"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])
+        ),
+        helper.make_node(
+            "Constant", [], ["axis_h"], value=helper.make_tensor("h", TensorProto.INT64, [1], [-1])
+        ),
+        helper.make_node(
+            "Constant", [], ["lo"], value=helper.make_tensor("l", TensorProto.FLOAT, [], [1e-9])
+        ),
+        helper.make_node(
+            "Constant", [], ["eps"], value=helper.make_tensor("e", TensorProto.FLOAT, [], [1e-12])
+        ),
         helper.make_node("Unsqueeze", ["mask", "axis_h"], ["m3"]),
         helper.make_node("Cast", ["m3"], ["mf"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["x", "mf"], ["xm"]),
@@ -68,21 +90,29 @@ def standard_model(mode: str = "mean", normalize: int = 1) -> bytes:
         nodes += [helper.make_node("Identity", ["count"], ["div"])]
     nodes += [helper.make_node("Div", ["total", "div"], ["pooled"])]
     if normalize:
-        nodes += [helper.make_node("ReduceL2", ["pooled"], ["norm0"], axes=[-1], keepdims=1),
-                  helper.make_node("Clip", ["norm0", "eps"], ["norm"]),
-                  helper.make_node("Div", ["pooled", "norm"], ["y"])]
+        nodes += [
+            helper.make_node("ReduceL2", ["pooled"], ["norm0"], axes=[-1], keepdims=1),
+            helper.make_node("Clip", ["norm0", "eps"], ["norm"]),
+            helper.make_node("Div", ["pooled", "norm"], ["y"]),
+        ]
     else:
         nodes += [helper.make_node("Identity", ["pooled"], ["y"])]
     graph = helper.make_graph(
-        nodes, "standard_pool",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", "H"]),
-         helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "H"])])
+        nodes,
+        "standard_pool",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", "H"]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "H"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
     return model.SerializeToString()
 
 
-def random_batch(rng: np.random.Generator, B: int, T: int, H: int, dtype=np.float32, all_padding_row: bool = False):
+def random_batch(
+    rng: np.random.Generator, B: int, T: int, H: int, dtype=np.float32, all_padding_row: bool = False
+):
     """Token embeddings and a right-padded mask with random lengths (at least one token per row)."""
     x = rng.standard_normal((B, T, H)).astype(dtype) * 3
     lengths = rng.integers(1, T + 1, size=B) if T else np.zeros(B, dtype=np.int64)

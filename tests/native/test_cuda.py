@@ -21,8 +21,20 @@ def test_cuda_kernel_compiles_and_the_library_still_serves_cpu(tmp_path):
     import onnxruntime as ort
 
     build = tmp_path / "build"
-    cfg = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DEMBEDRT_CUDA=ON", "-DEMBEDRT_REQUIRE_NATIVE=ON",
-                          "-DCMAKE_BUILD_TYPE=Release"], capture_output=True, text=True)
+    cfg = subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(ROOT),
+            "-B",
+            str(build),
+            "-DEMBEDRT_CUDA=ON",
+            "-DEMBEDRT_REQUIRE_NATIVE=ON",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cfg.returncode == 0, cfg.stdout[-3000:] + cfg.stderr[-3000:]
     assert "CUDA kernel ON" in cfg.stdout
     out = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True, text=True)
@@ -34,7 +46,9 @@ def test_cuda_kernel_compiles_and_the_library_still_serves_cpu(tmp_path):
     so.register_custom_ops_library(str(lib))
     s = ort.InferenceSession(fused_model("mean", 1), so, providers=["CPUExecutionProvider"])
     x, mask = random_batch(np.random.default_rng(0), 4, 9, 33)
-    np.testing.assert_allclose(s.run(["y"], {"x": x, "mask": mask})[0], pool_reference(x, mask, "mean", True), atol=1e-6)
+    np.testing.assert_allclose(
+        s.run(["y"], {"x": x, "mask": mask})[0], pool_reference(x, mask, "mean", True), atol=1e-6
+    )
 
 
 def _cuda_session(library, model: bytes, profile_dir: Path | None = None):
@@ -50,8 +64,13 @@ def _cuda_session(library, model: bytes, profile_dir: Path | None = None):
 
 def _providers_of(profile: Path, op: str) -> set[str]:
     events = json.loads(profile.read_text())
-    return {e["args"].get("provider") for e in events
-            if e.get("cat") == "Node" and e.get("args", {}).get("op_name") == op and "provider" in e.get("args", {})}
+    return {
+        e["args"].get("provider")
+        for e in events
+        if e.get("cat") == "Node"
+        and e.get("args", {}).get("op_name") == op
+        and "provider" in e.get("args", {})
+    }
 
 
 @pytest.mark.gpu
@@ -61,8 +80,14 @@ def test_cuda_kernel_matches_numpy_and_runs_on_cuda(ops_library, tmp_path, mode,
     s = _cuda_session(ops_library, fused_model(mode, 1, dtype=dtype), tmp_path)
     rng = np.random.default_rng(1)
     for B, T, H in [(1, 1, 1), (8, 33, 384), (3, 2000, 1031), (5, 7, 2049)]:
-        x, mask = random_batch(rng, B, T, H, dtype=np.float16 if dtype == "float16" else np.float32,
-                               all_padding_row=mode in ("mean", "mean_sqrt_len"))
+        x, mask = random_batch(
+            rng,
+            B,
+            T,
+            H,
+            dtype=np.float16 if dtype == "float16" else np.float32,
+            all_padding_row=mode in ("mean", "mean_sqrt_len"),
+        )
         got = s.run(["y"], {"x": x, "mask": mask})[0]
         ref = pool_reference(x, mask, mode, True)
         assert np.abs(got - ref).max() <= 1e-5, (B, T, H)

@@ -14,8 +14,15 @@ import pytest
 
 from embedrt import Encoder, InputError, NativeOpsError
 
-TEXTS = ["hello world", "", "the model reads every token once " * 6, "a", "naïve café 日本語 🍕",
-         "A man is playing a guitar on stage.", "code: def f(x): return x ** 2"]
+TEXTS = [
+    "hello world",
+    "",
+    "the model reads every token once " * 6,
+    "a",
+    "naïve café 日本語 🍕",
+    "A man is playing a guitar on stage.",
+    "code: def f(x): return x ** 2",
+]
 
 
 def _ops(path):
@@ -37,8 +44,10 @@ def test_export_writes_a_fused_graph_and_keeps_model_onnx_standard(tiny_bert):
     assert fused["mode"] == "mean" and fused["normalize"] is True
     standard, fused_ops = _ops(export_dir / "model.onnx"), _ops(export_dir / fused["file"])
     assert "MeanPoolNormalize" not in standard and standard["ReduceL2"] == 1
-    # NOTE: the pooling chain (ReduceSum x2, Clip, Div) and the Normalize (ReduceL2, Clip, Expand, Div) are gone
-    assert fused_ops["MeanPoolNormalize"] == 1 and "ReduceSum" not in fused_ops and "ReduceL2" not in fused_ops
+    # NOTE: the pooling chain (ReduceSum x2, Clip, Div) and the Normalize (ReduceL2, Clip, Expand, Div) went
+    assert (
+        fused_ops["MeanPoolNormalize"] == 1 and "ReduceSum" not in fused_ops and "ReduceL2" not in fused_ops
+    )
     with np.load(export_dir / fused["probe"]) as probe:
         assert {"input.input_ids", "input.attention_mask", "expected"} <= set(probe.files)
         assert probe["input.attention_mask"].min() == 0  # a padded batch
@@ -68,8 +77,14 @@ def test_fused_without_normalize_and_with_dense(ops_library, tiny_sqrt_dense):
 
 
 def test_prompt_length_graph_is_fused_too(ops_library, tiny_factory):
-    _, export_dir = tiny_factory(arch="bert", pooling="mean", normalize=True, include_prompt=False,
-                                 prompts={"query": "query: "}, seed=6)
+    _, export_dir = tiny_factory(
+        arch="bert",
+        pooling="mean",
+        normalize=True,
+        include_prompt=False,
+        prompts={"query": "query: "},
+        seed=6,
+    )
     fused = Encoder(export_dir, device="cpu", fused_pooling=True)
     standard = Encoder(export_dir, device="cpu", fused_pooling=False)
     a = fused.encode(TEXTS, prompt_name="query")
@@ -128,7 +143,9 @@ def test_caller_session_options_are_left_alone_in_auto(ops_library, tiny_bert):
     _, export_dir = tiny_bert
     enc = Encoder(export_dir, device="cpu", session_options=ort.SessionOptions())
     assert enc.fused_pooling is False and "session_options given" in enc.fused_pooling_status
-    assert Encoder(export_dir, device="cpu", session_options=ort.SessionOptions(), fused_pooling=True).fused_pooling
+    assert Encoder(
+        export_dir, device="cpu", session_options=ort.SessionOptions(), fused_pooling=True
+    ).fused_pooling
 
 
 def test_fused_runtime_needs_no_torch_or_onnx(ops_library, tiny_bert):

@@ -26,7 +26,7 @@ def _run(session, x, mask):
 
 @pytest.fixture(params=ISAS)
 def isa(request, monkeypatch):
-    # NOTE: the kernel reads EMBEDRT_OPS_ISA when a session creates it, and never goes above the CPU's own ISA.
+    # NOTE: the kernel reads EMBEDRT_OPS_ISA when a session creates it; it never goes above the CPU's ISA.
     monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
     return request.param
 
@@ -105,7 +105,9 @@ def test_defaults_are_mean_without_normalize(ops_library):
 def test_bad_mask_shape_is_a_clear_error(ops_library):
     s = _session(fused_model(), ops_library)
     x = np.zeros((3, 5, 8), np.float32)
-    with pytest.raises(Exception, match=r"attention_mask must be \[batch, sequence\] = \[3, 5\].*got \[3, 4\]"):
+    with pytest.raises(
+        Exception, match=r"attention_mask must be \[batch, sequence\] = \[3, 5\].*got \[3, 4\]"
+    ):
         _run(s, x, np.ones((3, 4), np.int64))
 
 
@@ -114,21 +116,34 @@ def test_bad_rank_is_a_clear_error(ops_library):
     from reference import IR_VERSION, OPSET
 
     node = helper.make_node("MeanPoolNormalize", ["x", "mask"], ["y"], domain="ai.embedrt")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "H"]),
-                                            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
-                              ir_version=IR_VERSION)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "H"]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
+        ir_version=IR_VERSION,
+    )
     # NOTE: onnxruntime does not fail a session on a custom op's shape-inference error (it leaves the shape
     # unknown), so the kernel's own check is what the user sees.
     s = _session(model.SerializeToString(), ops_library)
     assert s.get_outputs()[0].shape == []
-    with pytest.raises(Exception, match=r"token_embeddings must be \[batch, sequence, hidden\], got shape \[2, 8\]"):
+    with pytest.raises(
+        Exception, match=r"token_embeddings must be \[batch, sequence, hidden\], got shape \[2, 8\]"
+    ):
         _run(s, np.zeros((2, 8), np.float32), np.ones((2, 3), np.int64))
 
 
 def test_unknown_mode_lists_valid_choices(ops_library):
-    with pytest.raises(Exception, match=r"unknown mode 'median'; valid choices: 'mean', 'mean_sqrt_len', 'max', 'cls'"):
+    with pytest.raises(
+        Exception, match=r"unknown mode 'median'; valid choices: 'mean', 'mean_sqrt_len', 'max', 'cls'"
+    ):
         _session(fused_model("median"), ops_library)
 
 
@@ -137,20 +152,32 @@ def test_shape_inference_gives_batch_by_hidden(ops_library):
     from reference import IR_VERSION, OPSET
 
     node = helper.make_node("MeanPoolNormalize", ["x", "mask"], ["y"], domain="ai.embedrt")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["B", "T", 16]),
-                                            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # no declared shape
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
-                              ir_version=IR_VERSION)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["B", "T", 16]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["B", "T"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # no declared shape
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.embedrt", 1)],
+        ir_version=IR_VERSION,
+    )
     out = _session(model.SerializeToString(), ops_library).get_outputs()[0]
     assert out.type == "tensor(float)" and out.shape == ["B", 16]
 
 
 @pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) not installed")
 def test_library_exports_only_register_custom_ops(ops_library):
-    out = subprocess.run(["nm", "-D", "--defined-only", str(ops_library)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(ops_library)], capture_output=True, text=True, check=True
+    ).stdout
     symbols = [line.split()[-1] for line in out.splitlines() if line.strip()]
     assert symbols == ["RegisterCustomOps"]
     needed = subprocess.run(["readelf", "-d", str(ops_library)], capture_output=True, text=True).stdout
-    assert "onnxruntime" not in needed  # NOTE: not linked against libonnxruntime; the API comes at registration
+    assert (
+        "onnxruntime" not in needed
+    )  # NOTE: not linked against libonnxruntime; the API comes at registration

@@ -62,7 +62,7 @@ def test_sha256_mismatch_names_the_file(copy):
 def test_corrupted_graph_without_checksum_is_still_typed(copy):
     (copy / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="could not load"):
-        # NOTE: fused_pooling=False: with the native library built, "auto" would serve model.fused.onnx instead
+        # NOTE: fused_pooling=False: with the native library built, "auto" serves model.fused.onnx instead
         Encoder(copy, device="cpu", verify_checksum=False, fused_pooling=False)
 
 

@@ -19,8 +19,14 @@ from .graph import build_graph_module, export_onnx, fused_pooling_plan
 FUSED_FILE = "model.fused.onnx"
 PROBE_FILE = "model.fused.probe.npz"
 #: A mixed-length, padded batch (the runtime runs it once per Encoder, so it stays small).
-PROBE_TEXTS = ["", "Hello world", "A man is playing a guitar on stage.", "naïve café, 日本語, 🍕",
-               "the model reads every token once and pools them into one vector " * 4, "a"]
+PROBE_TEXTS = [
+    "",
+    "Hello world",
+    "A man is playing a guitar on stage.",
+    "naïve café, 日本語, 🍕",
+    "the model reads every token once and pools them into one vector " * 4,
+    "a",
+]
 
 
 def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str) -> dict[str, Any] | None:
@@ -39,9 +45,18 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
         return None
     graph = build_graph_module(st_model, spec, fused_pooling=True)
     with torch.no_grad():
-        export_onnx(graph, st_model.tokenizer, export_dir / FUSED_FILE, with_prompt_length=not spec.include_prompt,
-                    dim=spec.dim, opset=opset, custom_opsets={"ai.embedrt": 1})
-    tok = TextTokenizer(export_dir / "tokenizer.json", spec.max_seq_length, int(st_model.tokenizer.pad_token_id))
+        export_onnx(
+            graph,
+            st_model.tokenizer,
+            export_dir / FUSED_FILE,
+            with_prompt_length=not spec.include_prompt,
+            dim=spec.dim,
+            opset=opset,
+            custom_opsets={"ai.embedrt": 1},
+        )
+    tok = TextTokenizer(
+        export_dir / "tokenizer.json", spec.max_seq_length, int(st_model.tokenizer.pad_token_id)
+    )
     ids, mask = tok.pad(tok.encode_ids(PROBE_TEXTS))
     feeds = {"input_ids": ids, "attention_mask": mask}
     if not spec.include_prompt:
@@ -51,9 +66,15 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
     standard = ort.InferenceSession(str(export_dir / standard_file), so, providers=["CPUExecutionProvider"])
     expected = standard.run(["sentence_embedding"], feeds)[0]
     np.savez(export_dir / PROBE_FILE, expected=expected, **{f"input.{k}": v for k, v in feeds.items()})
-    return {"file": FUSED_FILE, "sha256": sha256_file(export_dir / FUSED_FILE), "probe": PROBE_FILE,
-            "probe_sha256": sha256_file(export_dir / PROBE_FILE), "op": "ai.embedrt::MeanPoolNormalize",
-            "mode": plan[0], "normalize": plan[1]}
+    return {
+        "file": FUSED_FILE,
+        "sha256": sha256_file(export_dir / FUSED_FILE),
+        "probe": PROBE_FILE,
+        "probe_sha256": sha256_file(export_dir / PROBE_FILE),
+        "op": "ai.embedrt::MeanPoolNormalize",
+        "mode": plan[0],
+        "normalize": plan[1],
+    }
 
 
 def check_fused(export_dir: Path, entry: dict[str, Any]) -> float | None:

@@ -206,15 +206,16 @@ def fused_pooling_plan(spec: ModelSpec) -> tuple[str, bool] | None:
 def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
     """The whole model as one ``torch.nn.Module``: (input_ids, attention_mask[, prompt_length]) -> embedding.
 
-    With ``fused_pooling``, pooling (and a Normalize right after it) traces to one ai.embedrt::MeanPoolNormalize
-    node (see ``fused_pooling_plan``); the module still computes the same numbers in torch.
+    With ``fused_pooling``, pooling (and a Normalize right after it) traces to one
+    ai.embedrt::MeanPoolNormalize node (see ``fused_pooling_plan``); the module computes the same numbers.
     """
     import torch
     import torch.nn.functional as F
 
     plan = fused_pooling_plan(spec) if fused_pooling else None
     if fused_pooling and plan is None:
-        raise UnsupportedModelError(f"pooling {[p.value for p in spec.pooling]} has no fused op; fused modes: "
+        modes = [p.value for p in spec.pooling]
+        raise UnsupportedModelError(f"pooling {modes} has no fused op; fused modes: "
                                     f"{[p.value for p in FUSED_POOL_MODES]}")
 
     hf = _hf_model(st_model)

@@ -277,7 +277,7 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
     diff = check_fused(tmp, entry)
     entry["export_check_max_abs_diff"] = diff
     if diff is not None and not diff <= 1e-6:
-        # NOTE: a disagreeing fused graph is dropped, not fatal: model.onnx is the artifact, the fused graph an option.
+        # NOTE: a disagreeing fused graph is dropped, not fatal: model.onnx is the artifact, this an option.
         for name in (entry["file"], entry["probe"]):
             (tmp / name).unlink(missing_ok=True)
         if log:

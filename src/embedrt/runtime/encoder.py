@@ -74,7 +74,8 @@ class Encoder:
                  variant: str = "fp32", intra_op_threads: int | None = None, *, truncate_dim: int | None = None,
                  max_batch_tokens: int | None = None, verify_checksum: bool = True,
                  tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
-                 session_options: ort.SessionOptions | None = None, fused_pooling: bool | str = "auto") -> None:
+                 session_options: ort.SessionOptions | None = None,
+                 fused_pooling: bool | str = "auto") -> None:
         self.path = Path(path)
         self.manifest = m = read_manifest(self.path)
         variants = m["variants"]
@@ -130,7 +131,8 @@ class Encoder:
         self.fused_pooling: bool = self._session is not None
         if self._session is None:
             try:
-                self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=provider_list)
+                self._session = ort.InferenceSession(str(model_path), sess_options=so,
+                                                     providers=provider_list)
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
                 raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
         self.active_providers: list[str] = self._session.get_providers()
@@ -158,8 +160,8 @@ class Encoder:
                     intra_op_threads), providers=provider_list)
             diff = native.probe_difference(session, fused.probe, reference, OUTPUT_NAME)
             if not diff <= native.PROBE_ATOL:
-                raise NativeOpsError(f"the fused-pooling graph differs from the standard graph on the probe by "
-                                     f"{diff:.3e} > {native.PROBE_ATOL:g}")
+                raise NativeOpsError(f"the fused-pooling graph differs from the standard graph on the probe "
+                                     f"by {diff:.3e} > {native.PROBE_ATOL:g}")
         except NativeOpsError as e:
             if request is True:
                 raise

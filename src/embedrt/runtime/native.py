@@ -45,8 +45,10 @@ def library_path() -> Path | None:
 
 def _missing_library() -> NativeOpsError:
     where = os.environ.get(LIBRARY_ENV) or "embedrt/_native/"
-    return NativeOpsError(f"{LIBRARY_NAME} not found (looked in {where}); build it with `embedrt build-ops`, "
-                          "or `pip install .` on a machine with a C++ compiler")
+    return NativeOpsError(
+        f"{LIBRARY_NAME} not found (looked in {where}); build it with `embedrt build-ops`, "
+        "or `pip install .` on a machine with a C++ compiler"
+    )
 
 
 def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
@@ -74,8 +76,9 @@ class FusedGraph:
     library: Path | None = None
 
 
-def resolve(request: Any, export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
-            user_options: bool = False) -> tuple[FusedGraph | None, str]:
+def resolve(
+    request: Any, export_dir: Path, entry: dict[str, Any], verify_checksum: bool, user_options: bool = False
+) -> tuple[FusedGraph | None, str]:
     """Decide whether an Encoder tries the fused graph: (graph, "pending") or (None, why not).
 
     Raises:
@@ -110,8 +113,10 @@ def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool) 
     """
     fused = entry.get("fused_pooling")
     if not isinstance(fused, dict) or "file" not in fused:
-        raise NativeOpsError(f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
-                             "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)")
+        raise NativeOpsError(
+            f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
+            "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)"
+        )
     out = FusedGraph(export_dir / fused["file"], export_dir / fused["probe"])
     for path, key in ((out.graph, "sha256"), (out.probe, "probe_sha256")):
         if not path.is_file():
@@ -121,8 +126,12 @@ def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool) 
     return out
 
 
-def probe_difference(session: ort.InferenceSession, probe: Path, reference: ort.InferenceSession | None = None,
-                     output: str = "sentence_embedding") -> float:
+def probe_difference(
+    session: ort.InferenceSession,
+    probe: Path,
+    reference: ort.InferenceSession | None = None,
+    output: str = "sentence_embedding",
+) -> float:
     """Max abs diff between ``session`` on the probe inputs and the standard graph's outputs, scaled by the
     outputs' magnitude (so 1e-6 means 1e-6 relative for vectors larger than 1).
 
@@ -130,7 +139,7 @@ def probe_difference(session: ort.InferenceSession, probe: Path, reference: ort.
     it, the values stored at export (CPU) are used.
     """
     with np.load(probe) as data:
-        feeds = {k[len("input."):]: data[k] for k in data.files if k.startswith("input.")}
+        feeds = {k[len("input.") :]: data[k] for k in data.files if k.startswith("input.")}
         expected = data["expected"]
     if reference is not None:
         expected = reference.run([output], feeds)[0]
