@@ -40,8 +40,8 @@ def _timed(fn, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, float]:
-    """Median seconds of a and b, and the median of the per-round ratios a/b."""
+def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, str]:
+    """Median seconds of a and b, and the per-round ratios a/b as "median (min-max)"."""
     a(), b()  # warm-up
     ta, tb, ratios = [], [], []
     for _ in range(rounds):
@@ -49,7 +49,8 @@ def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, float]:
         ta.append(x)
         tb.append(y)
         ratios.append(x / y)
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+    spread = f"{statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
+    return statistics.median(ta), statistics.median(tb), spread
 
 
 def pooling_alone(threads: int, rounds: int) -> None:
@@ -62,7 +63,8 @@ def pooling_alone(threads: int, rounds: int) -> None:
     so2.intra_op_num_threads = threads
     standard = ort.InferenceSession(standard_model("mean", 1), so2, providers=["CPUExecutionProvider"])
     print("\n## pooling + normalize alone (float32, mean)\n")
-    print("| B x T x H | padding | standard ops (ms) | MeanPoolNormalize (ms) | speed-up (median of per-round ratios) |")
+    print("| B x T x H | padding | standard ops (ms) | MeanPoolNormalize (ms) | standard / fused, per round: "
+          "median (min-max) |")
     print("|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for (B, T, H), padded in [(s, p) for s in SHAPES for p in (False, True)]:
@@ -72,10 +74,11 @@ def pooling_alone(threads: int, rounds: int) -> None:
         feed = {"x": x, "mask": mask}
         diff = np.abs(fused.run(["y"], feed)[0] - standard.run(["y"], feed)[0]).max()
         assert diff <= 1e-6, f"outputs differ by {diff}"
-        ts, tf, ratio = alternate(lambda f=feed: standard.run(["y"], f), lambda f=feed: fused.run(["y"], f),
-                                  rounds, reps=20)
+        ts, tf, ratio = alternate(
+            lambda f=feed: standard.run(["y"], f), lambda f=feed: fused.run(["y"], f), rounds, reps=20
+        )
         pad = f"random lengths ({1 - mask.mean():.0%} padding)" if padded else "none"
-        print(f"| {B} x {T} x {H} | {pad} | {ts * 1e3:.3f} | {tf * 1e3:.3f} | {ratio:.2f}x |")
+        print(f"| {B} x {T} x {H} | {pad} | {ts * 1e3:.3f} | {tf * 1e3:.3f} | {ratio} |")
 
 
 def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) -> None:
@@ -83,21 +86,30 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) ->
     standard = Encoder(export_dir, device="cpu", intra_op_threads=threads, fused_pooling=False)
     diff = np.abs(fused.encode(texts) - standard.encode(texts)).max()
     assert diff <= 1e-6, f"encoders differ by {diff}"
-    ts, tf, ratio = alternate(lambda: standard.encode(texts, batch_size=32), lambda: fused.encode(texts, batch_size=32),
-                              rounds, reps=1)
+    ts, tf, ratio = alternate(
+        lambda: standard.encode(texts, batch_size=32),
+        lambda: fused.encode(texts, batch_size=32),
+        rounds,
+        reps=1,
+    )
     print(f"\n## end to end: Encoder.encode({len(texts)} texts, batch_size=32), all-MiniLM-L6-v2\n")
-    print("| standard graph (s) | fused graph (s) | speed-up (median of per-round ratios) | max abs diff |")
+    print("| standard graph (s) | fused graph (s) | standard / fused, per round: median (min-max) "
+          "| max abs diff |")
     print("|---|---|---|---|")
-    print(f"| {ts:.3f} | {tf:.3f} | {ratio:.4f}x | {diff:.1e} |")
+    print(f"| {ts:.3f} | {tf:.3f} | {ratio} | {diff:.1e} |")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--export", default=None, help="all-MiniLM-L6-v2 export directory (default: export one to a temp dir)")
+    p.add_argument(
+        "--export", default=None, help="all-MiniLM-L6-v2 export directory (default: export one to a temp dir)"
+    )
     p.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "corpus-qnli.txt"))
     p.add_argument("--texts", type=int, default=512)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1: less noise)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1: less noise)"
+    )
     p.add_argument("--skip-e2e", action="store_true")
     args = p.parse_args()
     lib = library_path()
@@ -106,8 +118,11 @@ def main() -> int:
         return 2
     import importlib.metadata as md
 
-    print(f"machine: {platform.machine()}, {_cpu_model()}, {os.cpu_count()} CPUs, onnxruntime {ort.__version__}, "
-          f"embedrt {md.version('embedrt')}, library {lib}, threads={args.threads}, rounds={args.rounds}")
+    print(
+        f"machine: {platform.machine()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, "
+        f"embedrt {md.version('embedrt')}, library {lib}, threads={args.threads}, rounds={args.rounds}"
+    )
     pooling_alone(args.threads, args.rounds)
     if args.skip_e2e:
         return 0
