@@ -172,3 +172,15 @@ def test_minilm_fused_equals_standard(ops_library, minilm_export, shared_data):
     a = fused.encode(texts, batch_size=32)
     b = Encoder(minilm_export, device="cpu", fused_pooling=False).encode(texts, batch_size=32)
     assert np.abs(a - b).max() <= 1e-6
+
+
+def test_tensorrt_auto_does_not_try_the_fused_graph(tiny_bert):
+    from embedrt.runtime import native
+
+    _, export_dir = tiny_bert
+    entry = json.loads((export_dir / "embedrt.json").read_text())["variants"]["fp32"]
+    fused, status = native.resolve("auto", export_dir, entry, True, tensorrt=True)
+    assert fused is None and "TensorRT" in status
+    if native.library_path() is not None:
+        fused, status = native.resolve(True, export_dir, entry, True, tensorrt=True)
+        assert fused is not None and status == "pending"

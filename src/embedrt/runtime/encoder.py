@@ -121,7 +121,8 @@ class Encoder:
                 trt=tensorrt, default_trt_cache=self.path / ".trt-cache", device_id=device_id)
         so = session_options or self._default_session_options(intra_op_threads)
         fused, self.fused_pooling_status = native.resolve(fused_pooling, self.path, entry, verify_checksum,
-                                                          user_options=session_options is not None)
+                                                          user_options=session_options is not None,
+                                                          tensorrt=self.device is Device.TENSORRT)
         self._session = None
         if fused is not None:
             self._session, self.fused_pooling_status = self._open_fused(

@@ -77,7 +77,12 @@ class FusedGraph:
 
 
 def resolve(
-    request: Any, export_dir: Path, entry: dict[str, Any], verify_checksum: bool, user_options: bool = False
+    request: Any,
+    export_dir: Path,
+    entry: dict[str, Any],
+    verify_checksum: bool,
+    user_options: bool = False,
+    tensorrt: bool = False,
 ) -> tuple[FusedGraph | None, str]:
     """Decide whether an Encoder tries the fused graph: (graph, "pending") or (None, why not).
 
@@ -89,6 +94,10 @@ def resolve(
         raise InputError(f"unknown fused_pooling {request!r}; valid choices: 'auto', True, False")
     if request is False:
         return None, "off: fused_pooling=False"
+    if request == "auto" and tensorrt:
+        # NOTE: TensorRT cannot run the custom op (it would go to CUDA), and checking the probe would build
+        # engines for two graphs: minutes. Only on request.
+        return None, "off: not tried under TensorRT in 'auto' mode (pass fused_pooling=True)"
     if request == "auto" and user_options:
         # NOTE: registering a library mutates SessionOptions; do not do that to the caller's object unasked.
         return None, "off: session_options given (pass fused_pooling=True to register the library on them)"
