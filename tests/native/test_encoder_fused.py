@@ -48,6 +48,9 @@ def test_export_writes_a_fused_graph_and_keeps_model_onnx_standard(tiny_bert):
     assert (
         fused_ops["MeanPoolNormalize"] == 1 and "ReduceSum" not in fused_ops and "ReduceL2" not in fused_ops
     )
+    # the transformer part is traced the same way (eager attention): no op the standard graph lacks
+    assert set(fused_ops) - {"MeanPoolNormalize"} <= set(standard)
+    assert sum(fused_ops.values()) < sum(standard.values())
     with np.load(export_dir / fused["probe"]) as probe:
         assert {"input.input_ids", "input.attention_mask", "expected"} <= set(probe.files)
         assert probe["input.attention_mask"].min() == 0  # a padded batch

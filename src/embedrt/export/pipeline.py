@@ -269,7 +269,16 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
 def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) -> None:
     from .fuse import check_fused, write_fused
 
-    entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
+    hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
+    previous = getattr(hf.config, "_attn_implementation", None)
+    # NOTE: trace with eager attention, as model.onnx was: the fused graph must differ only in its pooling
+    # (under SDPA the trace adds IsNaN/Where guards and runtime shape arithmetic, and runs slower).
+    _set_attn(hf, "eager")
+    try:
+        entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
+    finally:
+        if previous:
+            _set_attn(hf, previous)
     if entry is None:
         if log:
             log(f"      skipped: pooling {'+'.join(p.value for p in spec.pooling)} has no fused op")
