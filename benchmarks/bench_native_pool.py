@@ -4,8 +4,9 @@ end to end (Encoder.encode on all-MiniLM-L6-v2 with and without the fused graph)
 Run:  python benchmarks/bench_native_pool.py [--export DIR] [--texts 512] [--rounds 7] [--threads 1]
 
 Both sides of every comparison are validated first (they must agree within 1e-6), warmed up, then timed in
-alternation in the same process, so that the load of a shared machine hits both alike; the ratio is computed
-round by round and its median reported, with the machine and library versions.
+alternation in the same process, the order flipping every round, so that the load of a shared machine hits
+both alike; the ratio is computed round by round and its median and range reported, with the machine, its
+load and the library versions.
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, str]:
     """Median seconds of a and b, and the per-round ratios a/b as "median (min-max)"."""
     a(), b()  # warm-up
     ta, tb, ratios = [], [], []
-    for _ in range(rounds):
-        x, y = _timed(a, reps), _timed(b, reps)
+    for i in range(rounds):
+        # NOTE: the order flips every round (ABBA...), so that running first or second biases neither side.
+        if i % 2 == 0:
+            x, y = _timed(a, reps), _timed(b, reps)
+        else:
+            y, x = _timed(b, reps), _timed(a, reps)
         ta.append(x)
         tb.append(y)
         ratios.append(x / y)
