@@ -15,6 +15,7 @@ from .errors import (
     InputError,
     ModelLoadError,
     ModelNotFoundError,
+    NativeOpsError,
     OutputExistsError,
     ProviderUnavailableError,
     QualityGateError,
@@ -59,7 +60,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = sorted(_RUNTIME | {
-    "export_model", "Activation", "Device", "Pooling", "Precision", "Task", "EmbedrtError", "ArtifactError", "ExportError",
-    "InputError", "ModelLoadError", "ModelNotFoundError", "OutputExistsError", "ProviderUnavailableError",
-    "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
+    "export_model", "Activation", "Device", "Pooling", "Precision", "Task", "EmbedrtError", "ArtifactError",
+    "ExportError", "InputError", "ModelLoadError", "ModelNotFoundError", "NativeOpsError", "OutputExistsError",
+    "ProviderUnavailableError", "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
 })

@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print an export's manifest")
     p.add_argument("export_dir")
     p.set_defaults(func=_run_info)
+
+    from .native_build import add_command as add_build_ops
+
+    add_build_ops(sub)
     return parser
 
 

@@ -49,3 +49,8 @@ class ProviderUnavailableError(EmbedrtError):
 
 class InputError(EmbedrtError, ValueError):
     """Bad arguments to encode/search: wrong types, unknown names, out-of-range values."""
+
+
+class NativeOpsError(EmbedrtError):
+    """The native fused-pooling op was requested but its library or fused graph is missing, or disagrees
+    with the standard graph."""

@@ -67,7 +67,7 @@ def test_manifest_fields(tiny_bert):
     v = fp32["verification"]
     assert 0 <= v["max_abs_diff"] <= 1e-5 and v["min_cosine"] > 0.99999 and v["n_texts"] >= 20
     assert {"torch", "onnxruntime", "sentence-transformers"} <= set(m["versions"])
-    assert set(m["export_timings_s"]) == {"resolve", "load", "trace", "verify"}
+    assert set(m["export_timings_s"]) == {"resolve", "load", "trace", "verify", "fuse"}
 
 
 def test_tokenizer_has_no_baked_truncation_or_padding(tiny_bert):
@@ -75,7 +75,8 @@ def test_tokenizer_has_no_baked_truncation_or_padding(tiny_bert):
     tok = json.loads((export_dir / "tokenizer.json").read_text())
     assert tok["truncation"] is None and tok["padding"] is None
     assert not list(export_dir.glob(".*tmp*"))
-    assert sorted(p.name for p in export_dir.iterdir()) == ["embedrt.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in export_dir.iterdir()) == [
+        "embedrt.json", "model.fused.onnx", "model.fused.probe.npz", "model.onnx", "tokenizer.json"]
 
 
 def test_optimize_fuses_and_stays_exact(tiny_factory, tmp_path):

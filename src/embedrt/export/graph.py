@@ -191,12 +191,50 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
     )
 
 
-def build_graph_module(st_model, spec: ModelSpec):
-    """The whole model as one ``torch.nn.Module``: (input_ids, attention_mask[, prompt_length]) -> embedding."""
+#: Pooling modes the native op ai.embedrt::MeanPoolNormalize replaces in the fused graph, and its mode names.
+FUSED_POOL_MODES = {Pooling.MEAN: "mean", Pooling.MEAN_SQRT_LEN: "mean_sqrt_len"}
+
+
+def fused_pooling_plan(spec: ModelSpec) -> tuple[str, bool] | None:
+    """(op mode, normalize folded in) when the model's pooling can become the native op, else None."""
+    if len(spec.pooling) != 1 or spec.pooling[0] not in FUSED_POOL_MODES:
+        return None
+    kinds = [k["type"] for k in spec.post_modules if k["type"] != "Dropout"]
+    return FUSED_POOL_MODES[spec.pooling[0]], bool(kinds) and kinds[0] == "Normalize"
+
+
+def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
+    """The whole model as one ``torch.nn.Module``: (input_ids, attention_mask[, prompt_length]) -> embedding.
+
+    With ``fused_pooling``, pooling (and a Normalize right after it) traces to one
+    ai.embedrt::MeanPoolNormalize node (see ``fused_pooling_plan``); the module computes the same numbers.
+    """
     import torch
     import torch.nn.functional as F
 
+    plan = fused_pooling_plan(spec) if fused_pooling else None
+    if fused_pooling and plan is None:
+        modes = [p.value for p in spec.pooling]
+        raise UnsupportedModelError(f"pooling {modes} has no fused op; fused modes: "
+                                    f"{[p.value for p in FUSED_POOL_MODES]}")
+
     hf = _hf_model(st_model)
+    spec_hidden = int(getattr(hf.config, "hidden_size", 0) or getattr(hf.config, "dim", 0)) or None
+
+    class FusedPool(torch.autograd.Function):
+        """Torch forward = the standard pooling; ONNX symbolic = the native op."""
+
+        @staticmethod
+        def forward(ctx, tokens, mask, mode, normalize):  # noqa: ARG004 - autograd.Function signature
+            x = _pool(Pooling.MEAN if mode == "mean" else Pooling.MEAN_SQRT_LEN, tokens, mask, mask)
+            return F.normalize(x, p=2.0, dim=-1) if normalize else x
+
+        @staticmethod
+        def symbolic(g, tokens, mask, mode, normalize):
+            out = g.op("ai.embedrt::MeanPoolNormalize", tokens, mask, mode_s=mode, normalize_i=int(normalize))
+            out.setType(tokens.type().with_dtype(torch.float32).with_sizes([None, spec_hidden]))
+            return out
+
     post_modules = [m for name, m in zip(spec.module_types, st_model._modules.values())
                     if name in ("Dense", "Normalize", "Dropout", "LayerNorm")]
 
@@ -215,9 +253,14 @@ def build_graph_module(st_model, spec: ModelSpec):
                 # sentence-transformers does with include_prompt=False (right padding: zero the first k).
                 positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
                 mask = mask * (positions >= prompt_length.reshape(-1, 1)).to(mask.dtype)
-            vectors = [_pool(mode, tokens, mask, attention_mask) for mode in spec.pooling]
-            x = vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=-1)
-            for kind, module in zip(self.post_kinds, self.post):
+            post = list(zip(self.post_kinds, self.post))
+            if plan is not None:
+                x = FusedPool.apply(tokens, mask, plan[0], plan[1])
+                post = post[1:] if plan[1] else post  # NOTE: the op already normalised
+            else:
+                vectors = [_pool(mode, tokens, mask, attention_mask) for mode in spec.pooling]
+                x = vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=-1)
+            for kind, module in post:
                 if kind == "Normalize":
                     # NOTE: F.normalize's eps=1e-12 clamp, exactly as sentence-transformers' Normalize.
                     x = F.normalize(x, p=2.0, dim=-1)
@@ -259,7 +302,7 @@ def build_graph_module(st_model, spec: ModelSpec):
 
 
 def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, dim: int,
-                opset: int = DEFAULT_OPSET) -> list[str]:
+                opset: int = DEFAULT_OPSET, custom_opsets: dict[str, int] | None = None) -> list[str]:
     """Trace ``graph_module`` to ``path`` with dynamic batch and sequence axes. Returns the input names."""
     import torch
 
@@ -281,6 +324,7 @@ def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, d
         torch.onnx.export(
             graph_module, args, str(path), input_names=names, output_names=["sentence_embedding"],
             dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+            custom_opsets=custom_opsets or {},
         )
     _fix_output_shape(path, dim)
     return names

@@ -143,7 +143,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
     if exporter is not None:
         return exporter(model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
                         optimize=optimize, eval_sts=eval_sts)
-    steps = _Steps(log, total=5 + len(extra) + int(optimize))
+    steps = _Steps(log, total=6 + len(extra) + int(optimize))
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         module_types = read_module_types(resolved.path)
@@ -196,12 +196,14 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         if optimize:
             with steps.step("optimise", "onnxruntime transformer fusions, exact GELU"):
                 _optimize(tmp, spec, st_model, manifest, atol, log)
+        with steps.step("fuse", "pooling as the native ai.embedrt::MeanPoolNormalize op (model.fused.onnx)"):
+            _fuse(tmp, st_model, spec, manifest, opset, log)
         if eval_sts:
             from ..evaluate import read_sts, sts_spearman
             from ..runtime.encoder import Encoder
 
             s1, s2, gold = read_sts(eval_sts)
-            fp = Encoder(tmp, device="cpu")
+            fp = Encoder(tmp, device="cpu", fused_pooling=False)
             ref_st = sts_spearman(st_model.encode(s1), st_model.encode(s2), gold)
             manifest["variants"]["fp32"]["sts"] = {"file": str(eval_sts), "spearman": sts_spearman(
                 fp.encode(s1), fp.encode(s2), gold), "sentence_transformers_spearman": ref_st}
@@ -274,11 +276,44 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
         log(f"      fused {fused}; {'kept' if ok else 'not kept (verification failed), standard graph stays'}")
 
 
+def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) -> None:
+    from .fuse import check_fused, write_fused
+
+    hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
+    previous = getattr(hf.config, "_attn_implementation", None)
+    # NOTE: trace with eager attention, as model.onnx was: the fused graph must differ only in its pooling
+    # (under SDPA the trace adds IsNaN/Where guards and runtime shape arithmetic, and runs slower).
+    _set_attn(hf, "eager")
+    try:
+        entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
+    finally:
+        if previous:
+            _set_attn(hf, previous)
+    if entry is None:
+        if log:
+            log(f"      skipped: pooling {'+'.join(p.value for p in spec.pooling)} has no fused op")
+        return
+    diff = check_fused(tmp, entry)
+    entry["export_check_max_abs_diff"] = diff
+    if diff is not None and not diff <= 1e-6:
+        # NOTE: a disagreeing fused graph is dropped, not fatal: model.onnx is the artifact, this an option.
+        for name in (entry["file"], entry["probe"]):
+            (tmp / name).unlink(missing_ok=True)
+        if log:
+            log(f"      fused graph dropped: it differs from model.onnx by {diff:.2e} on the probe")
+        return
+    manifest["variants"]["fp32"]["fused_pooling"] = entry
+    write_manifest(tmp, manifest)
+    if log:
+        checked = "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
+        log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
+
+
 def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[dict[str, Any]]:
     from ..runtime.encoder import Encoder
     from .gate import SAMPLE_SENTENCES
 
-    enc = Encoder(export_dir, device="cpu")
+    enc = Encoder(export_dir, device="cpu", fused_pooling=False)
     rows = enc.tokenizer.encode_ids(list(sentences or SAMPLE_SENTENCES))
     feeds = []
     for i in range(0, len(rows), 32):

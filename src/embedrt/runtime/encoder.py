@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ArtifactError, InputError, ProviderUnavailableError
+from ..errors import ArtifactError, InputError, NativeOpsError, ProviderUnavailableError
 from ..manifest import read_manifest, sha256_file
 from ..modes import Device, Precision
+from . import native
 from . import providers as prov
 from .tokenize import TextTokenizer
 from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
@@ -62,18 +63,24 @@ class Encoder:
         verify_checksum: check the graph's sha256 against the manifest at load.
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
+        fused_pooling: ``"auto"`` (default) runs the export's fused-pooling graph (``model.fused.onnx``, one
+            native ``MeanPoolNormalize`` op) when the native library is built and the graph agrees with the
+            standard one on the export's probe; otherwise the standard graph. ``True`` requires it (raises
+            NativeOpsError), ``False`` never uses it. ``self.fused_pooling`` says which graph runs.
 
     Raises:
         ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
         ProviderUnavailableError: the requested accelerator is not available or not active.
         InputError: an unknown device or variant name.
+        NativeOpsError: ``fused_pooling=True`` but the library or the fused graph is missing, or disagrees.
     """
 
     def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
                  variant: str = "fp32", intra_op_threads: int | None = None, *, truncate_dim: int | None = None,
                  max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS, verify_checksum: bool = True,
                  tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
-                 session_options: ort.SessionOptions | None = None) -> None:
+                 session_options: ort.SessionOptions | None = None,
+                 fused_pooling: bool | str = "auto") -> None:
         self.path = Path(path)
         self.manifest = m = read_manifest(self.path)
         if m.get("task", "embedding") != "embedding":
@@ -124,10 +131,22 @@ class Encoder:
                 device, available, max_seq_length=self._max_seq_length_limit, input_names=self.input_names,
                 trt=tensorrt, default_trt_cache=self.path / ".trt-cache", device_id=device_id)
         so = session_options or self._default_session_options(intra_op_threads)
-        try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=provider_list)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
-            raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
+        fused, self.fused_pooling_status = native.resolve(fused_pooling, self.path, entry, verify_checksum,
+                                                          user_options=session_options is not None,
+                                                          tensorrt=self.device is Device.TENSORRT)
+        self._session = None
+        if fused is not None:
+            self._session, self.fused_pooling_status = self._open_fused(
+                fused, session_options or self._default_session_options(intra_op_threads), provider_list,
+                fused_pooling, model_path, intra_op_threads)
+        #: True when the fused-pooling graph (native MeanPoolNormalize op) runs; see fused_pooling_status.
+        self.fused_pooling: bool = self._session is not None
+        if self._session is None:
+            try:
+                self._session = ort.InferenceSession(str(model_path), sess_options=so,
+                                                     providers=provider_list)
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
+                raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
         self.active_providers: list[str] = self._session.get_providers()
         first = provider_list[0] if isinstance(provider_list[0], str) else provider_list[0][0]
         if providers is not None:
@@ -138,6 +157,32 @@ class Encoder:
         self._use_io_binding = self.device in (Device.CUDA, Device.TENSORRT)
         self._device_id = device_id
         self._local = threading.local()
+
+    def _open_fused(self, fused: native.FusedGraph, so: ort.SessionOptions, provider_list: list[Any],
+                    request: bool | str, model_path: Path, intra_op_threads: int | None):
+        """Session on the fused graph, verified once on the export's probe; (None, reason) to fall back."""
+        try:
+            native.register(so, fused.library)
+            session = ort.InferenceSession(str(fused.graph), sess_options=so, providers=provider_list)
+            reference = None
+            if session.get_providers()[0] != prov.CPU:
+                # NOTE: the stored expected values come from the CPU provider; on a GPU, compare with the
+                # standard graph on the same provider, so TF32 or kernel choices do not count as a mismatch.
+                reference = ort.InferenceSession(str(model_path), sess_options=self._default_session_options(
+                    intra_op_threads), providers=provider_list)
+            diff = native.probe_difference(session, fused.probe, reference, OUTPUT_NAME)
+            if not diff <= native.PROBE_ATOL:
+                raise NativeOpsError(f"the fused-pooling graph differs from the standard graph on the probe "
+                                     f"by {diff:.3e} > {native.PROBE_ATOL:g}")
+        except NativeOpsError as e:
+            if request is True:
+                raise
+            return None, f"off: {e}"
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises untyped errors
+            if request is True:
+                raise NativeOpsError(f"the fused-pooling graph {fused.graph} failed: {e}") from e
+            return None, f"off: the fused-pooling graph failed: {e}"
+        return session, f"on: {fused.library.name}, probe max abs diff {diff:.1e}"
 
     # ------------------------------------------------------------------ properties
     @staticmethod

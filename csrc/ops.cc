@@ -1,0 +1,325 @@
+// ONNX Runtime custom-op library: ai.embedrt::MeanPoolNormalize (CPU kernel, plus CUDA when built with nvcc).
+//
+// Build: pip install -e .   (or: embedrt build-ops [--cuda on])     Test: python -m pytest -q tests/native
+// Load:  so = onnxruntime.SessionOptions(); so.register_custom_ops_library(path_to_libembedrt_ops.so)
+//
+//   MeanPoolNormalize(token_embeddings: float|float16 [B,T,H], attention_mask: int64 [B,T]) -> float [B,H]
+//     attributes: mode = "mean" (default) | "mean_sqrt_len" | "max" | "cls";  normalize = 0 (default) | 1
+//
+// The whole cost and the numbers are described in mean_pool.h / mean_pool_cpu.cc / mean_pool_cuda.cu.
+// NOTE: the library is not linked against libonnxruntime (Python's onnxruntime does not export
+// OrtGetApiBase for linking); the API table arrives through RegisterCustomOps.
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mean_pool.h"
+
+#define EMBEDRT_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace embedrt {
+namespace {
+
+constexpr const char* kDomain = "ai.embedrt";
+constexpr const char* kOpName = "MeanPoolNormalize";
+constexpr const char* kValidModes = "'mean', 'mean_sqrt_len', 'max', 'cls'";
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+bool ParseMode(const std::string& name, PoolMode* mode) {
+  if (name == "mean") *mode = PoolMode::kMean;
+  else if (name == "mean_sqrt_len") *mode = PoolMode::kMeanSqrtLen;
+  else if (name == "max") *mode = PoolMode::kMax;
+  else if (name == "cls") *mode = PoolMode::kCls;
+  else return false;
+  return true;
+}
+
+struct Attrs {
+  PoolMode mode = PoolMode::kMean;
+  bool normalize = false;
+};
+
+// Reads the attributes, with their defaults when absent. Returns a non-empty message on a bad value.
+std::string ReadAttrs(const OrtApi& api, const OrtKernelInfo* info, Attrs* attrs) {
+  int64_t normalize = 0;
+  if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, "normalize", &normalize)) {
+    api.ReleaseStatus(st);  // absent: default 0
+    normalize = 0;
+  }
+  if (normalize != 0 && normalize != 1)
+    return "MeanPoolNormalize: attribute normalize must be 0 or 1, got " + std::to_string(normalize);
+  attrs->normalize = normalize == 1;
+  size_t size = 0;
+  std::string mode = "mean";
+  if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, "mode", nullptr, &size)) {
+    api.ReleaseStatus(st);  // absent: default "mean"
+  } else {
+    std::vector<char> buf(size);
+    if (OrtStatus* st2 = api.KernelInfoGetAttribute_string(info, "mode", buf.data(), &size)) {
+      api.ReleaseStatus(st2);
+      return "MeanPoolNormalize: could not read attribute mode";
+    }
+    mode.assign(buf.data());
+  }
+  if (!ParseMode(mode, &attrs->mode))
+    return "MeanPoolNormalize: unknown mode '" + mode + "'; valid choices: " + kValidModes;
+  return {};
+}
+
+struct Checked {
+  int64_t B = 0, T = 0, H = 0;
+  bool half = false;
+};
+
+// Validates the inputs of one call. Returns a non-empty message on bad shapes or types.
+std::string CheckInputs(const Ort::ConstValue& x, const Ort::ConstValue& mask, const Attrs& attrs, Checked* c) {
+  auto xi = x.GetTensorTypeAndShapeInfo();
+  auto mi = mask.GetTensorTypeAndShapeInfo();
+  const auto xs = xi.GetShape();
+  const auto ms = mi.GetShape();
+  const auto xt = xi.GetElementType();
+  if (xt != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && xt != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16)
+    return "MeanPoolNormalize: token_embeddings must be float32 or float16, got ONNX element type " +
+           std::to_string(static_cast<int>(xt));
+  if (mi.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64)
+    return "MeanPoolNormalize: attention_mask must be int64, got ONNX element type " +
+           std::to_string(static_cast<int>(mi.GetElementType()));
+  if (xs.size() != 3)
+    return "MeanPoolNormalize: token_embeddings must be [batch, sequence, hidden], got shape " + ShapeString(xs);
+  if (ms.size() != 2 || ms[0] != xs[0] || ms[1] != xs[1])
+    return "MeanPoolNormalize: attention_mask must be [batch, sequence] = " + ShapeString({xs[0], xs[1]}) +
+           " to match token_embeddings " + ShapeString(xs) + ", got " + ShapeString(ms);
+  if (attrs.mode == PoolMode::kCls && xs[1] == 0 && xs[0] > 0)
+    return "MeanPoolNormalize: mode 'cls' needs at least one token, got token_embeddings " + ShapeString(xs);
+  c->B = xs[0];
+  c->T = xs[1];
+  c->H = xs[2];
+  c->half = xt == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+  return {};
+}
+
+OrtStatus* Error(const std::string& msg, OrtErrorCode code = ORT_INVALID_ARGUMENT) {
+  return Ort::Status(msg.c_str(), code).release();
+}
+
+// ------------------------------------------------------------------------------------------- CPU kernel
+struct CpuKernel {
+  Attrs attrs;
+  Isa isa = SelectIsa();
+
+  struct Job {
+    const void* x;
+    const int64_t* mask;
+    float* out;
+    int64_t T, H, rows_per_task, B;
+    bool half;
+    const CpuKernel* self;
+  };
+
+  static void RunTask(void* data, size_t task) {
+    const Job& j = *static_cast<const Job*>(data);
+    const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
+    const int64_t end = begin + j.rows_per_task < j.B ? begin + j.rows_per_task : j.B;
+    if (j.half)
+      PoolRowsF16(static_cast<const uint16_t*>(j.x), j.mask, j.out, begin, end, j.T, j.H, j.self->attrs.mode,
+                  j.self->attrs.normalize, j.self->isa);
+    else
+      PoolRowsF32(static_cast<const float*>(j.x), j.mask, j.out, begin, end, j.T, j.H, j.self->attrs.mode,
+                  j.self->attrs.normalize, j.self->isa);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      Ort::ConstValue x = ctx.GetInput(0), mask = ctx.GetInput(1);
+      Checked c;
+      const std::string err = CheckInputs(x, mask, attrs, &c);
+      if (!err.empty()) return Error(err);
+      Ort::UnownedValue out = ctx.GetOutput(0, {c.B, c.H});
+      if (c.B == 0 || c.H == 0) return nullptr;
+      // NOTE: rows are independent: split them over ORT's intra-op pool, in tasks of >= ~64k elements so
+      // that small batches do not pay for thread hand-off.
+      const int64_t per_row = c.T * c.H > 0 ? c.T * c.H : 1;
+      int64_t rows_per_task = (int64_t{1} << 16) / per_row;
+      if (rows_per_task < 1) rows_per_task = 1;
+      const int64_t tasks = (c.B + rows_per_task - 1) / rows_per_task;
+      Job job{x.GetTensorRawData(), mask.GetTensorData<int64_t>(), out.GetTensorMutableData<float>(),
+              c.T, c.H, rows_per_task, c.B, c.half, this};
+      if (tasks == 1) {
+        RunTask(&job, 0);
+      } else {
+        ctx.ParallelFor(&CpuKernel::RunTask, static_cast<size_t>(tasks), 0, &job);
+      }
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return Error(std::string("MeanPoolNormalize: ") + e.what(), e.GetOrtErrorCode());
+    } catch (const std::exception& e) {
+      return Error(std::string("MeanPoolNormalize: ") + e.what(), ORT_FAIL);
+    }
+  }
+};
+
+#ifdef EMBEDRT_WITH_CUDA
+struct CudaKernel {
+  Attrs attrs;
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      Ort::ConstValue x = ctx.GetInput(0), mask = ctx.GetInput(1);
+      Checked c;
+      const std::string err = CheckInputs(x, mask, attrs, &c);
+      if (!err.empty()) return Error(err);
+      Ort::UnownedValue out = ctx.GetOutput(0, {c.B, c.H});
+      if (c.B == 0 || c.H == 0) return nullptr;
+      const int rc = LaunchPoolCuda(x.GetTensorRawData(), c.half, mask.GetTensorData<int64_t>(),
+                                    out.GetTensorMutableData<float>(), c.B, c.T, c.H, attrs.mode, attrs.normalize,
+                                    ctx.GetGPUComputeStream());
+      if (rc != 0) return Error("MeanPoolNormalize: CUDA launch failed, cudaError_t " + std::to_string(rc), ORT_FAIL);
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return Error(std::string("MeanPoolNormalize: ") + e.what(), e.GetOrtErrorCode());
+    }
+  }
+};
+#endif
+
+// Declares output 0 as float [dims]: a non-negative int is a size, a string a symbolic dim.
+OrtStatusPtr SetFloatOutputShape(OrtShapeInferContext* raw, const std::vector<Ort::ShapeInferContext::SymbolicInteger>& dims) {
+  const OrtApi& api = Ort::GetApi();
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = api.CreateTensorTypeAndShapeInfo(&info)) return st;
+  std::vector<int64_t> ints;
+  std::vector<const char*> names;
+  for (const auto& d : dims) {
+    ints.push_back(d.IsInt() ? d.AsInt() : -1);
+    names.push_back(d.IsInt() ? "" : d.AsSym());
+  }
+  OrtStatus* st = api.SetTensorElementType(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  if (st == nullptr) st = api.SetDimensions(info, ints.data(), ints.size());
+  if (st == nullptr) st = api.SetSymbolicDimensions(info, names.data(), names.size());
+  if (st == nullptr) st = api.ShapeInferContext_SetOutputTypeShape(raw, 0, info);
+  api.ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
+// ------------------------------------------------------------------------------------------- op schema
+template <typename Kernel>
+struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
+  explicit PoolOp(const char* provider) : provider_(provider) {
+    // NOTE: set by hand rather than through CustomOpBase's InferOutputShape hook: that hook's SetOutputShape
+    // writes symbolic dims as -2, which ORT rejects, so a graph with a named batch dim got no output shape.
+    this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
+      try {
+        Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
+        return InferShape(ctx, raw);
+      } catch (const Ort::Exception& e) {
+        return Error(std::string("MeanPoolNormalize shape inference: ") + e.what(), e.GetOrtErrorCode());
+      }
+    };
+  }
+
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
+    auto kernel = std::make_unique<Kernel>();
+    const std::string err = ReadAttrs(api, info, &kernel->attrs);
+    if (!err.empty()) return Error(err);
+    *op_kernel = kernel.release();
+    return nullptr;
+  }
+
+  const char* GetName() const { return kOpName; }
+  const char* GetExecutionProviderType() const { return provider_; }
+  size_t GetInputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    // NOTE: UNDEFINED makes input 0 type-polymorphic; float32/float16 are checked in CheckInputs.
+    return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+
+  // [B,T,H], [B,T] -> [B,H]. NOTE: onnxruntime only logs a custom op's inference error; Compute checks again.
+  static OrtStatusPtr InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) {
+    if (ctx.GetInputCount() != 2) return Error("MeanPoolNormalize: expects 2 inputs");
+    const auto& xs = ctx.GetInputShape(0);
+    const auto& ms = ctx.GetInputShape(1);
+    if (xs.size() != 3)
+      return Error("MeanPoolNormalize: token_embeddings must have rank 3 [batch, sequence, hidden], got rank " +
+                   std::to_string(xs.size()));
+    if (ms.size() != 2)
+      return Error("MeanPoolNormalize: attention_mask must have rank 2 [batch, sequence], got rank " +
+                   std::to_string(ms.size()));
+    for (int i = 0; i < 2; ++i) {
+      if (xs[i].IsInt() && ms[i].IsInt() && xs[i].AsInt() >= 0 && ms[i].AsInt() >= 0 && xs[i].AsInt() != ms[i].AsInt())
+        return Error("MeanPoolNormalize: attention_mask dim " + std::to_string(i) + " is " +
+                     std::to_string(ms[i].AsInt()) + " but token_embeddings dim " + std::to_string(i) + " is " +
+                     std::to_string(xs[i].AsInt()));
+    }
+    // NOTE: ORT reports an unknown dim as the int -1; passing that on would declare the output's dim to be -1.
+    // Prefer a known size, then a symbolic name, from either input.
+    auto known = [](const Ort::ShapeInferContext::SymbolicInteger& d) { return d.IsInt() && d.AsInt() >= 0; };
+    auto pick = [&](const Ort::ShapeInferContext::SymbolicInteger& a, const Ort::ShapeInferContext::SymbolicInteger& b,
+                    const char* fallback) -> Ort::ShapeInferContext::SymbolicInteger {
+      if (known(a)) return a;
+      if (known(b)) return b;
+      if (!a.IsInt()) return a;
+      if (!b.IsInt()) return b;
+      return Ort::ShapeInferContext::SymbolicInteger(fallback);
+    };
+    return SetFloatOutputShape(raw, {pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")});
+  }
+
+ private:
+  const char* provider_;
+};
+
+}  // namespace
+}  // namespace embedrt
+
+// The only exported symbol. ORT calls it from SessionOptions.register_custom_ops_library.
+EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+  using namespace embedrt;
+  // NOTE: GetApi returns NULL when this header (API ORT_API_VERSION) is newer than the running onnxruntime.
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    const OrtApi* any = api_base->GetApi(1);
+    if (any == nullptr) return nullptr;  // cannot even build a status: ORT reports a generic failure
+    const std::string msg = std::string("libembedrt_ops needs ONNX Runtime C API ") + std::to_string(ORT_API_VERSION) +
+                            " (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + "); this runtime is " +
+                            api_base->GetVersionString();
+    return any->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+  Ort::InitApi(api);
+  static PoolOp<CpuKernel> cpu_op(nullptr);
+#ifdef EMBEDRT_WITH_CUDA
+  static PoolOp<CudaKernel> cuda_op("CUDAExecutionProvider");
+#endif
+  // NOTE: ORT keeps a pointer to the domain for the session's lifetime: keep one per process, shared.
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<Ort::CustomOpDomain>> domains;
+  try {
+    std::lock_guard<std::mutex> lock(mu);
+    auto domain = std::make_unique<Ort::CustomOpDomain>(kDomain);
+    domain->Add(&cpu_op);
+#ifdef EMBEDRT_WITH_CUDA
+    domain->Add(&cuda_op);
+#endif
+    Ort::UnownedSessionOptions so(options);
+    so.Add(*domain);
+    domains.push_back(std::move(domain));
+  } catch (const Ort::Exception& e) {
+    return api->CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return api->CreateStatus(ORT_FAIL, e.what());
+  }
+  return nullptr;
+}

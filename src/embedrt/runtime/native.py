@@ -1,0 +1,160 @@
+"""The native fused pooling op (``ai.embedrt::MeanPoolNormalize``) on the runtime side: find the library,
+register it with onnxruntime, and check once that the fused graph gives the standard graph's numbers.
+
+Only numpy and onnxruntime: the graph rewrite happened at export time (``model.fused.onnx``), because the
+runtime may not import the onnx package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import InputError, NativeOpsError
+from ..manifest import sha256_file
+
+LIBRARY_NAME = "libembedrt_ops.so"
+#: Set to a path to use that library instead of the one installed in the package.
+LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
+OP_DOMAIN = "ai.embedrt"
+OP_NAME = "MeanPoolNormalize"
+#: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|).
+PROBE_ATOL = 1e-6
+FUSED_CHOICES = ("auto", True, False)
+
+
+def library_path() -> Path | None:
+    """The custom-op library: ``$EMBEDRT_OPS_LIBRARY``, else ``embedrt/_native/libembedrt_ops.so`` in any
+    directory of the ``embedrt`` package (an editable install has two). None when it was not built."""
+    explicit = os.environ.get(LIBRARY_ENV)
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    import embedrt
+
+    for base in getattr(embedrt, "__path__", []):
+        candidate = Path(base) / "_native" / LIBRARY_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing_library() -> NativeOpsError:
+    where = os.environ.get(LIBRARY_ENV) or "embedrt/_native/"
+    return NativeOpsError(
+        f"{LIBRARY_NAME} not found (looked in {where}); build it with `embedrt build-ops`, "
+        "or `pip install .` on a machine with a C++ compiler"
+    )
+
+
+def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
+    """Register the library with ``so``.
+
+    Raises:
+        NativeOpsError: the library was not built, or onnxruntime refused it.
+    """
+    library = library or library_path()
+    if library is None:
+        raise _missing_library()
+    try:
+        so.register_custom_ops_library(str(library))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises untyped errors for a bad library
+        raise NativeOpsError(f"onnxruntime could not load {library}: {e}") from e
+    return library
+
+
+@dataclass
+class FusedGraph:
+    """The fused variant of an export's fp32 graph, as recorded in the manifest, and the library it needs."""
+
+    graph: Path
+    probe: Path
+    library: Path | None = None
+
+
+def resolve(
+    request: Any,
+    export_dir: Path,
+    entry: dict[str, Any],
+    verify_checksum: bool,
+    user_options: bool = False,
+    tensorrt: bool = False,
+) -> tuple[FusedGraph | None, str]:
+    """Decide whether an Encoder tries the fused graph: (graph, "pending") or (None, why not).
+
+    Raises:
+        InputError: ``request`` is not one of ``"auto"``, True, False.
+        NativeOpsError: ``request`` is True and the library or the fused graph is missing.
+    """
+    if not any(request is c or (isinstance(c, str) and request == c) for c in FUSED_CHOICES):
+        raise InputError(f"unknown fused_pooling {request!r}; valid choices: 'auto', True, False")
+    if request is False:
+        return None, "off: fused_pooling=False"
+    if request == "auto" and tensorrt:
+        # NOTE: TensorRT cannot run the custom op (it would go to CUDA), and checking the probe would build
+        # engines for two graphs: minutes. Only on request.
+        return None, "off: not tried under TensorRT in 'auto' mode (pass fused_pooling=True)"
+    if request == "auto" and user_options:
+        # NOTE: registering a library mutates SessionOptions; do not do that to the caller's object unasked.
+        return None, "off: session_options given (pass fused_pooling=True to register the library on them)"
+    try:
+        library = library_path()
+        if library is None:
+            raise _missing_library()
+        fused = fused_entry(export_dir, entry, verify_checksum)
+    except NativeOpsError as e:
+        if request is True:
+            raise
+        return None, f"off: {e}"
+    fused.library = library
+    return fused, "pending"
+
+
+def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool) -> FusedGraph:
+    """The fused graph of a variant entry, with its files checked.
+
+    Raises:
+        NativeOpsError: the export has no fused graph, or a file is missing or corrupted.
+    """
+    fused = entry.get("fused_pooling")
+    if not isinstance(fused, dict) or "file" not in fused:
+        raise NativeOpsError(
+            f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
+            "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)"
+        )
+    out = FusedGraph(export_dir / fused["file"], export_dir / fused["probe"])
+    for path, key in ((out.graph, "sha256"), (out.probe, "probe_sha256")):
+        if not path.is_file():
+            raise NativeOpsError(f"fused-pooling file missing: {path}")
+        if verify_checksum and fused.get(key) and sha256_file(path) != fused[key]:
+            raise NativeOpsError(f"sha256 mismatch for {path}: the file is corrupted or was replaced")
+    return out
+
+
+def probe_difference(
+    session: ort.InferenceSession,
+    probe: Path,
+    reference: ort.InferenceSession | None = None,
+    output: str = "sentence_embedding",
+) -> float:
+    """Max abs diff between ``session`` on the probe inputs and the standard graph's outputs, scaled by the
+    outputs' magnitude (so 1e-6 means 1e-6 relative for vectors larger than 1).
+
+    ``reference`` (a standard-graph session) recomputes the expected values on the same provider; without
+    it, the values stored at export (CPU) are used.
+    """
+    with np.load(probe) as data:
+        feeds = {k[len("input.") :]: data[k] for k in data.files if k.startswith("input.")}
+        expected = data["expected"]
+    if reference is not None:
+        expected = reference.run([output], feeds)[0]
+    got = session.run([output], feeds)[0]
+    if got.shape != expected.shape:
+        return float("inf")
+    scale = max(1.0, float(np.abs(expected).max()) if expected.size else 1.0)
+    diff = float(np.abs(got.astype(np.float64) - expected).max()) if expected.size else 0.0
+    return diff / scale if np.isfinite(diff) else float("inf")

@@ -1,0 +1,22 @@
+"""Fixtures of the native-op tests. Without the built library they skip, unless EMBEDRT_REQUIRE_OPS=1 (CI),
+which turns a missing library into a failure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ops_library() -> Path:
+    from embedrt.runtime.native import library_path
+
+    path = library_path()
+    if path is None:
+        msg = "libembedrt_ops.so is not built (pip install -e . with a C++ compiler, or embedrt build-ops)"
+        if os.environ.get("EMBEDRT_REQUIRE_OPS") == "1":
+            pytest.fail(msg + "; EMBEDRT_REQUIRE_OPS=1 makes this a failure")
+        pytest.skip(msg)
+    return path

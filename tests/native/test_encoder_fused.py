@@ -1,0 +1,189 @@
+"""The Encoder with and without the native fused-pooling graph: same numbers (<= 1e-6), and every way the
+fused graph can be unavailable or wrong is either a fallback ("auto") or a NativeOpsError (True)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from embedrt import Encoder, InputError, NativeOpsError
+
+TEXTS = [
+    "hello world",
+    "",
+    "the model reads every token once " * 6,
+    "a",
+    "naïve café 日本語 🍕",
+    "A man is playing a guitar on stage.",
+    "code: def f(x): return x ** 2",
+]
+
+
+def _ops(path):
+    import onnx
+
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.fixture(scope="module")
+def tiny_sqrt_dense(tiny_factory):
+    return tiny_factory(arch="mpnet", pooling="mean_sqrt_len_tokens", dense=True, normalize=False, seed=4)
+
+
+def test_export_writes_a_fused_graph_and_keeps_model_onnx_standard(tiny_bert):
+    _, export_dir = tiny_bert
+    fp32 = json.loads((export_dir / "embedrt.json").read_text())["variants"]["fp32"]
+    fused = fp32["fused_pooling"]
+    assert fused["file"] == "model.fused.onnx" and fused["probe"] == "model.fused.probe.npz"
+    assert fused["mode"] == "mean" and fused["normalize"] is True
+    standard, fused_ops = _ops(export_dir / "model.onnx"), _ops(export_dir / fused["file"])
+    assert "MeanPoolNormalize" not in standard and standard["ReduceL2"] == 1
+    # NOTE: the pooling chain (ReduceSum x2, Clip, Div) and the Normalize (ReduceL2, Clip, Expand, Div) went
+    assert (
+        fused_ops["MeanPoolNormalize"] == 1 and "ReduceSum" not in fused_ops and "ReduceL2" not in fused_ops
+    )
+    # the transformer part is traced the same way (eager attention): no op the standard graph lacks
+    assert set(fused_ops) - {"MeanPoolNormalize"} <= set(standard)
+    assert sum(fused_ops.values()) < sum(standard.values())
+    with np.load(export_dir / fused["probe"]) as probe:
+        assert {"input.input_ids", "input.attention_mask", "expected"} <= set(probe.files)
+        assert probe["input.attention_mask"].min() == 0  # a padded batch
+
+
+def test_fused_equals_standard(ops_library, tiny_bert):
+    _, export_dir = tiny_bert
+    fused = Encoder(export_dir, device="cpu")
+    standard = Encoder(export_dir, device="cpu", fused_pooling=False)
+    assert fused.fused_pooling is True and fused.fused_pooling_status.startswith("on")
+    assert standard.fused_pooling is False
+    a, b = fused.encode(TEXTS), standard.encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6
+    # batch invariance holds on the fused graph too
+    alone = np.stack([fused.encode(t) for t in TEXTS])
+    assert np.abs(alone - a).max() <= 1e-6
+
+
+def test_fused_without_normalize_and_with_dense(ops_library, tiny_sqrt_dense):
+    _, export_dir = tiny_sqrt_dense
+    m = json.loads((export_dir / "embedrt.json").read_text())
+    assert m["variants"]["fp32"]["fused_pooling"]["mode"] == "mean_sqrt_len"
+    assert m["variants"]["fp32"]["fused_pooling"]["normalize"] is False
+    fused = Encoder(export_dir, device="cpu", fused_pooling=True)
+    a, b = fused.encode(TEXTS), Encoder(export_dir, device="cpu", fused_pooling=False).encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))
+
+
+def test_prompt_length_graph_is_fused_too(ops_library, tiny_factory):
+    _, export_dir = tiny_factory(
+        arch="bert",
+        pooling="mean",
+        normalize=True,
+        include_prompt=False,
+        prompts={"query": "query: "},
+        seed=6,
+    )
+    fused = Encoder(export_dir, device="cpu", fused_pooling=True)
+    standard = Encoder(export_dir, device="cpu", fused_pooling=False)
+    a = fused.encode(TEXTS, prompt_name="query")
+    assert np.abs(a - standard.encode(TEXTS, prompt_name="query")).max() <= 1e-6
+
+
+def test_pooling_without_a_fused_op(ops_library, tiny_factory):
+    _, export_dir = tiny_factory(arch="bert", pooling="cls", normalize=True, seed=8)
+    m = json.loads((export_dir / "embedrt.json").read_text())
+    assert "fused_pooling" not in m["variants"]["fp32"] and not (export_dir / "model.fused.onnx").exists()
+    enc = Encoder(export_dir, device="cpu")
+    assert enc.fused_pooling is False and "no fused-pooling graph" in enc.fused_pooling_status
+    with pytest.raises(NativeOpsError, match="no fused-pooling graph"):
+        Encoder(export_dir, device="cpu", fused_pooling=True)
+
+
+def test_missing_library_falls_back_or_raises(tiny_bert, monkeypatch, tmp_path):
+    _, export_dir = tiny_bert
+    monkeypatch.setenv("EMBEDRT_OPS_LIBRARY", str(tmp_path / "nope.so"))
+    enc = Encoder(export_dir, device="cpu")
+    assert enc.fused_pooling is False and "libembedrt_ops.so not found" in enc.fused_pooling_status
+    assert enc.encode(["hello"]).shape == (1, 32)
+    with pytest.raises(NativeOpsError, match="build-ops"):
+        Encoder(export_dir, device="cpu", fused_pooling=True)
+
+
+def test_probe_disagreement_falls_back_or_raises(ops_library, tiny_bert, tmp_path):
+    _, export_dir = tiny_bert
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    probe = copy / "model.fused.probe.npz"
+    with np.load(probe) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["expected"] = arrays["expected"] + 1e-4
+    np.savez(probe, **arrays)
+    # NOTE: without the checksum check, so that the probe's numbers (not its sha256) are what is tested
+    enc = Encoder(copy, device="cpu", verify_checksum=False)
+    assert enc.fused_pooling is False and "differs from the standard graph" in enc.fused_pooling_status
+    with pytest.raises(NativeOpsError, match="differs from the standard graph"):
+        Encoder(copy, device="cpu", verify_checksum=False, fused_pooling=True)
+    with pytest.raises(NativeOpsError, match="sha256 mismatch"):
+        Encoder(copy, device="cpu", fused_pooling=True)
+
+
+def test_fused_pooling_argument_is_validated(tiny_bert):
+    _, export_dir = tiny_bert
+    with pytest.raises(InputError, match=r"unknown fused_pooling 'yes'; valid choices: 'auto', True, False"):
+        Encoder(export_dir, device="cpu", fused_pooling="yes")
+    with pytest.raises(InputError, match="valid choices"):
+        Encoder(export_dir, device="cpu", fused_pooling=1)
+
+
+def test_caller_session_options_are_left_alone_in_auto(ops_library, tiny_bert):
+    import onnxruntime as ort
+
+    _, export_dir = tiny_bert
+    enc = Encoder(export_dir, device="cpu", session_options=ort.SessionOptions())
+    assert enc.fused_pooling is False and "session_options given" in enc.fused_pooling_status
+    assert Encoder(
+        export_dir, device="cpu", session_options=ort.SessionOptions(), fused_pooling=True
+    ).fused_pooling
+
+
+def test_fused_runtime_needs_no_torch_or_onnx(ops_library, tiny_bert):
+    _, export_dir = tiny_bert
+    code = f"""
+import sys
+for name in ["torch", "onnx", "transformers", "sentence_transformers", "optimum", "onnxscript"]:
+    sys.modules[name] = None
+from embedrt import Encoder
+enc = Encoder({str(export_dir)!r}, device="cpu", fused_pooling=True)
+print(enc.encode(["hello world"]).shape, enc.fused_pooling)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "(1, 32) True" in out.stdout
+
+
+@pytest.mark.slow
+def test_minilm_fused_equals_standard(ops_library, minilm_export, shared_data):
+    lines = (shared_data / "corpus-qnli.txt").read_text(encoding="utf-8").splitlines()[:256]
+    texts = TEXTS + lines
+    fused = Encoder(minilm_export, device="cpu")
+    assert fused.fused_pooling is True, fused.fused_pooling_status
+    a = fused.encode(texts, batch_size=32)
+    b = Encoder(minilm_export, device="cpu", fused_pooling=False).encode(texts, batch_size=32)
+    assert np.abs(a - b).max() <= 1e-6
+
+
+def test_tensorrt_auto_does_not_try_the_fused_graph(tiny_bert):
+    from embedrt.runtime import native
+
+    _, export_dir = tiny_bert
+    entry = json.loads((export_dir / "embedrt.json").read_text())["variants"]["fp32"]
+    fused, status = native.resolve("auto", export_dir, entry, True, tensorrt=True)
+    assert fused is None and "TensorRT" in status
+    if native.library_path() is not None:
+        fused, status = native.resolve(True, export_dir, entry, True, tensorrt=True)
+        assert fused is not None and status == "pending"
