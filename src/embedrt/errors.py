@@ -49,3 +49,15 @@ class ProviderUnavailableError(EmbedrtError):
 
 class InputError(EmbedrtError, ValueError):
     """Bad arguments to encode/search: wrong types, unknown names, out-of-range values."""
+
+
+class MissingDependencyError(EmbedrtError, ImportError):
+    """An optional extra is not installed; the message names the ``pip install embedrt[...]`` that adds it."""
+
+
+class BatchEmbeddingError(EmbedrtError):
+    """Rows of a distributed embedding job failed; the message (and ``ids``) name them."""
+
+    def __init__(self, message: str, ids: list | None = None) -> None:
+        super().__init__(message)
+        self.ids = list(ids or [])
