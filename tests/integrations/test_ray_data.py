@@ -27,6 +27,8 @@ from embedrt.integrations.ray import (  # noqa: E402
     written_ids,
 )
 
+pytestmark = pytest.mark.ray
+
 N = 2000
 
 
@@ -171,3 +173,11 @@ def test_read_input_errors_list_choices(tmp_path):
         read_input(j, id_column="id")
     with pytest.raises(InputError, match="column 'body' missing; this row has"):
         read_input(j, text_column="body")
+
+
+@pytest.mark.slow
+def test_minilm_qnli_2000_rows_equal_encoder(local_ray, minilm_export, qnli_2000, tmp_path):
+    path, lines = qnli_2000
+    res = embed_dataset(path, tmp_path / "out", minilm_export, concurrency=2, batch_size=500, device="cpu")
+    assert (res.written_rows, res.failed) == (N, [])
+    _check_exact(tmp_path / "out", minilm_export, lines, list(range(N)))

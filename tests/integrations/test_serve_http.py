@@ -26,6 +26,8 @@ httpx = pytest.importorskip("httpx")
 from embedrt import Encoder  # noqa: E402
 from embedrt.integrations.serve import decode_base64  # noqa: E402
 
+pytestmark = pytest.mark.ray
+
 MAX_INPUTS, MAX_CHARS = 256, 2000
 
 

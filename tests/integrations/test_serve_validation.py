@@ -83,3 +83,13 @@ def test_missing_ray_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(MissingDependencyError, match=r"pip install 'embedrt\[ray\]'"):
         require_ray()
+
+
+def test_cli_does_not_import_ray_or_pyarrow():
+    import subprocess
+    import sys
+
+    code = ("import sys, embedrt.cli; embedrt.cli.build_parser(); import embedrt.integrations.ray, "
+            "embedrt.integrations.serve; bad = [m for m in ('ray', 'pyarrow', 'fastapi') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
