@@ -61,3 +61,6 @@ class BatchEmbeddingError(EmbedrtError):
     def __init__(self, message: str, ids: list | None = None) -> None:
         super().__init__(message)
         self.ids = list(ids or [])
+
+    def __reduce__(self):  # NOTE: keep the ids when Ray pickles the error from an actor back to the driver
+        return type(self), (str(self), self.ids)

@@ -181,3 +181,63 @@ def test_minilm_qnli_2000_rows_equal_encoder(local_ray, minilm_export, qnli_2000
     res = embed_dataset(path, tmp_path / "out", minilm_export, concurrency=2, batch_size=500, device="cpu")
     assert (res.written_rows, res.failed) == (N, [])
     _check_exact(tmp_path / "out", minilm_export, lines, list(range(N)))
+
+
+def test_a_transient_batch_failure_is_retried(tiny_bert):
+    _, export_dir = tiny_bert
+    udf = EmbedBatch(export_dir, device="cpu", retries=1)
+    real, calls = udf._encode, []
+
+    def flaky(texts):
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+        return real(texts)
+
+    udf._encode = flaky
+    texts = ["one", "two", "three"]
+    out = udf({"text": np.array(texts, dtype=object)})
+    assert calls == [3, 3]  # the whole batch again, not row by row
+    np.testing.assert_allclose(out["embedding"], Encoder(export_dir, device="cpu").encode(texts), atol=1e-6)
+
+
+def test_a_failed_batch_inside_ray_raises_with_its_ids(local_ray, tiny_bert):
+    from embedrt.integrations.ray import EmbedDatasetResult, _iter_results
+
+    _, export_dir = tiny_bert
+    ds = ray.data.from_items([{"id": "ok", "text": "fine"}, {"id": "bad", "text": None}])
+    ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"export_dir": str(export_dir), "device": "cpu",
+                                                           "id_column": "id", "on_error": "raise"},
+                        batch_size=2, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
+    res = EmbedDatasetResult(output=export_dir, total_rows=2, skipped_rows=0, written_rows=0)
+    with pytest.raises(BatchEmbeddingError, match=r"ids \['bad'\]") as err:
+        list(_iter_results(ds, res))
+    assert err.value.ids == ["bad"]
+
+
+def test_rerun_after_sigkill_of_the_cli_writes_no_duplicates(local_ray, tiny_bert, qnli_2000, tmp_path):
+    """A real crash: the CLI (driver and its local Ray) is SIGKILLed mid-run, then the same command resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, export_dir = tiny_bert
+    path, lines = qnli_2000
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "embedrt.cli", "embed-dataset", str(path), str(out), "--model", str(export_dir),
+           "--batch-size", "10", "--encode-batch-size", "1", "--device", "cpu", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        proc.wait(timeout=30)
+    first = written_ids(out)
+    assert 0 < len(first) < N, f"the run was not interrupted mid-way ({len(first)} rows written)"
+    res = embed_dataset(path, out, export_dir, batch_size=250, device="cpu")
+    assert res.skipped_rows == len(first) and res.written_rows == N - len(first)
+    _check_exact(out, export_dir, lines, list(range(N)))

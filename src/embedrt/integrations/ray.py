@@ -432,6 +432,10 @@ def _run_ray(todo: list[tuple[Any, str]], output: Path, export_dir: Path, result
 
 def _iter_results(ds: Any, result: EmbedDatasetResult) -> Any:
     """``ds.iter_batches`` with Ray's wrapped errors turned into BatchEmbeddingError (the caller's own errors pass)."""
+    ctx = getattr(ds, "context", None)
+    if ctx is not None and hasattr(ctx, "raise_original_map_exception"):
+        # NOTE: otherwise Ray Data (2.5x+) hands the driver a UserCodeException that has lost our error and its ids
+        ctx.raise_original_map_exception = True
     it = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     while True:
         try:
