@@ -240,10 +240,12 @@ def run_cli(args: Any) -> int:
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     ray.init(address=args.ray_address, include_dashboard=False if args.ray_address is None else None,
              log_to_driver=not args.quiet)
+    # NOTE: after ray.init, which installs its own SIGTERM handler: ours shuts Serve and Ray down in order, so
+    # no Ray process outlives the command.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name="embedrt", route_prefix="/")
