@@ -173,6 +173,9 @@ def test_read_input_errors_list_choices(tmp_path):
         read_input(j, id_column="id")
     with pytest.raises(InputError, match="column 'body' missing; this row has"):
         read_input(j, text_column="body")
+    j.write_text('{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n')
+    with pytest.raises(InputError, match="mix int and str"):
+        read_input(j, id_column="id")
 
 
 @pytest.mark.slow

@@ -42,7 +42,7 @@ def make_deployment(cfg: ServeConfig) -> Any:
             self.cfg = c
             self.limits = Limits(c.max_inputs, c.max_text_chars)
             self.dim = self.encoder.get_sentence_embedding_dimension()
-            self.model_names = tuple(dict.fromkeys([c.model_name, Path(c.export_dir).name]))
+            self.model_names = tuple(dict.fromkeys([c.model_name, *c.model_aliases, Path(c.export_dir).name]))
             # NOTE: one worker thread: graph runs never overlap (onnxruntime already uses every intra-op thread),
             # and the event loop stays free to queue the next batch while this one runs.
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-encode")

@@ -213,6 +213,8 @@ def read_input(path: str | os.PathLike, text_column: str = "text", id_column: st
     bad = [i for i in ids if not isinstance(i, (int, str)) or isinstance(i, bool)]
     if bad:
         raise InputError(f"ids must be int or str; got {bad[:5]!r} in column {id_column!r}")
+    if len({type(i) for i in ids}) > 1:  # one parquet column holds them
+        raise InputError(f"ids in column {id_column!r} mix int and str; make them all one type")
     if len(set(ids)) != len(ids):
         seen: set = set()
         dup = [i for i in ids if i in seen or seen.add(i)]

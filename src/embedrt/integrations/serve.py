@@ -58,6 +58,7 @@ class ServeConfig:
     num_cpus: float = 1
     num_gpus: float = 0
     encode_batch_size: int = 64
+    model_aliases: tuple[str, ...] = ()  #: other names accepted as ``model`` (e.g. the full hub id)
 
     def check(self) -> None:
         """Raises InputError for an out-of-range value, naming it."""
@@ -211,10 +212,14 @@ def build_app(cfg: ServeConfig) -> Any:
 
 def model_name_of(export_dir: str | os.PathLike) -> str:
     """The name clients send as ``model``: the source model's last path part (``all-MiniLM-L6-v2``)."""
+    return source_model_of(export_dir).rstrip("/").split("/")[-1]
+
+
+def source_model_of(export_dir: str | os.PathLike) -> str:
+    """The model the export was made from, as given to ``export-model``."""
     from ..manifest import read_manifest
 
-    src = str(read_manifest(Path(export_dir))["source"].get("model") or Path(export_dir).name)
-    return src.rstrip("/").split("/")[-1]
+    return str(read_manifest(Path(export_dir))["source"].get("model") or Path(export_dir).name)
 
 
 def run_cli(args: Any) -> int:
@@ -226,7 +231,8 @@ def run_cli(args: Any) -> int:
         max_ongoing_requests=args.max_ongoing_requests, max_queued_requests=args.max_queued_requests,
         max_inputs=args.max_inputs, max_text_chars=args.max_text_chars, device=args.device, variant=args.variant,
         threads=args.threads, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-        encode_batch_size=args.encode_batch_size)
+        encode_batch_size=args.encode_batch_size,
+        model_aliases=() if args.model_name else (source_model_of(export_dir),))
     cfg.check()
     from ..runtime import Encoder
 
