@@ -2,6 +2,8 @@
 
     python benchmarks/bench_serve.py /tmp/ray-minilm --corpus ../shared/data/corpus-qnli.txt
 
+Needs ``embedrt[ray,test]`` (Ray Serve for the server, httpx for the clients).
+
 Starts ``embedrt serve`` on a free loopback port (or measures ``--url``), checks the served vectors against
 ``Encoder.encode`` first (and stops if they differ by more than 1e-5), warms up, then for each concurrency runs
 closed-loop clients (each sends its next request when the previous answer arrived), one text per request,
