@@ -384,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_bench)
 
+    # Scale-out on Ray (needs embedrt[ray]; ray itself is imported only when the command runs).
+    from .integrations import ray as _ray_data, serve as _ray_serve
+    _ray_data.add_parser(sub)
+    _ray_serve.add_parser(sub)
+
     p = sub.add_parser("info", help="print an export's manifest")
     p.add_argument("export_dir")
     p.set_defaults(func=_run_info)

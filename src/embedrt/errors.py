@@ -54,3 +54,18 @@ class InputError(EmbedrtError, ValueError):
 class NativeOpsError(EmbedrtError):
     """The native fused-pooling op was requested but its library or fused graph is missing, or disagrees
     with the standard graph."""
+
+
+class MissingDependencyError(EmbedrtError, ImportError):
+    """An optional extra is not installed; the message names the ``pip install embedrt[...]`` that adds it."""
+
+
+class BatchEmbeddingError(EmbedrtError):
+    """Rows of a distributed embedding job failed; the message (and ``ids``) name them."""
+
+    def __init__(self, message: str, ids: list | None = None) -> None:
+        super().__init__(message)
+        self.ids = list(ids or [])
+
+    def __reduce__(self):  # NOTE: keep the ids when Ray pickles the error from an actor back to the driver
+        return type(self), (str(self), self.ids)
