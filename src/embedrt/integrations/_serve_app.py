@@ -93,8 +93,10 @@ def make_deployment(cfg: ServeConfig) -> Any:
             tokens = sum(r[1] for r in results)
             data = []
             for i, (vec, _, _) in enumerate(results):
-                if req.dimensions:
+                if req.dimensions and req.dimensions < len(vec):
                     vec = vec[: req.dimensions]
+                    if self.encoder._normalized_output:  # NOTE: as Encoder.encode(truncate_dim=N) does
+                        vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
                 data.append({"object": "embedding", "index": i, "embedding": encode_vector(vec, req.encoding_format)})
             self.metrics.requests["200"] += 1
             self.metrics.inputs += len(req.texts)
