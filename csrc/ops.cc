@@ -1,4 +1,5 @@
-// ONNX Runtime custom-op library: ai.embedrt::MeanPoolNormalize (CPU kernel, plus CUDA when built with nvcc).
+// ONNX Runtime custom-op library: ai.embedrt::MeanPoolNormalize (CPU kernel, plus CUDA when built with nvcc),
+// and ai.embedrt::QuantizePerToken / DequantizeRows (CPU), the per-token int8 chains of the int8 variant.
 //
 // Build: pip install -e .   (or: embedrt build-ops [--cuda on])     Test: python -m pytest -q tests/native
 // Load:  so = onnxruntime.SessionOptions(); so.register_custom_ops_library(path_to_libembedrt_ops.so)
@@ -13,12 +14,14 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "mean_pool.h"
+#include "quant.h"
 
 #define EMBEDRT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -194,8 +197,9 @@ struct CudaKernel {
 };
 #endif
 
-// Declares output 0 as float [dims]: a non-negative int is a size, a string a symbolic dim.
-OrtStatusPtr SetFloatOutputShape(OrtShapeInferContext* raw, const std::vector<Ort::ShapeInferContext::SymbolicInteger>& dims) {
+// Declares output `index` as `type` [dims]: a non-negative int is a size, a string a symbolic dim.
+OrtStatusPtr SetOutputShape(OrtShapeInferContext* raw, size_t index, ONNXTensorElementDataType type,
+                            const std::vector<Ort::ShapeInferContext::SymbolicInteger>& dims) {
   const OrtApi& api = Ort::GetApi();
   OrtTensorTypeAndShapeInfo* info = nullptr;
   if (OrtStatus* st = api.CreateTensorTypeAndShapeInfo(&info)) return st;
@@ -205,10 +209,10 @@ OrtStatusPtr SetFloatOutputShape(OrtShapeInferContext* raw, const std::vector<Or
     ints.push_back(d.IsInt() ? d.AsInt() : -1);
     names.push_back(d.IsInt() ? "" : d.AsSym());
   }
-  OrtStatus* st = api.SetTensorElementType(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  OrtStatus* st = api.SetTensorElementType(info, type);
   if (st == nullptr) st = api.SetDimensions(info, ints.data(), ints.size());
   if (st == nullptr) st = api.SetSymbolicDimensions(info, names.data(), names.size());
-  if (st == nullptr) st = api.ShapeInferContext_SetOutputTypeShape(raw, 0, info);
+  if (st == nullptr) st = api.ShapeInferContext_SetOutputTypeShape(raw, index, info);
   api.ReleaseTensorTypeAndShapeInfo(info);
   return st;
 }
@@ -275,11 +279,226 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
       if (!b.IsInt()) return b;
       return Ort::ShapeInferContext::SymbolicInteger(fallback);
     };
-    return SetFloatOutputShape(raw, {pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")});
+    return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")});
   }
 
  private:
   const char* provider_;
+};
+
+
+// ------------------------------------------------------------------------------------------- int8 ops
+// QuantizePerToken and DequantizeRows (quant.h): the per-token int8 chains of the int8 variant, CPU only.
+
+// Rows of ~64k elements per task, so small tensors do not pay for thread hand-off.
+int64_t RowsPerTask(int64_t row_elems) {
+  const int64_t per_task = (int64_t{1} << 16) / (row_elems > 0 ? row_elems : 1);
+  return per_task < 1 ? 1 : per_task;
+}
+
+template <typename Job>
+void RunRows(Ort::KernelContext& ctx, Job* job, int64_t rows, int64_t row_elems) {
+  job->rows_per_task = RowsPerTask(row_elems);
+  job->rows = rows;
+  const int64_t tasks = (rows + job->rows_per_task - 1) / job->rows_per_task;
+  if (tasks <= 1) {
+    Job::RunTask(job, 0);
+  } else {
+    ctx.ParallelFor(&Job::RunTask, static_cast<size_t>(tasks), 0, job);
+  }
+}
+
+struct QuantizeKernel {
+  Isa isa = SelectIsa();
+
+  struct Job {
+    const float* x;
+    uint8_t* q;
+    float* scale;
+    int64_t K, rows_per_task, rows;
+    Isa isa;
+    static void RunTask(void* data, size_t task) {
+      const Job& j = *static_cast<const Job*>(data);
+      const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
+      const int64_t end = begin + j.rows_per_task < j.rows ? begin + j.rows_per_task : j.rows;
+      QuantizeRows(j.x, j.q, j.scale, begin, end, j.K, j.isa);
+    }
+  };
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      Ort::ConstValue x = ctx.GetInput(0);
+      auto info = x.GetTensorTypeAndShapeInfo();
+      if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+        return Error("QuantizePerToken: x must be float32, got ONNX element type " +
+                     std::to_string(static_cast<int>(info.GetElementType())));
+      const auto xs = info.GetShape();
+      if (xs.empty()) return Error("QuantizePerToken: x must have rank >= 1, got a scalar");
+      std::vector<int64_t> ss = xs;
+      ss.back() = 1;
+      Ort::UnownedValue q = ctx.GetOutput(0, xs);
+      Ort::UnownedValue scale = ctx.GetOutput(1, ss);
+      const int64_t K = xs.back();
+      const int64_t rows = K > 0 ? static_cast<int64_t>(info.GetElementCount()) / K : 0;
+      if (rows == 0) return nullptr;
+      Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(), scale.GetTensorMutableData<float>(),
+              K, 0, 0, isa};
+      RunRows(ctx, &job, rows, K);
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return Error(std::string("QuantizePerToken: ") + e.what(), e.GetOrtErrorCode());
+    } catch (const std::exception& e) {
+      return Error(std::string("QuantizePerToken: ") + e.what(), ORT_FAIL);
+    }
+  }
+};
+
+struct DequantizeKernel {
+  Isa isa = SelectIsa();
+
+  struct Job {
+    const int32_t* acc;
+    const float* row_scale;
+    const float* col_scale;
+    const float* bias;
+    float* y;
+    int64_t N, rows_per_task, rows;
+    Isa isa;
+    static void RunTask(void* data, size_t task) {
+      const Job& j = *static_cast<const Job*>(data);
+      const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
+      const int64_t end = begin + j.rows_per_task < j.rows ? begin + j.rows_per_task : j.rows;
+      DequantizeRows(j.acc, j.row_scale, j.col_scale, j.bias, j.y, begin, end, j.N, j.isa);
+    }
+  };
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      Ort::ConstValue acc = ctx.GetInput(0), rs = ctx.GetInput(1), cs = ctx.GetInput(2);
+      auto ai = acc.GetTensorTypeAndShapeInfo();
+      auto ri = rs.GetTensorTypeAndShapeInfo();
+      auto ci = cs.GetTensorTypeAndShapeInfo();
+      const auto as = ai.GetShape();
+      if (ai.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 ||
+          ri.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+          ci.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+        return Error("DequantizeRows: inputs must be (int32 acc, float row_scale, float col_scale)");
+      if (as.empty()) return Error("DequantizeRows: acc must have rank >= 1, got a scalar");
+      const int64_t N = as.back();
+      const int64_t rows = N > 0 ? static_cast<int64_t>(ai.GetElementCount()) / N : 0;
+      const auto rshape = ri.GetShape();
+      if (static_cast<int64_t>(ri.GetElementCount()) != rows || rshape.size() != as.size() || rshape.back() != 1)
+        return Error("DequantizeRows: row_scale must be acc's shape with the last dim 1: acc " + ShapeString(as) +
+                     ", row_scale " + ShapeString(rshape));
+      const auto cshape = ci.GetShape();
+      if (cshape.size() != 1 || cshape[0] != N)
+        return Error("DequantizeRows: col_scale must be [" + std::to_string(N) + "] to match acc " +
+                     ShapeString(as) + ", got " + ShapeString(cshape));
+      const float* bias = nullptr;
+      if (ctx.GetInputCount() > 3) {
+        Ort::ConstValue b = ctx.GetInput(3);
+        if (b != nullptr) {
+          auto bi = b.GetTensorTypeAndShapeInfo();
+          const auto bshape = bi.GetShape();
+          if (bi.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || bshape.size() != 1 || bshape[0] != N)
+            return Error("DequantizeRows: bias must be float [" + std::to_string(N) + "] to match acc " +
+                         ShapeString(as) + ", got " + ShapeString(bshape));
+          bias = b.GetTensorData<float>();
+        }
+      }
+      Ort::UnownedValue y = ctx.GetOutput(0, as);
+      if (rows == 0) return nullptr;
+      Job job{acc.GetTensorData<int32_t>(), rs.GetTensorData<float>(), cs.GetTensorData<float>(), bias,
+              y.GetTensorMutableData<float>(), N, 0, 0, isa};
+      RunRows(ctx, &job, rows, N);
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return Error(std::string("DequantizeRows: ") + e.what(), e.GetOrtErrorCode());
+    } catch (const std::exception& e) {
+      return Error(std::string("DequantizeRows: ") + e.what(), ORT_FAIL);
+    }
+  }
+};
+
+// The input's dims for an output shape. NOTE: ORT reports an unknown dim as the int -1, and passing that on
+// declares a dim of size -1 (MatMulInteger's inference then fails); give each unknown dim a fresh symbol.
+std::vector<Ort::ShapeInferContext::SymbolicInteger> Dims(const Ort::ShapeInferContext::Shape& s,
+                                                          std::vector<std::string>* names) {
+  static std::atomic<uint64_t> counter{0};
+  names->reserve(s.size());
+  std::vector<Ort::ShapeInferContext::SymbolicInteger> out;
+  for (const auto& d : s) {
+    if (d.IsInt() && d.AsInt() < 0) {
+      names->push_back("embedrt_unk_" + std::to_string(counter++));
+      out.emplace_back(names->back().c_str());
+    } else {
+      out.push_back(d);
+    }
+  }
+  return out;
+}
+
+struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*/true> {
+  QuantizeOp() {
+    // x [..., K] -> uint8 [..., K], float [..., 1]
+    this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
+      try {
+        Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
+        std::vector<std::string> names;
+        auto dims = Dims(ctx.GetInputShape(0), &names);
+        if (dims.empty()) return Error("QuantizePerToken: x must have rank >= 1");
+        if (OrtStatusPtr st = SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, dims)) return st;
+        dims.back() = Ort::ShapeInferContext::SymbolicInteger(int64_t{1});
+        return SetOutputShape(raw, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, dims);
+      } catch (const Ort::Exception& e) {
+        return Error(std::string("QuantizePerToken shape inference: ") + e.what(), e.GetOrtErrorCode());
+      }
+    };
+  }
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** op_kernel) const {
+    *op_kernel = new QuantizeKernel();
+    return nullptr;
+  }
+  const char* GetName() const { return "QuantizePerToken"; }
+  const char* GetExecutionProviderType() const { return nullptr; }
+  size_t GetInputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  size_t GetOutputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetOutputType(size_t index) const {
+    return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+};
+
+struct DequantizeOp : Ort::CustomOpBase<DequantizeOp, DequantizeKernel, /*WithStatus=*/true> {
+  DequantizeOp() {
+    // acc [..., N] -> float [..., N]
+    this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
+      try {
+        Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
+        std::vector<std::string> names;
+        return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, Dims(ctx.GetInputShape(0), &names));
+      } catch (const Ort::Exception& e) {
+        return Error(std::string("DequantizeRows shape inference: ") + e.what(), e.GetOrtErrorCode());
+      }
+    };
+  }
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** op_kernel) const {
+    *op_kernel = new DequantizeKernel();
+    return nullptr;
+  }
+  const char* GetName() const { return "DequantizeRows"; }
+  const char* GetExecutionProviderType() const { return nullptr; }
+  size_t GetInputTypeCount() const { return 4; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace
@@ -300,6 +519,8 @@ EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
   }
   Ort::InitApi(api);
   static PoolOp<CpuKernel> cpu_op(nullptr);
+  static QuantizeOp quantize_op;
+  static DequantizeOp dequantize_op;
 #ifdef EMBEDRT_WITH_CUDA
   static PoolOp<CudaKernel> cuda_op("CUDAExecutionProvider");
 #endif
@@ -310,6 +531,8 @@ EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
     std::lock_guard<std::mutex> lock(mu);
     auto domain = std::make_unique<Ort::CustomOpDomain>(kDomain);
     domain->Add(&cpu_op);
+    domain->Add(&quantize_op);
+    domain->Add(&dequantize_op);
 #ifdef EMBEDRT_WITH_CUDA
     domain->Add(&cuda_op);
 #endif

@@ -113,6 +113,13 @@ def test_minilm_int8_quality_and_batch_invariance(minilm_path, tmp_path_factory,
     got = q8.encode(corpus, batch_size=64)
     cos = (fp * got).sum(1) / np.linalg.norm(fp, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.mean() >= 0.995 and cos.min() >= 0.98, (cos.mean(), cos.min())
+    from embedrt.runtime.native import library_path
+
+    if library_path() is not None:
+        # the native int8 graph ran, and it is the standard int8 graph's numbers
+        assert q8.fused_pooling is True, q8.fused_pooling_status
+        std = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(corpus[:2000], batch_size=64)
+        assert np.abs(std - got[:2000]).max() <= 1e-6
     rng = np.random.default_rng(0)
     texts = [corpus[i] for i in rng.choice(len(corpus), 200, replace=False)]
     batched = q8.encode(texts, batch_size=32)

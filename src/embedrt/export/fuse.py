@@ -1,6 +1,10 @@
-"""The fused-pooling graph: ``model.fused.onnx``, the fp32 graph with pooling (+ Normalize) as one native
-``ai.embedrt::MeanPoolNormalize`` node, and ``model.fused.probe.npz``, inputs with the standard graph's
-outputs, so that the runtime can check the two graphs agree without torch or onnx.
+"""The native graphs of an export, each with a probe (inputs with the standard graph's outputs, so that the
+runtime can check the two graphs agree without torch or onnx):
+
+- ``model.fused.onnx``: the fp32 graph with pooling (+ Normalize) as one ``ai.embedrt::MeanPoolNormalize``;
+- ``model.int8.fused.onnx``: the int8 graph built from it, with each per-token quantization chain as one
+  ``ai.embedrt::QuantizePerToken`` and each rescale (+ bias) as one ``ai.embedrt::DequantizeRows``; it gives
+  the bytes of ``model.int8.onnx`` up to the pooling's summation order.
 
 NOTE: the rewrite happens here, at export time, by tracing the same torch module with the pooling swapped for
 the op. The runtime cannot rewrite graphs: it may import only numpy, onnxruntime and tokenizers.
@@ -18,6 +22,8 @@ from .graph import build_graph_module, export_onnx, fused_pooling_plan
 
 FUSED_FILE = "model.fused.onnx"
 PROBE_FILE = "model.fused.probe.npz"
+INT8_FUSED_FILE = "model.int8.fused.onnx"
+INT8_PROBE_FILE = "model.int8.fused.probe.npz"
 #: A mixed-length, padded batch (the runtime runs it once per Encoder, so it stays small).
 PROBE_TEXTS = [
     "",
@@ -35,10 +41,7 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
     Returns:
         The manifest entry (``variants.fp32.fused_pooling``), or None when the pooling has no fused op.
     """
-    import onnxruntime as ort
     import torch
-
-    from ..runtime.tokenize import TextTokenizer
 
     plan = fused_pooling_plan(spec)
     if plan is None:
@@ -54,18 +57,8 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
             opset=opset,
             custom_opsets={"ai.embedrt": 1},
         )
-    tok = TextTokenizer(
-        export_dir / "tokenizer.json", spec.max_seq_length, int(st_model.tokenizer.pad_token_id)
-    )
-    ids, mask = tok.pad(tok.encode_ids(PROBE_TEXTS))
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if not spec.include_prompt:
-        feeds["prompt_length"] = np.array([1], dtype=np.int64)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    standard = ort.InferenceSession(str(export_dir / standard_file), so, providers=["CPUExecutionProvider"])
-    expected = standard.run(["sentence_embedding"], feeds)[0]
-    np.savez(export_dir / PROBE_FILE, expected=expected, **{f"input.{k}": v for k, v in feeds.items()})
+    write_probe(export_dir, export_dir / standard_file, export_dir / PROBE_FILE, spec.max_seq_length,
+                int(st_model.tokenizer.pad_token_id), spec.include_prompt)
     return {
         "file": FUSED_FILE,
         "sha256": sha256_file(export_dir / FUSED_FILE),
@@ -75,6 +68,61 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
         "mode": plan[0],
         "normalize": plan[1],
     }
+
+
+def write_probe(export_dir: Path, standard: Path, probe: Path, max_seq_length: int, pad_token_id: int,
+                include_prompt: bool) -> None:
+    """Run the standard graph on PROBE_TEXTS (one padded batch) and store inputs and outputs in ``probe``."""
+    import onnxruntime as ort
+
+    from ..runtime.tokenize import TextTokenizer
+
+    tok = TextTokenizer(export_dir / "tokenizer.json", max_seq_length, pad_token_id)
+    ids, mask = tok.pad(tok.encode_ids(PROBE_TEXTS))
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if not include_prompt:
+        feeds["prompt_length"] = np.array([1], dtype=np.int64)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(standard), so, providers=["CPUExecutionProvider"])
+    expected = session.run(["sentence_embedding"], feeds)[0]
+    np.savez(probe, expected=expected, **{f"input.{k}": v for k, v in feeds.items()})
+
+
+def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, calibration_feeds) -> dict[str, Any]:
+    """Build ``model.int8.fused.onnx`` (native quantization ops, on top of the fused-pooling graph when the
+    export has one) with the same int8 config as ``model.int8.onnx``, and its probe.
+
+    Returns:
+        The manifest entry (``variants.int8.fused_pooling``).
+    """
+    from dataclasses import replace
+
+    from .quantize import quantize_int8
+
+    fp32 = manifest["variants"]["fp32"]
+    pooled = fp32.get("fused_pooling")
+    source = export_dir / (pooled["file"] if pooled else fp32["file"])
+    scheme = quantize_int8(source, export_dir / INT8_FUSED_FILE,
+                           replace(cfg, quantize_op="native", dequantize_op="native"), calibration_feeds,
+                           calibration_source=export_dir / fp32["file"])
+    include_prompt = "prompt_length" not in manifest["inputs"]
+    write_probe(export_dir, export_dir / manifest["variants"]["int8"]["file"], export_dir / INT8_PROBE_FILE,
+                int(manifest["max_seq_length"]), int(manifest["tokenizer"]["pad_token_id"]), include_prompt)
+    ops = ["ai.embedrt::QuantizePerToken", "ai.embedrt::DequantizeRows"]
+    entry: dict[str, Any] = {
+        "file": INT8_FUSED_FILE,
+        "sha256": sha256_file(export_dir / INT8_FUSED_FILE),
+        "probe": INT8_PROBE_FILE,
+        "probe_sha256": sha256_file(export_dir / INT8_PROBE_FILE),
+        "op": ", ".join(ops + (["ai.embedrt::MeanPoolNormalize"] if pooled else [])),
+        # NOTE: the int8 ops have CPU kernels only; on a GPU the runtime keeps the standard graph.
+        "cpu_only": True,
+        "folded_bias": scheme["folded_bias"],
+    }
+    if pooled:
+        entry.update(mode=pooled["mode"], normalize=pooled["normalize"])
+    return entry
 
 
 def check_fused(export_dir: Path, entry: dict[str, Any]) -> float | None:

@@ -238,6 +238,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                         + f" (mean cosine {figures['mean_cosine']:.5f}, min cosine {figures['min_cosine']:.5f}, "
                         f"over {figures['n_texts']} texts); nothing was written"
                     )
+                if variant == "int8":
+                    _fuse_int8(tmp, manifest, cfg, feeds, log)
                 write_manifest(tmp, manifest)
         with steps.step("write", str(output)):
             manifest["export_timings_s"] = steps.timings
@@ -307,6 +309,27 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
     if log:
         checked = "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
         log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
+
+
+def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, feeds, log) -> None:
+    """``model.int8.fused.onnx``: the int8 graph with the native quantization ops, checked against
+    ``model.int8.onnx`` on a probe (here when the library is built, and at every load)."""
+    from .fuse import check_fused, write_int8_fused
+
+    entry = write_int8_fused(tmp, manifest, cfg, feeds)
+    diff = check_fused(tmp, entry)
+    entry["export_check_max_abs_diff"] = diff
+    if diff is not None and not diff <= 1e-6:
+        # NOTE: as for model.fused.onnx: an option that disagrees is dropped, model.int8.onnx stays.
+        for name in (entry["file"], entry["probe"]):
+            (tmp / name).unlink(missing_ok=True)
+        if log:
+            log(f"      int8 native graph dropped: it differs from model.int8.onnx by {diff:.2e} on the probe")
+        return
+    manifest["variants"]["int8"]["fused_pooling"] = entry
+    if log:
+        checked = "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
+        log(f"      {entry['file']}: {entry['op']}, {entry['folded_bias']} biases folded ({checked})")
 
 
 def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROLES = ("attention", "ffn_up", "ffn_down")
+NATIVE_DOMAIN = "ai.embedrt"
 
 
 @dataclass
@@ -34,10 +35,11 @@ class Int8Config:
     smooth_roles: tuple[str, ...] = ("ffn_down",)
     fuse_shared_inputs: bool = True
     #: "blocked": one QuantizeLinear with per-token (block = hidden size) scales, opset 21;
-    #: "ops": Div, Round, Add, Cast in opset 17.
+    #: "ops": Div, Round, Add, Cast in opset 17; "native": one ai.embedrt::QuantizePerToken node (the
+    #: custom-op library), which also computes the row scales, bit-identical to "ops".
     quantize_op: str = "ops"
     #: "fused": com.microsoft MatMulIntegerToFloat (int32 -> float with the per-column weight scales in one
-    #: kernel); "ops": Cast and Mul.
+    #: kernel); "ops": Cast and Mul; "native": one ai.embedrt::DequantizeRows node, bit-identical to "ops".
     dequantize_op: str = "ops"
     extra: dict = field(default_factory=dict)
 
@@ -101,8 +103,13 @@ def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, 
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
-                  calibration_feeds: list[dict[str, np.ndarray]] | None = None) -> dict:
-    """Write the int8 variant of ``fp32_path`` to ``out_path``. Returns a description for the manifest."""
+                  calibration_feeds: list[dict[str, np.ndarray]] | None = None,
+                  calibration_source: Path | None = None) -> dict:
+    """Write the int8 variant of ``fp32_path`` to ``out_path``. Returns a description for the manifest.
+
+    ``calibration_source`` is the standard-op graph that smoothing calibrates on (default ``fp32_path``; it
+    must run without the custom-op library).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -123,7 +130,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         if targets:
             if not calibration_feeds:
                 raise ValueError("smoothing needs calibration sentences")
-            smooth = calibrate_absmax(fp32_path, targets, calibration_feeds)
+            smooth = calibrate_absmax(calibration_source or fp32_path, targets, calibration_feeds)
 
     new_nodes: list = []
     new_inits: list = []
@@ -145,6 +152,31 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     c127 = const("embedrt_q_127", np.array(127.0, dtype=np.float32))
     c128 = const("embedrt_q_128f", np.array(128.0, dtype=np.float32))
     zp = const("embedrt_q_zp", np.array(128, dtype=np.uint8))
+    consumers: dict[str, list] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    graph_outputs = {o.name for o in graph.output}
+    producers = {o: node for node in graph.node for o in node.output}
+
+    def bias_add(out: str, n: int):
+        """The Linear's bias Add (``out + b``, b an initializer [n]) when it is out's only consumer."""
+        users = consumers.get(out, [])
+        if len(users) != 1 or users[0].op_type != "Add" or not users[0].name or out in graph_outputs:
+            return None
+        other = [i for i in users[0].input if i != out]
+        if len(other) != 1:
+            return None
+        name = other[0]
+        if name not in inits and name in producers and producers[name].op_type == "Identity":
+            # NOTE: the torch exporter deduplicates equal tensors (e.g. zero biases) into one initializer
+            # behind Identity nodes
+            name = producers[name].input[0]
+        if name not in inits or list(inits[name].dims) != [n]:
+            return None
+        return users[0], name
+
+    folded = 0
     for gi, (_key, members) in enumerate(groups.items()):
         x = members[0]["node"].input[0]
         p = f"/embedrt_q/g{gi}"
@@ -163,15 +195,19 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
                   if opset >= 18 else
                   helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1],
                                    keepdims=1))
-        nodes += [
+        scale_nodes = [
             helper.make_node("Abs", [src], [f"{p}/abs"], name=f"{p}/Abs"),
             reduce,
             helper.make_node("Max", [f"{p}/amax", eps], [f"{p}/amax_eps"], name=f"{p}/Max"),
             helper.make_node("Div", [f"{p}/amax_eps", c127], [f"{p}/s_row"], name=f"{p}/Scale"),
         ]
-        if cfg.quantize_op == "blocked":
+        if cfg.quantize_op == "native":
+            # the row scales and the uint8 rows in one node
+            nodes.append(helper.make_node("QuantizePerToken", [src], [f"{p}/xu8", f"{p}/s_row"],
+                                          name=f"{p}/QuantizePerToken", domain=NATIVE_DOMAIN))
+        elif cfg.quantize_op == "blocked":
             k = members[0]["k"]
-            nodes += [
+            nodes += scale_nodes + [
                 # zero point 128 of the scale's shape (uint8): QuantizeLinear wants one per block
                 helper.make_node("Mul", [f"{p}/s_row", zero], [f"{p}/z0"], name=f"{p}/ZpShape"),
                 helper.make_node("Add", [f"{p}/z0", c128], [f"{p}/z1"], name=f"{p}/Zp"),
@@ -180,7 +216,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
                                  name=f"{p}/QuantizeLinear", axis=-1, block_size=k),
             ]
         else:
-            nodes += [
+            nodes += scale_nodes + [
                 helper.make_node("Div", [src, f"{p}/s_row"], [f"{p}/xq"], name=f"{p}/Div"),
                 helper.make_node("Round", [f"{p}/xq"], [f"{p}/xr"], name=f"{p}/Round"),
                 helper.make_node("Add", [f"{p}/xr", c128], [f"{p}/xo"], name=f"{p}/Offset"),
@@ -196,6 +232,23 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             wname = const(f"{q}/w_s8", wq)
             sname = const(f"{q}/s_col", s_col.astype(np.float32))
             out = m["node"].output[0]
+            if cfg.dequantize_op == "native":
+                inputs = [f"{q}/acc", f"{p}/s_row", sname]
+                add = bias_add(out, m["n"])
+                if add is not None:
+                    # the Linear's bias goes into the op; its Add node is dropped
+                    inputs.append(add[1])
+                    out = add[0].output[0]
+                    replaced[add[0].name] = []
+                    folded += 1
+                nodes += [
+                    helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"],
+                                     name=f"{q}/MatMulInteger"),
+                    helper.make_node("DequantizeRows", inputs, [out], name=f"{q}/DequantizeRows",
+                                     domain=NATIVE_DOMAIN),
+                ]
+                replaced[m["node"].name] = []
+                continue
             if cfg.dequantize_op == "fused":
                 nodes.append(helper.make_node(
                     "MatMulIntegerToFloat", [f"{p}/xu8", wname, one, sname, zp], [f"{q}/y_col"],
@@ -217,6 +270,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         else:
             new_nodes.append(node)
     used = {i for n in new_nodes for i in n.input}
+    # Identity nodes left without a consumer by the bias folding
+    new_nodes = [n for n in new_nodes if n.op_type != "Identity" or any(o in used or o in graph_outputs
+                                                                       for o in n.output)]
+    used = {i for n in new_nodes for i in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
     graph.node.extend(new_nodes)
@@ -224,13 +281,19 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     graph.initializer.extend(kept_inits + [i for i in new_inits if i.name in used])
     if cfg.dequantize_op == "fused" and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.checker.check_model(model)
+    native = "native" in (cfg.quantize_op, cfg.dequantize_op)
+    if native and not any(o.domain == NATIVE_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(NATIVE_DOMAIN, 1))
+    # NOTE: the checker cannot know the custom ops' schemas; the native graph is checked by running it against
+    # the standard one instead (export/pipeline.py).
+    if not native:
+        onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     counts = defaultdict(int)
     for lin in linears:
         counts[lin["role"]] += 1
     return {**cfg.describe(), "quantized_linears": dict(counts), "total_linears": len(find_linears(model)) +
-            len(linears)}
+            len(linears), "folded_bias": folded}
 
 
 FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceSum", "ReduceMean", "ReduceL2", "ReduceMax", "Pow",

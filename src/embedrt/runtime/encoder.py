@@ -63,10 +63,12 @@ class Encoder:
         verify_checksum: check the graph's sha256 against the manifest at load.
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
-        fused_pooling: ``"auto"`` (default) runs the export's fused-pooling graph (``model.fused.onnx``, one
-            native ``MeanPoolNormalize`` op) when the native library is built and the graph agrees with the
-            standard one on the export's probe; otherwise the standard graph. ``True`` requires it (raises
-            NativeOpsError), ``False`` never uses it. ``self.fused_pooling`` says which graph runs.
+        fused_pooling: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
+            native ``MeanPoolNormalize`` op; int8: ``model.int8.fused.onnx``, which also runs each per-token
+            quantization and rescale as one native op, CPU only) when the native library is built and the
+            graph agrees with the standard one on the export's probe; otherwise the standard graph. ``True``
+            requires it (raises NativeOpsError), ``False`` never uses it. ``self.fused_pooling`` says which
+            graph runs.
 
     Raises:
         ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
@@ -133,7 +135,8 @@ class Encoder:
         so = session_options or self._default_session_options(intra_op_threads)
         fused, self.fused_pooling_status = native.resolve(fused_pooling, self.path, entry, verify_checksum,
                                                           user_options=session_options is not None,
-                                                          tensorrt=self.device is Device.TENSORRT)
+                                                          tensorrt=self.device is Device.TENSORRT,
+                                                          cpu=self.device is Device.CPU)
         self._session = None
         if fused is not None:
             self._session, self.fused_pooling_status = self._open_fused(

@@ -1,5 +1,6 @@
-"""The native fused pooling op (``ai.embedrt::MeanPoolNormalize``) on the runtime side: find the library,
-register it with onnxruntime, and check once that the fused graph gives the standard graph's numbers.
+"""The native ops (``ai.embedrt::MeanPoolNormalize``, and for int8 ``QuantizePerToken`` / ``DequantizeRows``)
+on the runtime side: find the library, register it with onnxruntime, and check once that a variant's native
+graph (its manifest entry ``fused_pooling``) gives the standard graph's numbers.
 
 Only numpy and onnxruntime: the graph rewrite happened at export time (``model.fused.onnx``), because the
 runtime may not import the onnx package.
@@ -83,6 +84,7 @@ def resolve(
     verify_checksum: bool,
     user_options: bool = False,
     tensorrt: bool = False,
+    cpu: bool = True,
 ) -> tuple[FusedGraph | None, str]:
     """Decide whether an Encoder tries the fused graph: (graph, "pending") or (None, why not).
 
@@ -106,6 +108,11 @@ def resolve(
         if library is None:
             raise _missing_library()
         fused = fused_entry(export_dir, entry, verify_checksum)
+        if not cpu and entry["fused_pooling"].get("cpu_only"):
+            # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
+            # between device copies.
+            raise NativeOpsError(f"{fused.graph.name} uses {entry['fused_pooling'].get('op')}, which run on "
+                                 "the CPU only; on this device the standard graph runs")
     except NativeOpsError as e:
         if request is True:
             raise

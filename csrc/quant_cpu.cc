@@ -1,0 +1,140 @@
+// CPU kernels of ai.embedrt::QuantizePerToken and ai.embedrt::DequantizeRows (semantics in quant.h).
+//
+// Build: pip install -e .   (or: embedrt build-ops)
+// Test:  python -m pytest -q tests/native            (EMBEDRT_OPS_ISA=scalar|avx2|avx512 forces a path)
+//
+// Why: in the standard-op int8 graph each quantized Linear group costs eight elementwise ops on the input
+// (Abs, ReduceMax, Max, Div, Div, Round, Add, Cast) and three on the output (Cast, Mul, Mul), each a pass over
+// memory with its own temporary; on all-MiniLM-L6-v2 they took about 40% of the int8 graph's kernel time
+// (benchmarks/profile_ops.py). Here the input is read twice (absmax, then quantize, the row still in L1) and
+// the output once. Bytes per row of K floats: read 4K (twice, from cache the second time), write K + 4.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "quant.h"
+
+namespace embedrt {
+namespace {
+
+// NOTE: the order of float operations matches the standard-op chain exactly (x / scale, not x * (1/scale);
+// round half to even; + 128 in float; scale = max(amax, eps) / 127), so the bytes are identical.
+inline uint8_t QuantizeOne(float x, float scale) {
+  const float r = std::nearbyint(x / scale) + kQuantOffset;
+  return static_cast<uint8_t>(static_cast<int32_t>(r));
+}
+
+void QuantizeRowScalar(const float* x, uint8_t* q, float* scale, int64_t K) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  *scale = s;
+  for (int64_t k = 0; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+}
+
+__attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t* q, float* scale, int64_t K) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 vmax = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  float amax = 0.0f;
+  for (float v : lanes) amax = std::fmax(amax, v);
+  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  *scale = s;
+  const __m256 vs = _mm256_set1_ps(s), off = _mm256_set1_ps(kQuantOffset);
+  alignas(32) int32_t ints[8];
+  for (k = 0; k + 8 <= K; k += 8) {
+    const __m256 r = _mm256_add_ps(
+        _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        off);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ints), _mm256_cvtps_epi32(r));
+    for (int i = 0; i < 8; ++i) q[k + i] = static_cast<uint8_t>(ints[i]);
+  }
+  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+}
+
+__attribute__((target("avx512f"))) void QuantizeRowAvx512(const float* x, uint8_t* q, float* scale, int64_t K) {
+  __m512 vmax = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+  // NOTE: not _mm512_reduce_max_ps: GCC 12's version of it trips -Wuninitialized inside avx512fintrin.h.
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, vmax);
+  float amax = 0.0f;
+  for (float v : lanes) amax = std::fmax(amax, v);
+  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  *scale = s;
+  const __m512 vs = _mm512_set1_ps(s), off = _mm512_set1_ps(kQuantOffset);
+  for (k = 0; k + 16 <= K; k += 16) {
+    const __m512 r = _mm512_add_ps(
+        _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        off);
+    // values are integers in [1, 255]: the conversion is exact and the saturating narrow never saturates
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(r)));
+  }
+  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+}
+
+void DequantizeRowScalar(const int32_t* acc, float rs, const float* cs, const float* b, float* y, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) y[n] = (static_cast<float>(acc[n]) * cs[n]) * rs;
+  if (b != nullptr)
+    for (int64_t n = 0; n < N; ++n) y[n] += b[n];
+}
+
+// NOTE: the bias is added after both multiplications, unfused (mul then add, no FMA), as the Add node did.
+__attribute__((target("avx2,fma"))) void DequantizeRowAvx2(const int32_t* acc, float rs, const float* cs,
+                                                          const float* b, float* y, int64_t N) {
+  const __m256 vr = _mm256_set1_ps(rs);
+  int64_t n = 0;
+  for (; n + 8 <= N; n += 8) {
+    const __m256 a = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + n)));
+    __m256 v = _mm256_mul_ps(_mm256_mul_ps(a, _mm256_loadu_ps(cs + n)), vr);
+    if (b != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(b + n));
+    _mm256_storeu_ps(y + n, v);
+  }
+  for (; n < N; ++n) y[n] = (static_cast<float>(acc[n]) * cs[n]) * rs + (b != nullptr ? b[n] : 0.0f);
+}
+
+__attribute__((target("avx512f"))) void DequantizeRowAvx512(const int32_t* acc, float rs, const float* cs,
+                                                           const float* b, float* y, int64_t N) {
+  const __m512 vr = _mm512_set1_ps(rs);
+  int64_t n = 0;
+  for (; n + 16 <= N; n += 16) {
+    const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + n));
+    __m512 v = _mm512_mul_ps(_mm512_mul_ps(a, _mm512_loadu_ps(cs + n)), vr);
+    if (b != nullptr) v = _mm512_add_ps(v, _mm512_loadu_ps(b + n));
+    _mm512_storeu_ps(y + n, v);
+  }
+  for (; n < N; ++n) y[n] = (static_cast<float>(acc[n]) * cs[n]) * rs + (b != nullptr ? b[n] : 0.0f);
+}
+
+}  // namespace
+
+void QuantizeRows(const float* x, uint8_t* q, float* scale, int64_t row_begin, int64_t row_end, int64_t K, Isa isa) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const float* xr = x + r * K;
+    uint8_t* qr = q + r * K;
+    switch (isa) {
+      case Isa::kAvx512: QuantizeRowAvx512(xr, qr, scale + r, K); break;
+      case Isa::kAvx2: QuantizeRowAvx2(xr, qr, scale + r, K); break;
+      default: QuantizeRowScalar(xr, qr, scale + r, K);
+    }
+  }
+}
+
+void DequantizeRows(const int32_t* acc, const float* row_scale, const float* col_scale, const float* bias, float* y,
+                    int64_t row_begin, int64_t row_end, int64_t N, Isa isa) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    switch (isa) {
+      case Isa::kAvx512: DequantizeRowAvx512(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N); break;
+      case Isa::kAvx2: DequantizeRowAvx2(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N); break;
+      default: DequantizeRowScalar(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N);
+    }
+  }
+}
+
+}  // namespace embedrt

@@ -1,0 +1,125 @@
+"""The int8 variant's native graph (``model.int8.fused.onnx``: QuantizePerToken, DequantizeRows with the
+Linear biases folded in, MeanPoolNormalize): written at export, run by ``Encoder(variant="int8")``, and equal
+to the standard-op ``model.int8.onnx`` (<= 1e-6; only the pooling's summation order differs)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from embedrt import Encoder, NativeOpsError, export_model
+from embedrt.export.quantize import Int8Config
+from embedrt.runtime import native
+
+TEXTS = [
+    "hello world",
+    "",
+    "the model reads every token once " * 6,
+    "a",
+    "naïve café 日本語 🍕",
+    "literal [SEP] and [CLS] text",
+    "code: def f(x): return x ** 2",
+]
+
+
+def _ops(path: Path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def _export(tiny_factory, tmp_path_factory, name: str, int8: Int8Config | None = None, **kwargs) -> Path:
+    st_dir, _ = tiny_factory(export=False, **kwargs)
+    out = tmp_path_factory.mktemp(name) / "export"
+    export_model(str(st_dir), out, variants=["fp32", "int8"], int8=int8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_factory, tmp_path_factory):
+    return _export(tiny_factory, tmp_path_factory, "int8n", arch="bert", pooling="mean", normalize=True, seed=21)
+
+
+def test_export_writes_the_int8_native_graph(tiny_int8):
+    m = json.loads((tiny_int8 / "embedrt.json").read_text())
+    entry = m["variants"]["int8"]["fused_pooling"]
+    assert entry["file"] == "model.int8.fused.onnx" and entry["cpu_only"] is True
+    assert entry["folded_bias"] == 12  # 2 layers x 6 Linears, each with its bias
+    standard, fused = _ops(tiny_int8 / "model.int8.onnx"), _ops(tiny_int8 / entry["file"])
+    # the standard int8 graph keeps standard ops only
+    assert not {"QuantizePerToken", "DequantizeRows", "MeanPoolNormalize"} & set(standard)
+    # Q/K/V share one quantization: 4 groups per layer; 6 Linears per layer
+    assert fused["QuantizePerToken"] == 8 and fused["DequantizeRows"] == 12 and fused["MatMulInteger"] == 12
+    assert fused["MeanPoolNormalize"] == 1
+    # the elementwise chains are gone
+    for op in ("Round", "Abs", "ReduceMax"):
+        assert op not in fused, op
+    assert fused["Add"] == standard["Add"] - 8 - 12  # the +128 offsets and the folded bias Adds
+    assert standard["Cast"] - fused["Cast"] >= 8 + 12  # uint8 casts, int32 -> float casts
+    assert standard["Mul"] - fused["Mul"] >= 2 * 12  # column and row rescales
+
+
+def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_int8):
+    native_enc = Encoder(tiny_int8, device="cpu", variant="int8")
+    standard = Encoder(tiny_int8, device="cpu", variant="int8", fused_pooling=False)
+    assert native_enc.fused_pooling is True and native_enc.fused_pooling_status.startswith("on")
+    a, b = native_enc.encode(TEXTS), standard.encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6
+    # still batch-invariant: the quantization scale of a token depends on that token only
+    alone = np.stack([native_enc.encode(t) for t in TEXTS])
+    assert np.abs(alone - a).max() <= 1e-6
+
+
+def test_prompt_excluded_from_pooling(ops_library, tiny_factory, tmp_path_factory):
+    out = _export(tiny_factory, tmp_path_factory, "int8p", arch="bert", pooling="mean", normalize=True,
+                  include_prompt=False, prompts={"query": "query: "}, seed=22)
+    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS, prompt_name="query")
+    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS, prompt_name="query")
+    assert np.abs(a - b).max() <= 1e-6
+
+
+def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, tiny_factory, tmp_path_factory):
+    out = _export(tiny_factory, tmp_path_factory, "int8c", arch="mpnet", pooling="cls", normalize=False, seed=23)
+    m = json.loads((out / "embedrt.json").read_text())
+    assert "fused_pooling" not in m["variants"]["fp32"]
+    entry = m["variants"]["int8"]["fused_pooling"]
+    assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in _ops(out / entry["file"])
+    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
+    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))
+
+
+def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path_factory):
+    cfg = Int8Config(exclude_roles=("ffn_down",), smooth_alpha=0.5, smooth_roles=("ffn_up",))
+    out = _export(tiny_factory, tmp_path_factory, "int8s", cfg, arch="bert", pooling="mean", normalize=True,
+                  seed=24)
+    entry = json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["fused_pooling"]
+    assert _ops(out / entry["file"])["MatMulInteger"] == 10
+    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
+    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6
+
+
+def test_cpu_only_graph_is_not_used_on_a_gpu(tiny_int8):
+    entry = json.loads((tiny_int8 / "embedrt.json").read_text())["variants"]["int8"]
+    fused, why = native.resolve("auto", tiny_int8, entry, True, cpu=False)
+    if native.library_path() is None:
+        assert fused is None
+        return
+    assert fused is None and "run on the CPU only" in why
+    with pytest.raises(NativeOpsError, match="CPU only"):
+        native.resolve(True, tiny_int8, entry, True, cpu=False)
+    # the fp32 graph's pooling op has a CUDA kernel: not refused for that reason
+    fp32_entry = json.loads((tiny_int8 / "embedrt.json").read_text())["variants"]["fp32"]
+    fused, why = native.resolve("auto", tiny_int8, fp32_entry, True, cpu=False)
+    assert fused is not None and why == "pending"
+
+
+def test_without_the_library_int8_runs_the_standard_graph(tiny_int8, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBEDRT_OPS_LIBRARY", str(tmp_path / "nope.so"))
+    enc = Encoder(tiny_int8, device="cpu", variant="int8")
+    assert enc.fused_pooling is False and "libembedrt_ops.so not found" in enc.fused_pooling_status
+    assert enc.encode(TEXTS).shape == (len(TEXTS), 32)

@@ -1,0 +1,192 @@
+"""The CPU kernels of ai.embedrt::QuantizePerToken and ai.embedrt::DequantizeRows: bit-identical to numpy
+(float32, the same operations in the same order) and to the standard-op chains that the int8 graph holds
+(export/quantize.py), on every ISA path this CPU has."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+from reference import IR_VERSION, OPSET
+
+ISAS = ("scalar", "avx2", "avx512")
+F32 = np.float32
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, monkeypatch):
+    # NOTE: the kernels read EMBEDRT_OPS_ISA when a session creates them; never above the CPU's ISA.
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
+    return request.param
+
+
+def _model(nodes, inputs, outputs, inits=(), custom=True) -> bytes:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.embedrt", 1)] if custom else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION).SerializeToString()
+
+
+def _session(model: bytes, library=None, threads: int = 0) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    if library is not None:
+        so.register_custom_ops_library(str(library))
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _vi(name, elem, rank):
+    return helper.make_tensor_value_info(name, elem, [f"d{i}" for i in range(rank)])
+
+
+def quantize_custom(rank: int) -> bytes:
+    node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt")
+    return _model([node], [_vi("x", TensorProto.FLOAT, rank)],
+                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)])
+
+
+def quantize_standard(rank: int) -> bytes:
+    """Abs, ReduceMax, Max, Div, Div, Round, Add, Cast: the chain quantize_int8 writes at opset 17."""
+    c = [numpy_init("eps", np.array(1e-12, F32)), numpy_init("c127", np.array(127.0, F32)),
+         numpy_init("c128", np.array(128.0, F32))]
+    nodes = [
+        helper.make_node("Abs", ["x"], ["abs"]),
+        helper.make_node("ReduceMax", ["abs"], ["amax"], axes=[-1], keepdims=1),
+        helper.make_node("Max", ["amax", "eps"], ["amax_eps"]),
+        helper.make_node("Div", ["amax_eps", "c127"], ["s"]),
+        helper.make_node("Div", ["x", "s"], ["xq"]),
+        helper.make_node("Round", ["xq"], ["xr"]),
+        helper.make_node("Add", ["xr", "c128"], ["xo"]),
+        helper.make_node("Cast", ["xo"], ["q"], to=TensorProto.UINT8),
+    ]
+    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)],
+                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)], c, custom=False)
+
+
+def dequantize_custom(rank: int, bias: bool) -> bytes:
+    node = helper.make_node("DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"],
+                            domain="ai.embedrt")
+    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
+              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    return _model([node], inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+
+
+def dequantize_standard(rank: int, bias: bool) -> bytes:
+    """Cast, Mul (columns), Mul (rows), then the Linear's bias Add."""
+    nodes = [
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "cs"], ["ycol"]),
+        helper.make_node("Mul", ["ycol", "rs"], ["y0" if bias else "y"]),
+    ] + ([helper.make_node("Add", ["y0", "b"], ["y"])] if bias else [])
+    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
+              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], custom=False)
+
+
+def numpy_init(name, arr):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(arr, name)
+
+
+def quantize_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.maximum(np.abs(x).max(-1, keepdims=True), F32(1e-12)) / F32(127.0)
+    q = (np.round(x / s) + F32(128.0)).astype(np.uint8)  # np.round: half to even, as ONNX Round
+    return q, s.astype(F32)
+
+
+SHAPES = [(1, 1), (3, 5), (2, 7, 16), (4, 33, 384), (5, 1031), (2, 3, 17), (64, 8, 48)]
+
+
+def _activations(rng, shape):
+    x = rng.standard_normal(shape).astype(F32) * F32(3.0)
+    x.reshape(-1, shape[-1])[0] = 0.0  # an all-zero row: the eps scale, every byte 128
+    rows = x.reshape(-1, shape[-1])
+    if len(rows) > 2:
+        rows[1, 0] = 250.0  # an outlier
+    return x
+
+
+def test_quantize_matches_numpy_and_the_standard_ops_bit_for_bit(ops_library, isa):
+    rng = np.random.default_rng(1)
+    for shape in SHAPES:
+        x = _activations(rng, shape)
+        # exact halves: x / scale lands on .5 for these, which must round to even
+        if shape[-1] >= 4:
+            x.reshape(-1, shape[-1])[-1, :4] = np.array([127.0, 0.5, 1.5, -2.5], F32)
+        q, s = _session(quantize_custom(len(shape)), ops_library).run(None, {"x": x})
+        q_std, s_std = _session(quantize_standard(len(shape))).run(None, {"x": x})
+        q_np, s_np = quantize_numpy(x)
+        assert q.dtype == np.uint8 and q.shape == shape and s.shape == shape[:-1] + (1,)
+        np.testing.assert_array_equal(s, s_std)
+        np.testing.assert_array_equal(q, q_std)
+        np.testing.assert_array_equal(s, s_np)
+        np.testing.assert_array_equal(q, q_np)
+        assert (q.reshape(-1, shape[-1])[0] == 128).all()
+
+
+def test_dequantize_matches_numpy_and_the_standard_ops_bit_for_bit(ops_library, isa):
+    rng = np.random.default_rng(2)
+    for shape in SHAPES:
+        for bias in (False, True):
+            acc = rng.integers(-(2**20), 2**20, size=shape, dtype=np.int32)
+            feeds = {"acc": acc, "rs": rng.random(shape[:-1] + (1,), dtype=F32),
+                     "cs": rng.random(shape[-1], dtype=F32) * F32(1e-3)}
+            if bias:
+                feeds["b"] = rng.standard_normal(shape[-1]).astype(F32)
+            y = _session(dequantize_custom(len(shape), bias), ops_library).run(None, feeds)[0]
+            y_std = _session(dequantize_standard(len(shape), bias)).run(None, feeds)[0]
+            y_np = (acc.astype(F32) * feeds["cs"]) * feeds["rs"]
+            if bias:
+                y_np = y_np + feeds["b"]
+            assert y.dtype == F32 and y.shape == shape
+            np.testing.assert_array_equal(y, y_std)
+            np.testing.assert_array_equal(y, y_np)
+
+
+def test_empty_rows(ops_library):
+    x = np.zeros((0, 7, 16), F32)
+    q, s = _session(quantize_custom(3), ops_library).run(None, {"x": x})
+    assert q.shape == (0, 7, 16) and s.shape == (0, 7, 1)
+    y = _session(dequantize_custom(2, True), ops_library).run(None, {
+        "acc": np.zeros((0, 8), np.int32), "rs": np.zeros((0, 1), F32), "cs": np.ones(8, F32),
+        "b": np.ones(8, F32)})[0]
+    assert y.shape == (0, 8)
+
+
+def test_threads_split_rows_without_changing_bytes(ops_library):
+    rng = np.random.default_rng(3)
+    x = _activations(rng, (64, 128, 384))  # 8 Mi elements: many tasks
+    one = _session(quantize_custom(3), ops_library, threads=1).run(None, {"x": x})
+    many = _session(quantize_custom(3), ops_library, threads=2).run(None, {"x": x})
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_shape_inference_keeps_symbolic_dims(ops_library):
+    q, s = _session(quantize_custom(3), ops_library).get_outputs()
+    assert q.type == "tensor(uint8)" and q.shape == ["d0", "d1", "d2"]
+    assert s.type == "tensor(float)" and s.shape == ["d0", "d1", 1]
+    (y,) = _session(dequantize_custom(3, False), ops_library).get_outputs()
+    assert y.type == "tensor(float)" and y.shape == ["d0", "d1", "d2"]
+
+
+def test_bad_column_scales_are_a_clear_error(ops_library):
+    s = _session(dequantize_custom(2, False), ops_library)
+    feeds = {"acc": np.zeros((3, 8), np.int32), "rs": np.ones((3, 1), F32), "cs": np.ones(7, F32)}
+    with pytest.raises(Exception, match=r"col_scale must be \[8\] to match acc \[3, 8\], got \[7\]"):
+        s.run(None, feeds)
+
+
+def test_bad_row_scales_and_bias_are_clear_errors(ops_library):
+    s = _session(dequantize_custom(2, True), ops_library)
+    feeds = {"acc": np.zeros((3, 8), np.int32), "rs": np.ones((2, 1), F32), "cs": np.ones(8, F32),
+             "b": np.ones(8, F32)}
+    with pytest.raises(Exception, match=r"row_scale must be acc's shape with the last dim 1"):
+        s.run(None, feeds)
+    feeds["rs"] = np.ones((3, 1), F32)
+    feeds["b"] = np.ones(5, F32)
+    with pytest.raises(Exception, match=r"bias must be float \[8\] to match acc \[3, 8\], got \[5\]"):
+        s.run(None, feeds)
