@@ -326,6 +326,7 @@ def _summarize(runs, labels, cfg, report, agreement) -> dict[str, Any]:
         sps = _median([_headline(r, cfg) for r in ok])
         entry: dict[str, Any] = {
             "runs_ok": len(ok), "provider": ok[0].get("provider"), "version": ok[0].get("version"),
+            "graph": ok[0].get("graph"),
             "sentences_per_s": sps, "tokens_per_s": sps * tokens / n if sps else None,
             "sweep_sentences_per_s": {str(bs): _median([r["throughput"][str(bs)]["sentences_per_s"] for r in ok])
                                       for bs in cfg.batch_sizes},
@@ -420,6 +421,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     for label in labels:
         sw = s[label]["sweep_sentences_per_s"]
         lines.append(f"| {label} | " + " | ".join(_fmt(sw.get(str(b)), ".0f") for b in bss) + " |")
+    graphs = [f"{label}: {s[label]['graph']}" for label in labels if s[label].get("graph")]
+    if graphs:
+        lines += ["", "Graph each embedrt runner ran: " + "; ".join(graphs) + "."]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"

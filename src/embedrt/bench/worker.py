@@ -20,7 +20,8 @@ def _embedrt(cfg):
 
     enc = Encoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"),
                   **cfg.get("encoder_kwargs", {}))
-    info = {"provider": enc.active_providers[0], "version": _version("embedrt")}
+    info = {"provider": enc.active_providers[0], "version": _version("embedrt"),
+            "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status}
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info
 
 
