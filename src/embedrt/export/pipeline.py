@@ -279,7 +279,7 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
 
 
 def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) -> None:
-    from .fuse import check_fused, write_fused
+    from .fuse import write_fused
 
     hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
     previous = getattr(hf.config, "_attn_implementation", None)
@@ -295,40 +295,45 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
         if log:
             log(f"      skipped: pooling {'+'.join(p.value for p in spec.pooling)} has no fused op")
         return
-    diff = check_fused(tmp, entry)
-    entry["export_check_max_abs_diff"] = diff
-    if diff is not None and not diff <= 1e-6:
-        # NOTE: a disagreeing fused graph is dropped, not fatal: model.onnx is the artifact, this an option.
-        for name in (entry["file"], entry["probe"]):
-            (tmp / name).unlink(missing_ok=True)
-        if log:
-            log(f"      fused graph dropped: it differs from model.onnx by {diff:.2e} on the probe")
+    checked = _check_native(tmp, entry, "model.onnx", log)
+    if checked is None:
         return
     manifest["variants"]["fp32"]["fused_pooling"] = entry
     write_manifest(tmp, manifest)
     if log:
-        checked = "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
         log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
+
+
+def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log) -> str | None:
+    """Run a native graph against its standard graph's probe outputs (when the library is built). Returns how
+    it was checked, or None after deleting a graph that disagrees.
+
+    NOTE: a disagreeing native graph is dropped, not fatal: the standard graph is the artifact, this an option.
+    """
+    from .fuse import check_fused
+
+    diff = check_fused(tmp, entry)
+    entry["export_check_max_abs_diff"] = diff
+    if diff is not None and not diff <= 1e-6:
+        for name in (entry["file"], entry["probe"]):
+            (tmp / name).unlink(missing_ok=True)
+        if log:
+            log(f"      {entry['file']} dropped: it differs from {standard} by {diff:.2e} on the probe")
+        return None
+    return "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
 
 
 def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, feeds, log) -> None:
     """``model.int8.fused.onnx``: the int8 graph with the native quantization ops, checked against
     ``model.int8.onnx`` on a probe (here when the library is built, and at every load)."""
-    from .fuse import check_fused, write_int8_fused
+    from .fuse import write_int8_fused
 
     entry = write_int8_fused(tmp, manifest, cfg, feeds)
-    diff = check_fused(tmp, entry)
-    entry["export_check_max_abs_diff"] = diff
-    if diff is not None and not diff <= 1e-6:
-        # NOTE: as for model.fused.onnx: an option that disagrees is dropped, model.int8.onnx stays.
-        for name in (entry["file"], entry["probe"]):
-            (tmp / name).unlink(missing_ok=True)
-        if log:
-            log(f"      int8 native graph dropped: it differs from model.int8.onnx by {diff:.2e} on the probe")
+    checked = _check_native(tmp, entry, manifest["variants"]["int8"]["file"], log)
+    if checked is None:
         return
     manifest["variants"]["int8"]["fused_pooling"] = entry
     if log:
-        checked = "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
         log(f"      {entry['file']}: {entry['op']}, {entry['folded_bias']} biases folded ({checked})")
 
 
