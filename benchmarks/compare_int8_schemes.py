@@ -7,13 +7,15 @@ Run:  python benchmarks/compare_int8_schemes.py EXPORT_DIR [--sts ../shared/data
 EXPORT_DIR: an all-MiniLM-L6-v2 export with an int8 variant (export-model all-MiniLM-L6-v2 -o DIR --quantize int8).
 The schemes (written to a temp dir):
 - onnxruntime quantize_dynamic, per-channel s8 weights, every MatMul (as sentence-transformers' presets), with
-  and without reduce_range, without the FFN down-projections, and on onnxruntime's fused transformer graph
+  and without reduce_range, without the FFN down-projections, without the attention output projections,
+  without the FFN down-projections and the last layer, and on onnxruntime's fused transformer graph
   (quantizing after the fusions);
 - static QDQ (quantize_static, MinMax calibration on 400 corpus sentences, u8 activations, per-channel s8
   weights) on every Linear, and without the FFN down-projections;
 - 8-bit block-wise weight-only (MatMulNBits, block 32, symmetric, accuracy level 4);
-- embedrt's per-token u8 x s8 scheme: standard ops (model.int8.onnx), native ops (model.int8.fused.onnx), and
-  native without the FFN down-projections.
+- embedrt's per-token u8 x s8 scheme: standard ops (model.int8.onnx), native ops (model.int8.fused.onnx),
+  native without the FFN down-projections, and native without the last layer.
+(The embeddings are a Gather, which none of the schemes quantizes.)
 Agreement: cosine to the fp32 graph on every 11th line of corpus-qnli.txt (1,052 texts, long ones included).
 Batch invariance: min cosine of 64 texts embedded alone vs inside batches of 32. Speed: 2,000 corpus lines,
 batch 32, length-sorted, the scheme and fp32 alternating in one process; ratio per round, median (min-max).
@@ -102,6 +104,11 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
     dyn("ort-dynamic, every MatMul")
     dyn("ort-dynamic, reduce_range", reduce_range=True)
     dyn("ort-dynamic, FFN down in fp32", nodes_to_exclude=ffn_down)
+    attn_out = [lin["node"].name for lin in linears if "attention/output" in lin["node"].name]
+    dyn("ort-dynamic, attention output projections in fp32", nodes_to_exclude=attn_out)
+    last = max(lin["layer"] for lin in linears if lin["layer"] is not None)
+    last_layer = [lin["node"].name for lin in linears if lin["layer"] == last]
+    dyn("ort-dynamic, FFN down and the last layer in fp32", nodes_to_exclude=sorted(set(ffn_down + last_layer)))
 
     from embedrt.export.optimize import fuse_transformer
 
@@ -155,6 +162,11 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
         quantize_int8(source, path, replace(Int8Config(exclude_roles=("ffn_down",)), quantize_op="native",
                                             dequantize_op="native"))
         out["embedrt per-token, native ops, FFN down in fp32"] = (path, True)
+        last = max(lin["layer"] for lin in linears if lin["layer"] is not None)
+        path = work / "pertoken-no-last-layer.onnx"
+        quantize_int8(source, path, replace(Int8Config(exclude_roles=(), exclude_layers=(last,)),
+                                            quantize_op="native", dequantize_op="native"))
+        out["embedrt per-token, native ops, last layer in fp32"] = (path, True)
     return out
 
 
