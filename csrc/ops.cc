@@ -115,6 +115,34 @@ OrtStatus* Error(const std::string& msg, OrtErrorCode code = ORT_INVALID_ARGUMEN
   return Ort::Status(msg.c_str(), code).release();
 }
 
+// ------------------------------------------------------------------------------------------- row parallelism
+// Rows of ~64k elements per task, so that small tensors do not pay for thread hand-off.
+int64_t RowsPerTask(int64_t row_elems) {
+  const int64_t per_task = (int64_t{1} << 16) / (row_elems > 0 ? row_elems : 1);
+  return per_task < 1 ? 1 : per_task;
+}
+
+// Calls job.Run(begin, end) on row ranges covering [0, rows): inline for one range, else on ORT's intra-op pool.
+// Every kernel here works on independent rows.
+template <typename Job>
+void ParallelRows(Ort::KernelContext& ctx, const Job& job, int64_t rows, int64_t row_elems) {
+  struct Ranges {
+    const Job* job;
+    int64_t per_task, rows;
+  } ranges{&job, RowsPerTask(row_elems), rows};
+  auto run = [](void* data, size_t task) {
+    const Ranges& r = *static_cast<const Ranges*>(data);
+    const int64_t begin = static_cast<int64_t>(task) * r.per_task;
+    r.job->Run(begin, begin + r.per_task < r.rows ? begin + r.per_task : r.rows);
+  };
+  const int64_t tasks = (rows + ranges.per_task - 1) / ranges.per_task;
+  if (tasks <= 1) {
+    run(&ranges, 0);
+  } else {
+    ctx.ParallelFor(run, static_cast<size_t>(tasks), 0, &ranges);
+  }
+}
+
 // ------------------------------------------------------------------------------------------- CPU kernel
 struct CpuKernel {
   Attrs attrs;
@@ -124,22 +152,18 @@ struct CpuKernel {
     const void* x;
     const int64_t* mask;
     float* out;
-    int64_t T, H, rows_per_task, B;
+    int64_t T, H;
     bool half;
     const CpuKernel* self;
+    void Run(int64_t begin, int64_t end) const {
+      if (half)
+        PoolRowsF16(static_cast<const uint16_t*>(x), mask, out, begin, end, T, H, self->attrs.mode,
+                    self->attrs.normalize, self->isa);
+      else
+        PoolRowsF32(static_cast<const float*>(x), mask, out, begin, end, T, H, self->attrs.mode,
+                    self->attrs.normalize, self->isa);
+    }
   };
-
-  static void RunTask(void* data, size_t task) {
-    const Job& j = *static_cast<const Job*>(data);
-    const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
-    const int64_t end = begin + j.rows_per_task < j.B ? begin + j.rows_per_task : j.B;
-    if (j.half)
-      PoolRowsF16(static_cast<const uint16_t*>(j.x), j.mask, j.out, begin, end, j.T, j.H, j.self->attrs.mode,
-                  j.self->attrs.normalize, j.self->isa);
-    else
-      PoolRowsF32(static_cast<const float*>(j.x), j.mask, j.out, begin, end, j.T, j.H, j.self->attrs.mode,
-                  j.self->attrs.normalize, j.self->isa);
-  }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
     try {
@@ -150,19 +174,9 @@ struct CpuKernel {
       if (!err.empty()) return Error(err);
       Ort::UnownedValue out = ctx.GetOutput(0, {c.B, c.H});
       if (c.B == 0 || c.H == 0) return nullptr;
-      // NOTE: rows are independent: split them over ORT's intra-op pool, in tasks of >= ~64k elements so
-      // that small batches do not pay for thread hand-off.
-      const int64_t per_row = c.T * c.H > 0 ? c.T * c.H : 1;
-      int64_t rows_per_task = (int64_t{1} << 16) / per_row;
-      if (rows_per_task < 1) rows_per_task = 1;
-      const int64_t tasks = (c.B + rows_per_task - 1) / rows_per_task;
-      Job job{x.GetTensorRawData(), mask.GetTensorData<int64_t>(), out.GetTensorMutableData<float>(),
-              c.T, c.H, rows_per_task, c.B, c.half, this};
-      if (tasks == 1) {
-        RunTask(&job, 0);
-      } else {
-        ctx.ParallelFor(&CpuKernel::RunTask, static_cast<size_t>(tasks), 0, &job);
-      }
+      const Job job{x.GetTensorRawData(), mask.GetTensorData<int64_t>(), out.GetTensorMutableData<float>(),
+                    c.T, c.H, c.half, this};
+      ParallelRows(ctx, job, c.B, c.T * c.H);
       return nullptr;
     } catch (const Ort::Exception& e) {
       return Error(std::string("MeanPoolNormalize: ") + e.what(), e.GetOrtErrorCode());
@@ -198,16 +212,27 @@ struct CudaKernel {
 #endif
 
 // Declares output `index` as `type` [dims]: a non-negative int is a size, a string a symbolic dim.
+// NOTE: ORT reports an unknown input dim as the int -1, and passing that on would declare a dim of size -1
+// (a MatMulInteger after the op then fails shape inference): each one gets a fresh symbol instead.
 OrtStatusPtr SetOutputShape(OrtShapeInferContext* raw, size_t index, ONNXTensorElementDataType type,
                             const std::vector<Ort::ShapeInferContext::SymbolicInteger>& dims) {
+  static std::atomic<uint64_t> unknown{0};
   const OrtApi& api = Ort::GetApi();
   OrtTensorTypeAndShapeInfo* info = nullptr;
   if (OrtStatus* st = api.CreateTensorTypeAndShapeInfo(&info)) return st;
   std::vector<int64_t> ints;
+  std::vector<std::string> fresh;
+  fresh.reserve(dims.size());  // NOTE: no reallocation: names points into it
   std::vector<const char*> names;
   for (const auto& d : dims) {
-    ints.push_back(d.IsInt() ? d.AsInt() : -1);
-    names.push_back(d.IsInt() ? "" : d.AsSym());
+    if (d.IsInt() && d.AsInt() >= 0) {
+      ints.push_back(d.AsInt());
+      names.push_back("");
+    } else {
+      ints.push_back(-1);
+      if (d.IsInt()) fresh.push_back("embedrt_unk_" + std::to_string(unknown++));
+      names.push_back(d.IsInt() ? fresh.back().c_str() : d.AsSym());
+    }
   }
   OrtStatus* st = api.SetTensorElementType(info, type);
   if (st == nullptr) st = api.SetDimensions(info, ints.data(), ints.size());
@@ -268,18 +293,10 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
                      std::to_string(ms[i].AsInt()) + " but token_embeddings dim " + std::to_string(i) + " is " +
                      std::to_string(xs[i].AsInt()));
     }
-    // NOTE: ORT reports an unknown dim as the int -1; passing that on would declare the output's dim to be -1.
-    // Prefer a known size, then a symbolic name, from either input.
+    // The batch dim from either input: a known size first, then a symbolic name (SetOutputShape names the rest).
     auto known = [](const Ort::ShapeInferContext::SymbolicInteger& d) { return d.IsInt() && d.AsInt() >= 0; };
-    auto pick = [&](const Ort::ShapeInferContext::SymbolicInteger& a, const Ort::ShapeInferContext::SymbolicInteger& b,
-                    const char* fallback) -> Ort::ShapeInferContext::SymbolicInteger {
-      if (known(a)) return a;
-      if (known(b)) return b;
-      if (!a.IsInt()) return a;
-      if (!b.IsInt()) return b;
-      return Ort::ShapeInferContext::SymbolicInteger(fallback);
-    };
-    return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {pick(xs[0], ms[0], "embedrt_batch"), pick(xs[2], xs[2], "embedrt_hidden")});
+    const auto& batch = known(xs[0]) ? xs[0] : known(ms[0]) ? ms[0] : !xs[0].IsInt() ? xs[0] : ms[0];
+    return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {batch, xs[2]});
   }
 
  private:
@@ -290,24 +307,6 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
 // ------------------------------------------------------------------------------------------- int8 ops
 // QuantizePerToken and DequantizeRows (quant.h): the per-token int8 chains of the int8 variant, CPU only.
 
-// Rows of ~64k elements per task, so small tensors do not pay for thread hand-off.
-int64_t RowsPerTask(int64_t row_elems) {
-  const int64_t per_task = (int64_t{1} << 16) / (row_elems > 0 ? row_elems : 1);
-  return per_task < 1 ? 1 : per_task;
-}
-
-template <typename Job>
-void RunRows(Ort::KernelContext& ctx, Job* job, int64_t rows, int64_t row_elems) {
-  job->rows_per_task = RowsPerTask(row_elems);
-  job->rows = rows;
-  const int64_t tasks = (rows + job->rows_per_task - 1) / job->rows_per_task;
-  if (tasks <= 1) {
-    Job::RunTask(job, 0);
-  } else {
-    ctx.ParallelFor(&Job::RunTask, static_cast<size_t>(tasks), 0, job);
-  }
-}
-
 struct QuantizeKernel {
   Isa isa = SelectIsa();
 
@@ -315,14 +314,9 @@ struct QuantizeKernel {
     const float* x;
     uint8_t* q;
     float* scale;
-    int64_t K, rows_per_task, rows;
+    int64_t K;
     Isa isa;
-    static void RunTask(void* data, size_t task) {
-      const Job& j = *static_cast<const Job*>(data);
-      const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
-      const int64_t end = begin + j.rows_per_task < j.rows ? begin + j.rows_per_task : j.rows;
-      QuantizeRows(j.x, j.q, j.scale, begin, end, j.K, j.isa);
-    }
+    void Run(int64_t begin, int64_t end) const { QuantizeRows(x, q, scale, begin, end, K, isa); }
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
@@ -342,9 +336,9 @@ struct QuantizeKernel {
       const int64_t K = xs.back();
       const int64_t rows = K > 0 ? static_cast<int64_t>(info.GetElementCount()) / K : 0;
       if (rows == 0) return nullptr;
-      Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(), scale.GetTensorMutableData<float>(),
-              K, 0, 0, isa};
-      RunRows(ctx, &job, rows, K);
+      const Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(),
+                    scale.GetTensorMutableData<float>(), K, isa};
+      ParallelRows(ctx, job, rows, K);
       return nullptr;
     } catch (const Ort::Exception& e) {
       return Error(std::string("QuantizePerToken: ") + e.what(), e.GetOrtErrorCode());
@@ -363,13 +357,10 @@ struct DequantizeKernel {
     const float* col_scale;
     const float* bias;
     float* y;
-    int64_t N, rows_per_task, rows;
+    int64_t N;
     Isa isa;
-    static void RunTask(void* data, size_t task) {
-      const Job& j = *static_cast<const Job*>(data);
-      const int64_t begin = static_cast<int64_t>(task) * j.rows_per_task;
-      const int64_t end = begin + j.rows_per_task < j.rows ? begin + j.rows_per_task : j.rows;
-      DequantizeRows(j.acc, j.row_scale, j.col_scale, j.bias, j.y, begin, end, j.N, j.isa);
+    void Run(int64_t begin, int64_t end) const {
+      DequantizeRows(acc, row_scale, col_scale, bias, y, begin, end, N, isa);
     }
   };
 
@@ -410,9 +401,9 @@ struct DequantizeKernel {
       }
       Ort::UnownedValue y = ctx.GetOutput(0, as);
       if (rows == 0) return nullptr;
-      Job job{acc.GetTensorData<int32_t>(), rs.GetTensorData<float>(), cs.GetTensorData<float>(), bias,
-              y.GetTensorMutableData<float>(), N, 0, 0, isa};
-      RunRows(ctx, &job, rows, N);
+      const Job job{acc.GetTensorData<int32_t>(), rs.GetTensorData<float>(), cs.GetTensorData<float>(), bias,
+                    y.GetTensorMutableData<float>(), N, isa};
+      ParallelRows(ctx, job, rows, N);
       return nullptr;
     } catch (const Ort::Exception& e) {
       return Error(std::string("DequantizeRows: ") + e.what(), e.GetOrtErrorCode());
@@ -422,32 +413,14 @@ struct DequantizeKernel {
   }
 };
 
-// The input's dims for an output shape. NOTE: ORT reports an unknown dim as the int -1, and passing that on
-// declares a dim of size -1 (MatMulInteger's inference then fails); give each unknown dim a fresh symbol.
-std::vector<Ort::ShapeInferContext::SymbolicInteger> Dims(const Ort::ShapeInferContext::Shape& s,
-                                                          std::vector<std::string>* names) {
-  static std::atomic<uint64_t> counter{0};
-  names->reserve(s.size());
-  std::vector<Ort::ShapeInferContext::SymbolicInteger> out;
-  for (const auto& d : s) {
-    if (d.IsInt() && d.AsInt() < 0) {
-      names->push_back("embedrt_unk_" + std::to_string(counter++));
-      out.emplace_back(names->back().c_str());
-    } else {
-      out.push_back(d);
-    }
-  }
-  return out;
-}
-
 struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*/true> {
   QuantizeOp() {
     // x [..., K] -> uint8 [..., K], float [..., 1]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
       try {
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
-        std::vector<std::string> names;
-        auto dims = Dims(ctx.GetInputShape(0), &names);
+        const auto& shape = ctx.GetInputShape(0);
+        std::vector<Ort::ShapeInferContext::SymbolicInteger> dims(shape.begin(), shape.end());
         if (dims.empty()) return Error("QuantizePerToken: x must have rank >= 1");
         if (OrtStatusPtr st = SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, dims)) return st;
         dims.back() = Ort::ShapeInferContext::SymbolicInteger(int64_t{1});
@@ -477,8 +450,8 @@ struct DequantizeOp : Ort::CustomOpBase<DequantizeOp, DequantizeKernel, /*WithSt
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
       try {
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
-        std::vector<std::string> names;
-        return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, Dims(ctx.GetInputShape(0), &names));
+        const auto& shape = ctx.GetInputShape(0);
+        return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {shape.begin(), shape.end()});
       } catch (const Ort::Exception& e) {
         return Error(std::string("DequantizeRows shape inference: ") + e.what(), e.GetOrtErrorCode());
       }

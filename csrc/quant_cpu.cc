@@ -19,15 +19,24 @@ namespace {
 
 // NOTE: the order of float operations matches the standard-op chain exactly (x / scale, not x * (1/scale);
 // round half to even; + 128 in float; scale = max(amax, eps) / 127), so the bytes are identical.
+// The row's scale from its absmax, as the standard graph computes it (Max with eps, then Div by 127).
+inline float RowScale(float amax) { return std::fmax(amax, kQuantEps) / kQuantMax; }
+
+// absmax of the lanes of a vector register, then of the scalar tail x[k..K).
+inline float AbsMax(const float* lanes, int n, const float* x, int64_t k, int64_t K) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::fmax(amax, lanes[i]);
+  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  return amax;
+}
+
 inline uint8_t QuantizeOne(float x, float scale) {
   const float r = std::nearbyint(x / scale) + kQuantOffset;
   return static_cast<uint8_t>(static_cast<int32_t>(r));
 }
 
 void QuantizeRowScalar(const float* x, uint8_t* q, float* scale, int64_t K) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  const float s = RowScale(AbsMax(nullptr, 0, x, 0, K));
   *scale = s;
   for (int64_t k = 0; k < K; ++k) q[k] = QuantizeOne(x[k], s);
 }
@@ -39,10 +48,7 @@ __attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t
   for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, vmax);
-  float amax = 0.0f;
-  for (float v : lanes) amax = std::fmax(amax, v);
-  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  const float s = RowScale(AbsMax(lanes, 8, x, k, K));
   *scale = s;
   const __m256 vs = _mm256_set1_ps(s), off = _mm256_set1_ps(kQuantOffset);
   alignas(32) int32_t ints[8];
@@ -63,10 +69,7 @@ __attribute__((target("avx512f"))) void QuantizeRowAvx512(const float* x, uint8_
   // NOTE: not _mm512_reduce_max_ps: GCC 12's version of it trips -Wuninitialized inside avx512fintrin.h.
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, vmax);
-  float amax = 0.0f;
-  for (float v : lanes) amax = std::fmax(amax, v);
-  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-  const float s = std::fmax(amax, kQuantEps) / kQuantMax;
+  const float s = RowScale(AbsMax(lanes, 16, x, k, K));
   *scale = s;
   const __m512 vs = _mm512_set1_ps(s), off = _mm512_set1_ps(kQuantOffset);
   for (k = 0; k + 16 <= K; k += 16) {

@@ -20,3 +20,10 @@ def ops_library() -> Path:
             pytest.fail(msg + "; EMBEDRT_REQUIRE_OPS=1 makes this a failure")
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(params=("scalar", "avx2", "avx512"))
+def isa(request, monkeypatch):
+    # NOTE: the kernels read EMBEDRT_OPS_ISA when a session creates them; never above the CPU's ISA.
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
+    return request.param

@@ -1,9 +1,13 @@
-"""Oracles for the native op: a numpy port of sentence-transformers' Pooling + Normalize, and the same
-pooling written as the standard ONNX ops that the exported graph contains."""
+"""Oracles for the native ops: a numpy port of sentence-transformers' Pooling + Normalize, the same pooling
+written as the standard ONNX ops that the exported graph contains, and the int8 graph's standard-op chains
+(per-token quantize, rescale) beside single-node graphs of the ops that replace them. Shared by the tests and
+the benchmarks/ scripts."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 
 MODES = ("mean", "mean_sqrt_len", "max", "cls")
 OPSET = 17
@@ -120,3 +124,69 @@ def random_batch(
     if all_padding_row and B:
         mask[B // 2] = 0
     return x, mask
+
+
+# ------------------------------------------------------------------ the int8 ops (QuantizePerToken, DequantizeRows)
+def _model(nodes, inputs, outputs, inits=(), custom=True) -> bytes:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.embedrt", 1)] if custom else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION).SerializeToString()
+
+
+def session(model: bytes, library=None, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session on ``model``, with the custom-op library registered when given."""
+    so = ort.SessionOptions()
+    if library is not None:
+        so.register_custom_ops_library(str(library))
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _vi(name, elem, rank):
+    return helper.make_tensor_value_info(name, elem, [f"d{i}" for i in range(rank)])
+
+
+def quantize_custom(rank: int) -> bytes:
+    node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt")
+    return _model([node], [_vi("x", TensorProto.FLOAT, rank)],
+                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)])
+
+
+def quantize_standard(rank: int) -> bytes:
+    """Abs, ReduceMax, Max, Div, Div, Round, Add, Cast: the chain quantize_int8 writes at opset 17."""
+    c = [numpy_helper.from_array(np.array(v, np.float32), name)
+         for name, v in (("eps", 1e-12), ("c127", 127.0), ("c128", 128.0))]
+    nodes = [
+        helper.make_node("Abs", ["x"], ["abs"]),
+        helper.make_node("ReduceMax", ["abs"], ["amax"], axes=[-1], keepdims=1),
+        helper.make_node("Max", ["amax", "eps"], ["amax_eps"]),
+        helper.make_node("Div", ["amax_eps", "c127"], ["s"]),
+        helper.make_node("Div", ["x", "s"], ["xq"]),
+        helper.make_node("Round", ["xq"], ["xr"]),
+        helper.make_node("Add", ["xr", "c128"], ["xo"]),
+        helper.make_node("Cast", ["xo"], ["q"], to=TensorProto.UINT8),
+    ]
+    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)],
+                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)], c, custom=False)
+
+
+def dequantize_custom(rank: int, bias: bool) -> bytes:
+    node = helper.make_node("DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"],
+                            domain="ai.embedrt")
+    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
+              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    return _model([node], inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+
+
+def dequantize_standard(rank: int, bias: bool) -> bytes:
+    """Cast, Mul (columns), Mul (rows), then the Linear's bias Add."""
+    nodes = [
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "cs"], ["ycol"]),
+        helper.make_node("Mul", ["ycol", "rs"], ["y0" if bias else "y"]),
+    ] + ([helper.make_node("Add", ["y0", "b"], ["y"])] if bias else [])
+    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
+              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], custom=False)

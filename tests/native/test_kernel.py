@@ -9,26 +9,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from reference import MODES, fused_model, pool_reference, random_batch, standard_model
-
-ISAS = ("scalar", "avx2", "avx512")
-
-
-def _session(model: bytes, library, threads: int = 0) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(str(library))
-    so.intra_op_num_threads = threads
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+from reference import session as _session
 
 
 def _run(session, x, mask):
     return session.run(["y"], {"x": x, "mask": mask})[0]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    # NOTE: the kernel reads EMBEDRT_OPS_ISA when a session creates it; it never goes above the CPU's ISA.
-    monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
-    return request.param
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -5,90 +5,11 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
-from reference import IR_VERSION, OPSET
+from reference import dequantize_custom, dequantize_standard, quantize_custom, quantize_standard
+from reference import session as _session
 
-ISAS = ("scalar", "avx2", "avx512")
 F32 = np.float32
-
-
-@pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    # NOTE: the kernels read EMBEDRT_OPS_ISA when a session creates them; never above the CPU's ISA.
-    monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
-    return request.param
-
-
-def _model(nodes, inputs, outputs, inits=(), custom=True) -> bytes:
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.embedrt", 1)] if custom else [])
-    return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION).SerializeToString()
-
-
-def _session(model: bytes, library=None, threads: int = 0) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    if library is not None:
-        so.register_custom_ops_library(str(library))
-    so.intra_op_num_threads = threads
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-
-
-def _vi(name, elem, rank):
-    return helper.make_tensor_value_info(name, elem, [f"d{i}" for i in range(rank)])
-
-
-def quantize_custom(rank: int) -> bytes:
-    node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt")
-    return _model([node], [_vi("x", TensorProto.FLOAT, rank)],
-                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
-                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)])
-
-
-def quantize_standard(rank: int) -> bytes:
-    """Abs, ReduceMax, Max, Div, Div, Round, Add, Cast: the chain quantize_int8 writes at opset 17."""
-    c = [numpy_init("eps", np.array(1e-12, F32)), numpy_init("c127", np.array(127.0, F32)),
-         numpy_init("c128", np.array(128.0, F32))]
-    nodes = [
-        helper.make_node("Abs", ["x"], ["abs"]),
-        helper.make_node("ReduceMax", ["abs"], ["amax"], axes=[-1], keepdims=1),
-        helper.make_node("Max", ["amax", "eps"], ["amax_eps"]),
-        helper.make_node("Div", ["amax_eps", "c127"], ["s"]),
-        helper.make_node("Div", ["x", "s"], ["xq"]),
-        helper.make_node("Round", ["xq"], ["xr"]),
-        helper.make_node("Add", ["xr", "c128"], ["xo"]),
-        helper.make_node("Cast", ["xo"], ["q"], to=TensorProto.UINT8),
-    ]
-    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)],
-                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
-                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)], c, custom=False)
-
-
-def dequantize_custom(rank: int, bias: bool) -> bytes:
-    node = helper.make_node("DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"],
-                            domain="ai.embedrt")
-    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
-              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
-    return _model([node], inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-
-
-def dequantize_standard(rank: int, bias: bool) -> bytes:
-    """Cast, Mul (columns), Mul (rows), then the Linear's bias Add."""
-    nodes = [
-        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["accf", "cs"], ["ycol"]),
-        helper.make_node("Mul", ["ycol", "rs"], ["y0" if bias else "y"]),
-    ] + ([helper.make_node("Add", ["y0", "b"], ["y"])] if bias else [])
-    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
-              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
-    return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], custom=False)
-
-
-def numpy_init(name, arr):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(arr, name)
 
 
 def quantize_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

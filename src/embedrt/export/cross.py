@@ -28,7 +28,7 @@ from .pipeline import (
     _check_target,
     _move_into_place,
     _save_tokenizer,
-    _set_attn,
+    eager_attention,
     _Steps,
     _versions,
     _weights_sha256,
@@ -398,17 +398,9 @@ def export_cross_encoder(
         with steps.step("trace", f"{spec.architecture}, {spec.num_labels} label(s), {spec.activation.value}"):
             import torch
 
-            hf = _hf_classifier(ce)
-            previous = getattr(hf.config, "_attn_implementation", None)
-            _set_attn(hf, "eager")  # NOTE: as for embeddings: plain MatMul/Softmax, fused by onnxruntime
-            try:
-                with torch.no_grad():
-                    export_cross_onnx(
-                        build_cross_graph(ce, spec), ce.tokenizer, tmp / MODEL_FILE, spec, opset
-                    )
-            finally:
-                if previous:
-                    _set_attn(hf, previous)
+            # NOTE: as for embeddings: plain MatMul/Softmax, fused by onnxruntime
+            with eager_attention(_hf_classifier(ce)), torch.no_grad():
+                export_cross_onnx(build_cross_graph(ce, spec), ce.tokenizer, tmp / MODEL_FILE, spec, opset)
             tokenizer_entry = _save_tokenizer(ce, tmp)
             manifest = _manifest(resolved, spec, tokenizer_entry, opset)
             manifest["variants"]["fp32"] = {

@@ -89,9 +89,9 @@ def write_probe(export_dir: Path, standard: Path, probe: Path, max_seq_length: i
     np.savez(probe, expected=expected, **{f"input.{k}": v for k, v in feeds.items()})
 
 
-def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, calibration_feeds) -> dict[str, Any]:
+def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) -> dict[str, Any]:
     """Build ``model.int8.fused.onnx`` (native quantization ops, on top of the fused-pooling graph when the
-    export has one) with the same int8 config as ``model.int8.onnx``, and its probe.
+    export has one) with the same int8 config and smoothing statistics as ``model.int8.onnx``, and its probe.
 
     Returns:
         The manifest entry (``variants.int8.fused_pooling``).
@@ -107,8 +107,7 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, calibratio
     pooled = None if optimized else fp32.get("fused_pooling")
     source = export_dir / (pooled["file"] if pooled else fp32["file"])
     scheme = quantize_int8(source, export_dir / INT8_FUSED_FILE,
-                           replace(cfg, quantize_op="native", dequantize_op="native"), calibration_feeds,
-                           calibration_source=export_dir / fp32["file"])
+                           replace(cfg, quantize_op="native", dequantize_op="native"), smooth=smooth)
     include_prompt = "prompt_length" not in manifest["inputs"]
     write_probe(export_dir, export_dir / manifest["variants"]["int8"]["file"], export_dir / INT8_PROBE_FILE,
                 int(manifest["max_seq_length"]), int(manifest["tokenizer"]["pad_token_id"]), include_prompt)

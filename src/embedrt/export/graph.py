@@ -219,7 +219,7 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
                                     f"{[p.value for p in FUSED_POOL_MODES]}")
 
     hf = _hf_model(st_model)
-    spec_hidden = int(getattr(hf.config, "hidden_size", 0) or getattr(hf.config, "dim", 0)) or None
+    spec_hidden = int(spec.model_config.get("hidden_size") or 0) or None
 
     class FusedPool(torch.autograd.Function):
         """Torch forward = the standard pooling; ONNX symbolic = the native op."""

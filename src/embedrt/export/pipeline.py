@@ -15,10 +15,11 @@ from typing import Any
 from ..errors import ExportError, InputError, OutputExistsError, QualityGateError, VerificationError
 from ..manifest import FORMAT_VERSION, TOKENIZER_FILE, sha256_file, write_manifest
 from ..modes import Task
-from .graph import DEFAULT_OPSET, build_graph_module, export_onnx, inspect_model, load_sentence_transformer, \
-    read_module_types
+from ..runtime.native import PROBE_ATOL
+from .graph import DEFAULT_OPSET, _hf_model, build_graph_module, export_onnx, inspect_model, \
+    load_sentence_transformer, read_module_types
 from .gate import GateThresholds, gate_failures, measure_variant
-from .quantize import Int8Config, convert_fp16, quantize_int8
+from .quantize import Int8Config, convert_fp16, quantize_int8, smoothing_stats
 from .resolve import resolve_model
 from .tasks import detect_task, exporter_for
 from .verify import verify_export
@@ -163,19 +164,11 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         with steps.step("trace", f"{spec.model_type}, pooling={'+'.join(p.value for p in spec.pooling)}"):
             import torch
 
-            hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
-            previous = getattr(hf.config, "_attn_implementation", None)
-            # NOTE: eager attention traces to plain MatMul/Softmax, which onnxruntime fuses at load time;
-            # SDPA traces to a decomposition that it does not recognise. Same numbers to ~1e-7.
-            _set_attn(hf, "eager")
-            try:
+            with eager_attention(_hf_model(st_model)):
                 graph = build_graph_module(st_model, spec)
                 with torch.no_grad():
                     input_names = export_onnx(graph, st_model.tokenizer, tmp / MODEL_FILE, with_prompt_length=not spec.include_prompt,
                                               dim=spec.dim, opset=opset)
-            finally:
-                if previous:
-                    _set_attn(hf, previous)
             tokenizer_entry = _save_tokenizer(st_model, tmp)
             manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset)
             manifest["variants"]["fp32"] = {"file": MODEL_FILE, "precision": "fp32",
@@ -213,7 +206,9 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                 if variant == "int8":
                     cfg = int8 or Int8Config(exclude_roles=())
                     feeds = _calibration_feeds(tmp, calibration) if cfg.smooth_alpha is not None else None
-                    scheme = quantize_int8(tmp / MODEL_FILE, tmp / file, cfg, feeds)
+                    # NOTE: calibrated once, for model.int8.onnx and its native twin alike
+                    smooth = smoothing_stats(tmp / MODEL_FILE, cfg, feeds)
+                    scheme = quantize_int8(tmp / MODEL_FILE, tmp / file, cfg, smooth=smooth)
                 else:
                     scheme = convert_fp16(tmp / MODEL_FILE, tmp / file)
                 entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file), "scheme": scheme,
@@ -239,7 +234,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                         f"over {figures['n_texts']} texts); nothing was written"
                     )
                 if variant == "int8":
-                    _fuse_int8(tmp, manifest, cfg, feeds, log)
+                    _fuse_int8(tmp, manifest, cfg, smooth, log)
                 write_manifest(tmp, manifest)
         with steps.step("write", str(output)):
             manifest["export_timings_s"] = steps.timings
@@ -281,16 +276,10 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
 def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) -> None:
     from .fuse import write_fused
 
-    hf = st_model[0].auto_model if hasattr(st_model[0], "auto_model") else st_model[0].model
-    previous = getattr(hf.config, "_attn_implementation", None)
-    # NOTE: trace with eager attention, as model.onnx was: the fused graph must differ only in its pooling
+    # NOTE: traced with eager attention, as model.onnx was: the fused graph must differ only in its pooling
     # (under SDPA the trace adds IsNaN/Where guards and runtime shape arithmetic, and runs slower).
-    _set_attn(hf, "eager")
-    try:
+    with eager_attention(_hf_model(st_model)):
         entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
-    finally:
-        if previous:
-            _set_attn(hf, previous)
     if entry is None:
         if log:
             log(f"      skipped: pooling {'+'.join(p.value for p in spec.pooling)} has no fused op")
@@ -314,7 +303,7 @@ def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log) -> str |
 
     diff = check_fused(tmp, entry)
     entry["export_check_max_abs_diff"] = diff
-    if diff is not None and not diff <= 1e-6:
+    if diff is not None and not diff <= PROBE_ATOL:
         for name in (entry["file"], entry["probe"]):
             (tmp / name).unlink(missing_ok=True)
         if log:
@@ -323,12 +312,12 @@ def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log) -> str |
     return "library not built, checked at load" if diff is None else f"probe max abs diff {diff:.1e}"
 
 
-def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, feeds, log) -> None:
+def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, smooth, log) -> None:
     """``model.int8.fused.onnx``: the int8 graph with the native quantization ops, checked against
     ``model.int8.onnx`` on a probe (here when the library is built, and at every load)."""
     from .fuse import write_int8_fused
 
-    entry = write_int8_fused(tmp, manifest, cfg, feeds)
+    entry = write_int8_fused(tmp, manifest, cfg, smooth)
     checked = _check_native(tmp, entry, manifest["variants"]["int8"]["file"], log)
     if checked is None:
         return
@@ -348,6 +337,23 @@ def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[di
         ids, mask = enc.tokenizer.pad(rows[i:i + 32])
         feeds.append({"input_ids": ids, "attention_mask": mask})
     return feeds
+
+
+@contextmanager
+def eager_attention(hf):
+    """Trace ``hf`` with eager attention, restoring its implementation afterwards.
+
+    NOTE: eager attention traces to plain MatMul/Softmax, which onnxruntime fuses at load time; SDPA traces to
+    a decomposition that it does not recognise (IsNaN/Where guards, runtime shape arithmetic). Same numbers to
+    ~1e-7.
+    """
+    previous = getattr(hf.config, "_attn_implementation", None)
+    _set_attn(hf, "eager")
+    try:
+        yield
+    finally:
+        if previous:
+            _set_attn(hf, previous)
 
 
 def _set_attn(hf, name: str) -> None:

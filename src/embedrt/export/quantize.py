@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.native import OP_DOMAIN as NATIVE_DOMAIN
+
 ROLES = ("attention", "ffn_up", "ffn_down")
-NATIVE_DOMAIN = "ai.embedrt"
 
 
 @dataclass
@@ -102,13 +103,37 @@ def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, 
     return result
 
 
+def selected_linears(model, cfg: Int8Config) -> list[dict]:
+    """The Linears ``cfg`` quantizes."""
+    return [lin for lin in find_linears(model) if lin["role"] not in cfg.exclude_roles
+            and lin["layer"] not in cfg.exclude_layers]
+
+
+def smoothing_stats(fp32_path: Path, cfg: Int8Config, calibration_feeds: list[dict[str, np.ndarray]] | None,
+                    linears: list[dict] | None = None) -> dict[str, np.ndarray]:
+    """Per-channel max |x| of the inputs that ``cfg`` smooths, over the calibration batches ({} without
+    smoothing). ``fp32_path`` must be a standard-op graph (it runs without the custom-op library)."""
+    if cfg.smooth_alpha is None:
+        return {}
+    if linears is None:
+        import onnx
+
+        linears = selected_linears(onnx.load(str(fp32_path)), cfg)
+    targets = sorted({lin["node"].input[0] for lin in linears if lin["role"] in cfg.smooth_roles})
+    if not targets:
+        return {}
+    if not calibration_feeds:
+        raise ValueError("smoothing needs calibration sentences")
+    return calibrate_absmax(fp32_path, targets, calibration_feeds)
+
+
 def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
                   calibration_feeds: list[dict[str, np.ndarray]] | None = None,
-                  calibration_source: Path | None = None) -> dict:
+                  smooth: dict[str, np.ndarray] | None = None) -> dict:
     """Write the int8 variant of ``fp32_path`` to ``out_path``. Returns a description for the manifest.
 
-    ``calibration_source`` is the standard-op graph that smoothing calibrates on (default ``fp32_path``; it
-    must run without the custom-op library).
+    ``smooth``: the smoothing statistics (``smoothing_stats``), when already computed; otherwise they are
+    calibrated on ``fp32_path`` with ``calibration_feeds``.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -122,15 +147,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    linears = [lin for lin in find_linears(model) if lin["role"] not in cfg.exclude_roles
-               and lin["layer"] not in cfg.exclude_layers]
-    smooth: dict[str, np.ndarray] = {}
-    if cfg.smooth_alpha is not None:
-        targets = sorted({lin["node"].input[0] for lin in linears if lin["role"] in cfg.smooth_roles})
-        if targets:
-            if not calibration_feeds:
-                raise ValueError("smoothing needs calibration sentences")
-            smooth = calibrate_absmax(calibration_source or fp32_path, targets, calibration_feeds)
+    linears = selected_linears(model, cfg)
+    if smooth is None:
+        smooth = smoothing_stats(fp32_path, cfg, calibration_feeds, linears)
 
     new_nodes: list = []
     new_inits: list = []

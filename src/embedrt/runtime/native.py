@@ -22,11 +22,10 @@ from ..manifest import sha256_file
 LIBRARY_NAME = "libembedrt_ops.so"
 #: Set to a path to use that library instead of the one installed in the package.
 LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
+#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows).
 OP_DOMAIN = "ai.embedrt"
-OP_NAME = "MeanPoolNormalize"
 #: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|).
 PROBE_ATOL = 1e-6
-FUSED_CHOICES = ("auto", True, False)
 
 
 def library_path() -> Path | None:
@@ -92,7 +91,7 @@ def resolve(
         InputError: ``request`` is not one of ``"auto"``, True, False.
         NativeOpsError: ``request`` is True and the library or the fused graph is missing.
     """
-    if not any(request is c or (isinstance(c, str) and request == c) for c in FUSED_CHOICES):
+    if not (request is True or request is False or request == "auto"):
         raise InputError(f"unknown fused_pooling {request!r}; valid choices: 'auto', True, False")
     if request is False:
         return None, "off: fused_pooling=False"
@@ -107,7 +106,7 @@ def resolve(
         library = library_path()
         if library is None:
             raise _missing_library()
-        fused = fused_entry(export_dir, entry, verify_checksum)
+        fused = fused_entry(export_dir, entry, verify_checksum, library)
         if not cpu and entry["fused_pooling"].get("cpu_only"):
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
@@ -117,11 +116,11 @@ def resolve(
         if request is True:
             raise
         return None, f"off: {e}"
-    fused.library = library
     return fused, "pending"
 
 
-def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool) -> FusedGraph:
+def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
+                library: Path | None = None) -> FusedGraph:
     """The fused graph of a variant entry, with its files checked.
 
     Raises:
@@ -133,7 +132,7 @@ def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool) 
             f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
             "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)"
         )
-    out = FusedGraph(export_dir / fused["file"], export_dir / fused["probe"])
+    out = FusedGraph(export_dir / fused["file"], export_dir / fused["probe"], library)
     for path, key in ((out.graph, "sha256"), (out.probe, "probe_sha256")):
         if not path.is_file():
             raise NativeOpsError(f"fused-pooling file missing: {path}")
