@@ -178,19 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()][:5000]
     levels = [int(c) for c in args.concurrency.split(",")]
     ctx = contextlib.nullcontext(args.url) if args.url else served(args.export_dir, args.serve_args.split())
-    print(machine(), flush=True)
+    host = machine()  # NOTE: once, at the start: its load average is the one the run started under
+    print(host, flush=True)
+    enc = Encoder(args.export_dir, device="cpu", intra_op_threads=_threads(args.serve_args))
     with ctx as base:
         # validate before timing: the served vectors are Encoder.encode's
         probe = texts[:16]
         r = httpx.post(f"{base}/v1/embeddings", json={"input": probe}, timeout=120)
         r.raise_for_status()
         got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
-        diff = float(np.abs(got - Encoder(args.export_dir, device="cpu").encode(probe)).max())
+        diff = float(np.abs(got - enc.encode(probe)).max())
         print(f"served vs Encoder.encode: max abs diff {diff:.1e} over {len(probe)} texts", flush=True)
         if diff > 1e-5:
             raise SystemExit("the server's vectors differ from Encoder.encode; not timing it")
         run_level(base, texts, min(8, max(levels)), args.warmup)
-        enc = Encoder(args.export_dir, device="cpu", intra_op_threads=_threads(args.serve_args))
         runs: dict = {c: [] for c in ["direct", *levels]}
         for rep in range(args.repeats):
             runs["direct"].append(run_direct(enc, texts, args.requests))
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['mean_batch']:.1f} | {r['errors']} |")
     print(f"medians of {args.repeats} rounds; embedrt serve {args.serve_args}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "serve_args": args.serve_args, "rows": rows},
+        Path(args.json).write_text(json.dumps({"machine": host, "serve_args": args.serve_args, "rows": rows},
                                               indent=2, default=str), encoding="utf-8")
     return 0
 

@@ -17,14 +17,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
+from . import RAY_ENV, default_threads
 from .serve import Limits, Metrics, RequestError, ServeConfig, encode_vector, parse_request
 
 
 def make_deployment(cfg: ServeConfig) -> Any:
-    """The ``@serve.deployment`` class for ``cfg`` (call ``.bind(asdict(cfg))`` on it)."""
+    """The ``@serve.deployment`` class for ``cfg`` (call ``.bind(asdict(cfg))`` on it: the replicas get their
+    settings as plain data)."""
     app = FastAPI(title="embedrt", description="OpenAI-compatible embeddings")
-    actor_options: dict[str, Any] = {"num_cpus": cfg.num_cpus,
-                                     "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
+    actor_options: dict[str, Any] = {"num_cpus": cfg.num_cpus, "runtime_env": RAY_ENV}
     if cfg.num_gpus:
         actor_options["num_gpus"] = cfg.num_gpus
 
@@ -37,8 +38,8 @@ def make_deployment(cfg: ServeConfig) -> Any:
             from ..runtime import Encoder
 
             c = ServeConfig(**cfg_dict)
-            threads = c.threads if c.threads is not None else (max(1, int(c.num_cpus)) if not c.num_gpus else None)
-            self.encoder = Encoder(c.export_dir, device=c.device, variant=c.variant, intra_op_threads=threads)
+            self.encoder = Encoder(c.export_dir, device=c.device, variant=c.variant,
+                                   intra_op_threads=default_threads(c.threads, c.num_cpus, c.num_gpus))
             self.cfg = c
             self.limits = Limits(c.max_inputs, c.max_text_chars)
             self.dim = self.encoder.get_sentence_embedding_dimension()
@@ -47,24 +48,17 @@ def make_deployment(cfg: ServeConfig) -> Any:
             # and the event loop stays free to queue the next batch while this one runs.
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-encode")
             try:
-                from ray import serve as _serve
-
-                replica = _serve.get_replica_context().replica_tag
+                replica = serve.get_replica_context().replica_tag
             except Exception:  # noqa: BLE001 - outside Serve (tests) there is no context
                 replica = f"pid{os.getpid()}"
             self.metrics = Metrics(str(replica))
-            self._embed_batch.set_max_batch_size(c.max_batch_size)
-            self._embed_batch.set_batch_wait_timeout_s(c.batch_wait_timeout_s)
 
-        def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-            emb = self.encoder.encode(texts, batch_size=self.cfg.encode_batch_size)
-            lens = [len(r) for r in self.encoder.tokenizer.encode_ids(texts)]
-            return emb, lens
-
-        @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+        @serve.batch(max_batch_size=cfg.max_batch_size, batch_wait_timeout_s=cfg.batch_wait_timeout_s)
         async def _embed_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int, int]]:
             loop = asyncio.get_running_loop()
-            emb, lens = await loop.run_in_executor(self.pool, self._encode, texts)
+            # NOTE: one tokenization gives both the vectors and usage's token counts
+            emb, lens = await loop.run_in_executor(self.pool, self.encoder._encode_counted, texts,
+                                                   self.cfg.encode_batch_size)
             n = len(texts)
             self.metrics.observe_batch(n)
             return [(emb[i], lens[i], n) for i in range(n)]
@@ -90,14 +84,11 @@ def make_deployment(cfg: ServeConfig) -> Any:
                 self.metrics.requests["500"] += 1
                 return JSONResponse(status_code=500, content={"error": {
                     "message": f"{type(e).__name__}: {e}", "type": "server_error", "param": None, "code": None}})
-            tokens = sum(r[1] for r in results)
-            data = []
-            for i, (vec, _, _) in enumerate(results):
-                if req.dimensions and req.dimensions < len(vec):
-                    vec = vec[: req.dimensions]
-                    if self.encoder._normalized_output:  # NOTE: as Encoder.encode(truncate_dim=N) does
-                        vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
-                data.append({"object": "embedding", "index": i, "embedding": encode_vector(vec, req.encoding_format)})
+            tokens = sum(int(r[1]) for r in results)
+            # NOTE: `dimensions` cuts exactly as Encoder.encode(truncate_dim=N) does
+            vectors = self.encoder._truncate(np.stack([r[0] for r in results]), req.dimensions)
+            data = [{"object": "embedding", "index": i, "embedding": encode_vector(vec, req.encoding_format)}
+                    for i, vec in enumerate(vectors)]
             self.metrics.requests["200"] += 1
             self.metrics.inputs += len(req.texts)
             self.metrics.tokens += tokens

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BatchEmbeddingError, EmbedrtError, InputError
-from . import require_ray
+from . import RAY_ENV, check_export, default_threads, require, require_ray
 
 JOB_FILE = "_embedrt_job.json"
 FAILED_FILE = "_failed.jsonl"
@@ -118,9 +118,8 @@ class EmbedBatch:
                     emb[i] = self._encode([t])[0]
                 except Exception as e:  # noqa: BLE001 - reported per row below
                     errors[i] = f"{type(e).__name__}: {e}"
-            if not any(errors):  # the batch failed but every row alone worked (transient): keep them
-                errors = [""] * len(texts)
-            elif self.on_error is OnError.RAISE:
+            # NOTE: when every row worked alone (a transient batch failure), errors stay empty: rows kept
+            if any(errors) and self.on_error is OnError.RAISE:
                 ids = batch[self.id_column] if self.id_column in batch else np.arange(len(texts))
                 bad = [_py(ids[i]) for i, err in enumerate(errors) if err]
                 first = next(err for err in errors if err)
@@ -153,11 +152,7 @@ class EmbedDatasetResult:
 
 
 def _require_pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-    except ImportError as e:
-        raise EmbedrtError("this needs pyarrow, which is not installed: pip install 'embedrt[ray]'") from e
-    return pa
+    return require("pyarrow", "pyarrow")
 
 
 def read_input(path: str | os.PathLike, text_column: str = "text", id_column: str | None = None) -> tuple[list, list]:
@@ -224,11 +219,7 @@ def read_input(path: str | os.PathLike, text_column: str = "text", id_column: st
 
 def _job_settings(export_dir: Path, variant: str, text_column: str, id_column: str | None,
                   normalize_embeddings: bool, truncate_dim: int | None) -> dict:
-    from ..manifest import read_manifest
-
-    m = read_manifest(export_dir)
-    if variant not in m["variants"]:
-        raise InputError(f"unknown variant {variant!r}; this export has: {sorted(m['variants'])}")
+    m = check_export(export_dir, variant)
     return {"model_sha256": m["variants"][variant].get("sha256"), "model": m["source"].get("model"),
             "variant": variant, "text_column": text_column, "id_column": id_column,
             "normalize_embeddings": bool(normalize_embeddings), "truncate_dim": truncate_dim}
@@ -350,8 +341,7 @@ def embed_dataset(input: str | os.PathLike, output: str | os.PathLike, export_di
                      batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus, quiet=quiet, progress=progress,
                      udf_kwargs=dict(text_column="text", embedding_column="embedding", id_column="id",
                                      device=device, variant=variant,
-                                     intra_op_threads=threads if threads is not None else
-                                     (max(1, int(num_cpus)) if not num_gpus else None),
+                                     intra_op_threads=default_threads(threads, num_cpus, num_gpus),
                                      encode_batch_size=encode_batch_size,
                                      normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim,
                                      retries=retries, on_error=on_error.value))
@@ -375,18 +365,13 @@ def _run_ray(todo: list[tuple[Any, str]], output: Path, export_dir: Path, result
              ray_address: str | None, concurrency: int, batch_size: int, num_cpus: float, num_gpus: float,
              quiet: bool, progress: Callable[[int, int], None] | None, udf_kwargs: dict) -> None:
     ray = require_ray()
-    try:
-        import ray.data  # noqa: F401 - the data extra
-    except ImportError as e:
-        from ..errors import MissingDependencyError
-
-        raise MissingDependencyError("Ray Data is not installed: pip install 'embedrt[ray]'") from e
+    require("ray.data", "Ray Data")
     pa = _require_pyarrow()
 
     started = False
     if not ray.is_initialized():
         ray.init(address=ray_address, log_to_driver=not quiet, include_dashboard=False if ray_address is None else None,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env=RAY_ENV)
         started = True
     try:
         ctx = ray.data.DataContext.get_current()

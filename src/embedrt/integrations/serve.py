@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError
-from . import RAY_HINT, require_ray
+from ..errors import InputError
+from . import check_export, require, require_ray
 
 ENCODING_FORMATS = ("float", "base64")
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -188,12 +188,8 @@ class Metrics:
 def require_serve() -> Any:
     """Import and return ``ray.serve``; raises MissingDependencyError with the install hint."""
     require_ray()
-    try:
-        import fastapi  # noqa: F401
-        from ray import serve
-    except ImportError as e:
-        raise MissingDependencyError(f"Ray Serve is not installed: {RAY_HINT}") from e
-    return serve
+    require("fastapi", "Ray Serve (fastapi)")
+    return require("ray.serve", "Ray Serve")
 
 
 def build_app(cfg: ServeConfig) -> Any:
@@ -210,36 +206,38 @@ def build_app(cfg: ServeConfig) -> Any:
     return make_deployment(cfg).bind(asdict(cfg))
 
 
-def model_name_of(export_dir: str | os.PathLike) -> str:
+def model_name_of(export_dir: str | os.PathLike, manifest: dict | None = None) -> str:
     """The name clients send as ``model``: the source model's last path part (``all-MiniLM-L6-v2``)."""
-    return source_model_of(export_dir).rstrip("/").split("/")[-1]
+    return source_model_of(export_dir, manifest).rstrip("/").split("/")[-1]
 
 
-def source_model_of(export_dir: str | os.PathLike) -> str:
+def source_model_of(export_dir: str | os.PathLike, manifest: dict | None = None) -> str:
     """The model the export was made from, as given to ``export-model``."""
     from ..manifest import read_manifest
 
-    return str(read_manifest(Path(export_dir))["source"].get("model") or Path(export_dir).name)
+    m = manifest if manifest is not None else read_manifest(Path(export_dir))
+    return str(m["source"].get("model") or Path(export_dir).name)
 
 
 def run_cli(args: Any) -> int:
     """``embedrt serve``: deploy, print the address, serve until SIGINT/SIGTERM, then shut Serve and Ray down."""
     export_dir = str(Path(args.export_dir).absolute())
+    # NOTE: typed errors here, before any Ray work; the graph itself is loaded and checked by each replica
+    # (loading it on the driver too would only double the start-up)
+    manifest = check_export(export_dir, args.variant)
+    source = source_model_of(export_dir, manifest)
     cfg = ServeConfig(
-        export_dir=export_dir, model_name=args.model_name or model_name_of(export_dir), replicas=args.replicas,
+        export_dir=export_dir, model_name=args.model_name or model_name_of(export_dir, manifest),
+        replicas=args.replicas,
         max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_timeout_ms / 1000.0,
         max_ongoing_requests=args.max_ongoing_requests, max_queued_requests=args.max_queued_requests,
         max_inputs=args.max_inputs, max_text_chars=args.max_text_chars, device=args.device, variant=args.variant,
         threads=args.threads, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
         encode_batch_size=args.encode_batch_size,
-        model_aliases=() if args.model_name else (source_model_of(export_dir),))
-    cfg.check()
-    from ..runtime import Encoder
-
-    Encoder(export_dir, device="cpu", variant=cfg.variant)  # fail here, typed, before any Ray work
+        model_aliases=() if args.model_name else (source,))
     app = build_app(cfg)
     ray = require_ray()
-    from ray import serve
+    serve = require_serve()
 
     stop = threading.Event()
 
@@ -274,27 +272,32 @@ def add_parser(sub: Any) -> None:
     p.add_argument("export_dir", help="directory written by export-model (on a cluster: the same path on every node)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1; 0.0.0.0 to expose)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--replicas", type=int, default=1, help="Encoder replicas (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=64, help="texts per dynamic batch (default 64)")
-    p.add_argument("--batch-wait-timeout-ms", type=float, default=5.0,
-                   help="how long a batch waits to fill (default 5 ms)")
+    d = ServeConfig(export_dir="", model_name="")  # NOTE: the defaults below are the config's own
+    p.add_argument("--replicas", type=int, default=d.replicas, help=f"Encoder replicas (default {d.replicas})")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help=f"texts per dynamic batch (default {d.max_batch_size})")
+    p.add_argument("--batch-wait-timeout-ms", type=float, default=d.batch_wait_timeout_s * 1000.0,
+                   help=f"how long a batch waits to fill (default {d.batch_wait_timeout_s * 1000:g} ms)")
     p.add_argument("--max-inputs", type=int, default=Limits.max_inputs,
                    help=f"texts per request, else 400 (default {Limits.max_inputs})")
     p.add_argument("--max-text-chars", type=int, default=Limits.max_text_chars,
                    help=f"characters per text, else 400 (default {Limits.max_text_chars})")
-    p.add_argument("--max-ongoing-requests", type=int, default=128,
-                   help="requests in flight per replica (default 128)")
-    p.add_argument("--max-queued-requests", type=int, default=1024,
-                   help="requests waiting at the proxy beyond that; more get 503 at once (default 1024; -1: no limit)")
+    p.add_argument("--max-ongoing-requests", type=int, default=d.max_ongoing_requests,
+                   help=f"requests in flight per replica (default {d.max_ongoing_requests})")
+    p.add_argument("--max-queued-requests", type=int, default=d.max_queued_requests,
+                   help=f"requests waiting at the proxy beyond that; more get 503 at once "
+                        f"(default {d.max_queued_requests}; -1: no limit)")
     p.add_argument("--model-name", default=None,
                    help="name reported and accepted as 'model' (default: the source model, e.g. all-MiniLM-L6-v2)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (auto, ray://host:10001, ...); "
                                                        "default: start a local Ray")
-    p.add_argument("--num-cpus", type=float, default=1, help="CPUs per replica (default 1)")
-    p.add_argument("--num-gpus", type=float, default=0, help="GPUs per replica (default 0; use with --device cuda)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (default: auto)")
-    p.add_argument("--variant", default="fp32", help="graph variant from the manifest (default: fp32)")
+    p.add_argument("--num-cpus", type=float, default=d.num_cpus, help=f"CPUs per replica (default {d.num_cpus:g})")
+    p.add_argument("--num-gpus", type=float, default=d.num_gpus,
+                   help=f"GPUs per replica (default {d.num_gpus:g}; use with --device cuda)")
+    p.add_argument("--device", default=d.device, help=f"auto, cpu, cuda or tensorrt (default: {d.device})")
+    p.add_argument("--variant", default=d.variant, help=f"graph variant from the manifest (default: {d.variant})")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per replica (default: --num-cpus)")
-    p.add_argument("--encode-batch-size", type=int, default=64, help="rows per graph run within a batch (default 64)")
+    p.add_argument("--encode-batch-size", type=int, default=d.encode_batch_size,
+                   help=f"rows per graph run within a batch (default {d.encode_batch_size})")
     p.add_argument("-q", "--quiet", action="store_true", help="do not forward the replicas' logs")
     p.set_defaults(func=run_cli)

@@ -285,15 +285,8 @@ class Encoder:
         if not texts:
             emb = np.zeros((0, out_dim), dtype=np.float32)
         else:
-            emb = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
-            if truncate_dim and truncate_dim < self._dim:
-                emb = np.ascontiguousarray(emb[:, :truncate_dim])
-                # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is
-                # not one; re-normalise so dot product stays cosine. sentence-transformers leaves the cut
-                # vector as is; ST's encode(truncate_dim=k, normalize_embeddings=True) equals ours.
-                normalize_embeddings = normalize_embeddings or self._normalized_output
-            if normalize_embeddings:
-                emb = normalize(emb).astype(np.float32, copy=False)
+            emb, _ = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
+            emb = self._truncate(emb, truncate_dim, normalize_embeddings)
         if precision is not Precision.FLOAT32:
             emb = quantize_embeddings(emb, precision)
         if single:
@@ -344,8 +337,27 @@ class Encoder:
             start += rows
         return batches
 
+    def _truncate(self, emb: np.ndarray, truncate_dim: int | None, normalize_embeddings: bool = False) -> np.ndarray:
+        """Keep the first ``truncate_dim`` dimensions of rows ``emb`` (Matryoshka), then L2-normalise when asked or
+        when the cut vectors of a model that ends in Normalize must stay unit length."""
+        if truncate_dim and truncate_dim < emb.shape[1]:
+            emb = np.ascontiguousarray(emb[:, :truncate_dim])
+            # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is not one;
+            # re-normalise so dot product stays cosine. sentence-transformers leaves the cut vector as is; ST's
+            # encode(truncate_dim=k, normalize_embeddings=True) equals ours.
+            normalize_embeddings = normalize_embeddings or self._normalized_output
+        if normalize_embeddings:
+            emb = normalize(emb).astype(np.float32, copy=False)
+        return emb
+
+    def _encode_counted(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``encode(texts, batch_size)`` for a non-empty list, and the tokens each text ran with (the default
+        prompt and special tokens included, after truncation): for servers that report usage."""
+        return self._embed(texts, self._resolve_prompt(None, None), batch_size, self.max_batch_tokens, None)
+
     def _embed(self, texts: list[str], prompt: str | None, batch_size: int, budget: int | None,
-               show_progress_bar: bool | None) -> np.ndarray:
+               show_progress_bar: bool | None) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of ``texts`` (with ``prompt`` prepended) and their token counts."""
         if prompt:
             texts = [prompt + t for t in texts]
         prompt_feed = None
@@ -354,11 +366,11 @@ class Encoder:
             prompt_feed = np.array([k], dtype=np.int64)
         rows = self.tokenizer.encode_ids(texts)
         out = np.empty((len(rows), self._dim), dtype=np.float32)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if len(rows) == 1:  # NOTE: single-text fast path: no sorting, no index bookkeeping
             ids, mask = self.tokenizer.pad(rows)
             out[:] = self._run(ids, mask, prompt_feed)
-            return out
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+            return out, lengths
         batches = self._batches(lengths, batch_size, budget)
         bar = None
         if show_progress_bar:
@@ -375,7 +387,7 @@ class Encoder:
                 bar.update(len(idx))
         if bar is not None:
             bar.close()
-        return out
+        return out, lengths
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
