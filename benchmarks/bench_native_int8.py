@@ -23,12 +23,13 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "native"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_native_pool import _cpu_model, alternate, minilm_export  # noqa: E402
-from test_quant_kernel import (  # noqa: E402
+from bench_native_pool import _cpu_model, alternate, minilm_export, spread  # noqa: E402
+from reference import (  # noqa: E402
     dequantize_custom,
     dequantize_standard,
     quantize_custom,
     quantize_standard,
+    session,
 )
 
 from embedrt import Encoder  # noqa: E402
@@ -38,35 +39,26 @@ from embedrt.runtime.native import library_path  # noqa: E402
 SHAPES = [(32, 40, 384), (32, 40, 1536), (32, 128, 384)]
 
 
-def _session(model: bytes, threads: int, library=None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    if library is not None:
-        so.register_custom_ops_library(str(library))
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-
-
-def ops_alone(threads: int, rounds: int) -> None:
-    lib = library_path()
+def ops_alone(lib, threads: int, rounds: int) -> None:
     rng = np.random.default_rng(0)
     print("\n## each op alone (ms per call)\n")
     print("| op | shape | standard ops | native | standard / native, per round: median (min-max) |")
     print("|---|---|---|---|---|")
-    qs, qn = _session(quantize_standard(3), threads), _session(quantize_custom(3), threads, lib)
+    qs, qn = session(quantize_standard(3), None, threads), session(quantize_custom(3), lib, threads)
     for shape in SHAPES:
         feed = {"x": rng.standard_normal(shape).astype(np.float32)}
         for a, b in zip(qs.run(None, feed), qn.run(None, feed), strict=True):
             assert np.array_equal(a, b), "QuantizePerToken differs from the standard chain"
         ts, tn, ratio = alternate(lambda f=feed: qs.run(None, f), lambda f=feed: qn.run(None, f), rounds, reps=20)
-        print(f"| QuantizePerToken (8 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {ratio} |")
-    ds, dn = _session(dequantize_standard(3, True), threads), _session(dequantize_custom(3, True), threads, lib)
+        print(f"| QuantizePerToken (8 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {spread(ratio)} |")
+    ds, dn = session(dequantize_standard(3, True), None, threads), session(dequantize_custom(3, True), lib, threads)
     for shape in SHAPES:
         feed = {"acc": rng.integers(-(2**20), 2**20, size=shape, dtype=np.int32),
                 "rs": rng.random(shape[:-1] + (1,), dtype=np.float32),
                 "cs": rng.random(shape[-1], dtype=np.float32), "b": rng.random(shape[-1], dtype=np.float32)}
         assert np.array_equal(ds.run(None, feed)[0], dn.run(None, feed)[0]), "DequantizeRows differs"
         ts, tn, ratio = alternate(lambda f=feed: ds.run(None, f), lambda f=feed: dn.run(None, f), rounds, reps=20)
-        print(f"| DequantizeRows + bias (4 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {ratio} |")
+        print(f"| DequantizeRows + bias (4 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {spread(ratio)} |")
 
 
 def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: int) -> None:
@@ -79,10 +71,10 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: 
     print("| comparison | A (s) | B (s) | A / B, per round: median (min-max) |")
     print("|---|---|---|---|")
     ts, tn, ratio = alternate(lambda: standard.encode(texts), lambda: native.encode(texts), rounds, reps=1)
-    print(f"| int8 standard graph (A) vs int8 native graph (B) | {ts:.3f} | {tn:.3f} | {ratio} |")
+    print(f"| int8 standard graph (A) vs int8 native graph (B) | {ts:.3f} | {tn:.3f} | {spread(ratio)} |")
     tf, tn, ratio = alternate(lambda: fp32.encode(texts), lambda: native.encode(texts), rounds, reps=1)
     print(f"| fp32 ({'native pooling' if fp32.fused_pooling else 'standard'}) (A) vs int8 native graph (B) "
-          f"| {tf:.3f} | {tn:.3f} | {ratio} |")
+          f"| {tf:.3f} | {tn:.3f} | {spread(ratio)} |")
     print(f"\nint8 native vs int8 standard: max abs diff {diff:.1e}; native: {native.fused_pooling_status}")
 
 
@@ -104,7 +96,7 @@ def main() -> int:
     print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"onnxruntime {ort.__version__}, embedrt {md.version('embedrt')}, threads={args.threads or 'default'}, "
           f"rounds={args.rounds}")
-    ops_alone(args.threads, args.rounds)
+    ops_alone(lib, args.threads, args.rounds)
     if args.skip_e2e:
         return 0
     export_dir = minilm_export(args.export, ("fp32", "int8"))

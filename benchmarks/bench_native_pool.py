@@ -26,7 +26,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 # NOTE: the standard-op pooling graph and the single-node fused graph are the tests' oracles; reuse them.
 sys.path.insert(0, str(ROOT / "tests" / "native"))
-from reference import fused_model, random_batch, standard_model  # noqa: E402
+from reference import fused_model, random_batch, session, standard_model  # noqa: E402
 
 from embedrt import Encoder  # noqa: E402
 from embedrt.runtime.native import library_path  # noqa: E402
@@ -41,8 +41,8 @@ def _timed(fn, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, str]:
-    """Median seconds of a and b, and the per-round ratios a/b as "median (min-max)"."""
+def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, list[float]]:
+    """Median seconds of a and b, and the per-round ratios a/b."""
     a(), b()  # warm-up
     ta, tb, ratios = [], [], []
     for i in range(rounds):
@@ -54,19 +54,17 @@ def alternate(a, b, rounds: int, reps: int) -> tuple[float, float, str]:
         ta.append(x)
         tb.append(y)
         ratios.append(x / y)
-    spread = f"{statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
-    return statistics.median(ta), statistics.median(tb), spread
+    return statistics.median(ta), statistics.median(tb), ratios
+
+
+def spread(ratios: list[float]) -> str:
+    """Per-round ratios as "median (min-max)"."""
+    return f"{statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
 
 
 def pooling_alone(threads: int, rounds: int) -> None:
-    lib = library_path()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.register_custom_ops_library(str(lib))
-    fused = ort.InferenceSession(fused_model("mean", 1), so, providers=["CPUExecutionProvider"])
-    so2 = ort.SessionOptions()
-    so2.intra_op_num_threads = threads
-    standard = ort.InferenceSession(standard_model("mean", 1), so2, providers=["CPUExecutionProvider"])
+    fused = session(fused_model("mean", 1), library_path(), threads)
+    standard = session(standard_model("mean", 1), None, threads)
     print("\n## pooling + normalize alone (float32, mean)\n")
     print("| B x T x H | padding | standard ops (ms) | MeanPoolNormalize (ms) | standard / fused, per round: "
           "median (min-max) |")
@@ -83,7 +81,7 @@ def pooling_alone(threads: int, rounds: int) -> None:
             lambda f=feed: standard.run(["y"], f), lambda f=feed: fused.run(["y"], f), rounds, reps=20
         )
         pad = f"random lengths ({1 - mask.mean():.0%} padding)" if padded else "none"
-        print(f"| {B} x {T} x {H} | {pad} | {ts * 1e3:.3f} | {tf * 1e3:.3f} | {ratio} |")
+        print(f"| {B} x {T} x {H} | {pad} | {ts * 1e3:.3f} | {tf * 1e3:.3f} | {spread(ratio)} |")
 
 
 def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) -> None:
@@ -101,7 +99,7 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) ->
     print("| standard graph (s) | fused graph (s) | standard / fused, per round: median (min-max) "
           "| max abs diff |")
     print("|---|---|---|---|")
-    print(f"| {ts:.3f} | {tf:.3f} | {ratio} | {diff:.1e} |")
+    print(f"| {ts:.3f} | {tf:.3f} | {spread(ratio)} | {diff:.1e} |")
 
 
 def main() -> int:

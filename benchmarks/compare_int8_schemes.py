@@ -29,8 +29,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,42 +36,41 @@ import onnx
 import onnxruntime as ort
 
 from embedrt.evaluate import read_sts, sts_spearman
+from embedrt.export.gate import _cos
 from embedrt.export.quantize import Int8Config, find_linears, quantize_int8
+from embedrt.export.verify import compare
 from embedrt.manifest import read_manifest
 from embedrt.runtime import native
 from embedrt.runtime.tokenize import TextTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_native_pool import alternate  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 
 
 class Runner:
     """Length-sorted batches through one graph (the graphs hold pooling and Normalize)."""
 
-    def __init__(self, path: Path, tok: TextTokenizer, custom_ops: bool = False):
+    def __init__(self, path: Path, tok: TextTokenizer, dim: int, custom_ops: bool = False):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if custom_ops:
             native.register(so)
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.tok = tok
+        self.dim = dim
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         rows = self.tok.encode_ids(texts)
         order = np.argsort([-len(r) for r in rows], kind="stable")
-        out = np.zeros((len(texts), 0), np.float32)
+        out = np.empty((len(texts), self.dim), np.float32)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             ids, mask = self.tok.pad([rows[j] for j in idx])
-            y = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]
-            if out.shape[1] == 0:
-                out = np.zeros((len(texts), y.shape[1]), np.float32)
-            out[idx] = y
+            out[idx] = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]
         return out
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
 
 
 def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[str]) -> dict[str, tuple[Path, bool]]:
@@ -159,40 +156,32 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
         out["embedrt per-token, native ops (model.int8.fused.onnx)"] = (export_dir / native_entry["file"], True)
         source = export_dir / m["variants"]["fp32"].get("fused_pooling", {}).get("file", m["variants"]["fp32"]["file"])
         path = work / "pertoken-no-ffn-down.onnx"
-        quantize_int8(source, path, replace(Int8Config(exclude_roles=("ffn_down",)), quantize_op="native",
-                                            dequantize_op="native"))
+        quantize_int8(source, path, Int8Config(exclude_roles=("ffn_down",), quantize_op="native",
+                                               dequantize_op="native"))
         out["embedrt per-token, native ops, FFN down in fp32"] = (path, True)
-        last = max(lin["layer"] for lin in linears if lin["layer"] is not None)
         path = work / "pertoken-no-last-layer.onnx"
-        quantize_int8(source, path, replace(Int8Config(exclude_roles=(), exclude_layers=(last,)),
-                                            quantize_op="native", dequantize_op="native"))
+        quantize_int8(source, path, Int8Config(exclude_roles=(), exclude_layers=(last,), quantize_op="native",
+                                               dequantize_op="native"))
         out["embedrt per-token, native ops, last layer in fp32"] = (path, True)
     return out
 
 
 def measure(name, runner: Runner, ref: Runner, ref_emb, texts, sts, speed_texts, rounds) -> dict:
     emb = runner.embed(texts)
-    cos = _cos(ref_emb, emb)
-    result = {"scheme": name, "mean_cos": float(cos.mean()), "min_cos": float(cos.min())}
+    agreement = compare(emb, ref_emb)
+    result = {"scheme": name, "mean_cos": agreement["mean_cosine"], "min_cos": agreement["min_cosine"]}
     if sts is not None:
         s1, s2, gold = sts
         result["sts"] = sts_spearman(runner.embed(s1), runner.embed(s2), gold)
-    sample = texts[::16][:64]
-    batched = runner.embed(sample)
-    alone = np.concatenate([runner.embed([t]) for t in sample])
-    result["batch_invariance_min_cos"] = float(_cos(batched, alone).min())
-    runner.embed(speed_texts[:64])
-    ratios, t_ref, t_run = [], [], []
-    for r in range(rounds):
-        pair = [(ref, t_ref), (runner, t_run)]
-        for who, bucket in (pair if r % 2 == 0 else pair[::-1]):
-            t = time.perf_counter()
-            who.embed(speed_texts)
-            bucket.append(time.perf_counter() - t)
-        ratios.append(t_ref[-1] / t_run[-1])
+    # alone vs inside the length-sorted batches of 32 that gave `emb`
+    pick = slice(0, 64 * 16, 16)
+    alone = np.concatenate([runner.embed([t]) for t in texts[pick]])
+    result["batch_invariance_min_cos"] = float(_cos(emb[pick], alone).min())
+    t_ref, t_run, ratios = alternate(lambda: ref.embed(speed_texts), lambda: runner.embed(speed_texts), rounds,
+                                     reps=1)
     result["speed_vs_fp32"] = statistics.median(ratios)
     result["speed_range"] = [min(ratios), max(ratios)]
-    result["sent_per_s"] = len(speed_texts) / statistics.median(t_run)
+    result["sent_per_s"] = len(speed_texts) / t_run
     return result
 
 
@@ -214,7 +203,7 @@ def main() -> int:
     speed_texts = corpus[: args.speed_texts]
     calib = corpus[1::29][:400]  # calibration sentences: not the evaluation ones
     sts = read_sts(args.sts) if args.sts else None
-    ref = Runner(export_dir / m["variants"]["fp32"]["file"], tok)
+    ref = Runner(export_dir / m["variants"]["fp32"]["file"], tok, int(m["dim"]))
     ref_emb = ref.embed(texts)
     print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts for "
           f"agreement, {len(speed_texts)} for speed, {args.rounds} rounds", flush=True)
@@ -227,7 +216,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="int8-schemes-") as work:
         schemes = build_schemes(export_dir, Path(work), tok, calib)
         for name, (path, custom) in schemes.items():
-            row = measure(name, Runner(path, tok, custom), ref, ref_emb, texts, sts, speed_texts, args.rounds)
+            row = measure(name, Runner(path, tok, int(m["dim"]), custom), ref, ref_emb, texts, sts, speed_texts, args.rounds)
             rows.append(row)
             print(json.dumps(row), flush=True)
     base = rows[0].get("sts")

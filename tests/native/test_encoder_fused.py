@@ -13,16 +13,11 @@ import numpy as np
 import pytest
 
 from embedrt import Encoder, InputError, NativeOpsError
+from embedrt.export.verify import probe_texts
 
-TEXTS = [
-    "hello world",
-    "",
-    "the model reads every token once " * 6,
-    "a",
-    "naïve café 日本語 🍕",
-    "A man is playing a guitar on stage.",
-    "code: def f(x): return x ** 2",
-]
+# NOTE: the export's own probe set: empty and blank strings, texts past max_seq_length, unicode, literal
+# special tokens, code
+TEXTS = probe_texts()
 
 
 def _ops(path):
