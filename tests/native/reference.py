@@ -190,3 +190,29 @@ def dequantize_standard(rank: int, bias: bool) -> bytes:
     inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
               _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
     return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], custom=False)
+
+
+def dense_custom(w: np.ndarray, bias: np.ndarray | None, rank: int, weight_input: bool = False,
+                 **attrs: int) -> bytes:
+    """One PackedMatMul node: x [d0.., K] @ w (+ bias). ``weight_input`` makes W a graph input (packed per
+    call) instead of an initializer (packed at load)."""
+    inputs = ["x", "W"] + (["b"] if bias is not None else [])
+    node = helper.make_node("PackedMatMul", inputs, ["y"], domain="ai.embedrt", **attrs)
+    inits = [] if weight_input else [numpy_helper.from_array(w, "W")]
+    if bias is not None:
+        inits.append(numpy_helper.from_array(bias, "b"))
+    graph_inputs = [_vi("x", TensorProto.FLOAT, rank)]
+    if weight_input:
+        graph_inputs.append(_vi("W", TensorProto.FLOAT, 2))
+    return _model([node], graph_inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+
+
+def dense_standard(w: np.ndarray, bias: np.ndarray | None, rank: int) -> bytes:
+    """The Linear as the traced graph holds it: MatMul by the weight initializer, then the bias Add."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["mm" if bias is not None else "y"])]
+    inits = [numpy_helper.from_array(w, "W")]
+    if bias is not None:
+        nodes.append(helper.make_node("Add", ["mm", "b"], ["y"]))
+        inits.append(numpy_helper.from_array(bias, "b"))
+    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                  inits, custom=False)

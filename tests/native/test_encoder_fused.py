@@ -64,9 +64,62 @@ def test_fused_equals_standard(ops_library, tiny_bert):
     assert np.abs(alone - a).max() <= 1e-6
 
 
+@pytest.fixture
+def avx512():
+    from embedrt.runtime import native
+
+    if not native.cpu_has_avx512():
+        pytest.skip("the packed graph runs on AVX-512 CPUs only")
+
+
+def test_export_writes_a_packed_graph(tiny_bert):
+    _, export_dir = tiny_bert
+    fused = json.loads((export_dir / "embedrt.json").read_text())["variants"]["fp32"]["fused_pooling"]
+    packed = fused["packed"]
+    assert packed["file"] == "model.packed.onnx" and packed["op"] == "ai.embedrt::PackedMatMul"
+    # 2 layers x (Q, K, V, attention output, FFN in, FFN out), every bias folded; Q, K, V and the context
+    # written/read heads-first; the attention Reshapes' targets constant
+    assert packed["linears"] == 12 and packed["folded_bias"] == 12 and packed["head_layouts"] == 8
+    assert packed["constant_reshapes"] >= 8
+    ops, std = _ops(export_dir / packed["file"]), _ops(export_dir / fused["file"])
+    assert ops["PackedMatMul"] == 12 and ops["MatMul"] == 4  # the attention's two activation x activation ones
+    assert ops["Transpose"] == 2 and std["Transpose"] == 8  # only the keys' [0,1,3,2], fused into the MatMul
+    assert ops["Reshape"] < std["Reshape"] and ops["Shape"] < std["Shape"]
+    assert sum(ops.values()) < sum(std.values())
+
+
+def test_packed_graph_runs_and_equals_standard(ops_library, avx512, tiny_bert, monkeypatch):
+    _, export_dir = tiny_bert
+    packed = Encoder(export_dir, device="cpu")
+    assert "model.packed.onnx" in packed.fused_pooling_status, packed.fused_pooling_status
+    standard = Encoder(export_dir, device="cpu", fused_pooling=False)
+    a, b = packed.encode(TEXTS), standard.encode(TEXTS)
+    assert np.abs(a - b).max() <= 1e-6
+    # batch invariance, bit for bit: every row's sums are the same whatever the batch
+    np.testing.assert_array_equal(np.stack([packed.encode(t) for t in TEXTS]), a)
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "0")
+    plain = Encoder(export_dir, device="cpu")
+    assert "model.fused.onnx" in plain.fused_pooling_status, plain.fused_pooling_status
+
+
+def test_corrupted_packed_graph_falls_back_or_raises(ops_library, avx512, tiny_bert, tmp_path):
+    _, export_dir = tiny_bert
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    with open(copy / "model.packed.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    enc = Encoder(copy, device="cpu")
+    assert enc.fused_pooling is False and "sha256 mismatch" in enc.fused_pooling_status
+    with pytest.raises(NativeOpsError, match="sha256 mismatch"):
+        Encoder(copy, device="cpu", fused_pooling=True)
+
+
 def test_fused_without_normalize_and_with_dense(ops_library, tiny_sqrt_dense):
     _, export_dir = tiny_sqrt_dense
     m = json.loads((export_dir / "embedrt.json").read_text())
+    # NOTE: the Dense module after the pooling traces to a Gemm (2-D input) and stays onnxruntime's
+    assert m["variants"]["fp32"]["fused_pooling"]["packed"]["linears"] == 12
     assert m["variants"]["fp32"]["fused_pooling"]["mode"] == "mean_sqrt_len"
     assert m["variants"]["fp32"]["fused_pooling"]["normalize"] is False
     fused = Encoder(export_dir, device="cpu", fused_pooling=True)

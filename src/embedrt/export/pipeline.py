@@ -291,9 +291,31 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
     write_manifest(tmp, manifest)
     if log:
         log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
+    _pack(tmp, entry, log)
+    write_manifest(tmp, manifest)
 
 
-def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log) -> str | None:
+def _pack(tmp: Path, fused: dict[str, Any], log) -> None:
+    """``model.packed.onnx``: the fused graph with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU
+    graph on AVX-512), checked on the fused graph's probe (here when the library is built, and at every load)."""
+    from .fuse import write_packed
+
+    entry = write_packed(tmp, fused["file"])
+    if entry is None:
+        return
+    # NOTE: the same probe as the fused graph (same inputs, same standard-graph outputs): not deleted on failure
+    probed = {**entry, "probe": fused["probe"]}
+    checked = _check_native(tmp, probed, "model.onnx", log, keep_probe=True)
+    if checked is None:
+        return
+    entry["export_check_max_abs_diff"] = probed["export_check_max_abs_diff"]
+    fused["packed"] = entry
+    if log:
+        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
+            f"folded ({checked})")
+
+
+def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log, keep_probe: bool = False) -> str | None:
     """Run a native graph against its standard graph's probe outputs (when the library is built). Returns how
     it was checked, or None after deleting a graph that disagrees.
 
@@ -304,7 +326,7 @@ def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log) -> str |
     diff = check_fused(tmp, entry)
     entry["export_check_max_abs_diff"] = diff
     if diff is not None and not diff <= PROBE_ATOL:
-        for name in (entry["file"], entry["probe"]):
+        for name in (entry["file"],) if keep_probe else (entry["file"], entry["probe"]):
             (tmp / name).unlink(missing_ok=True)
         if log:
             log(f"      {entry['file']} dropped: it differs from {standard} by {diff:.2e} on the probe")

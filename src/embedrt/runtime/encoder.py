@@ -64,7 +64,8 @@ class Encoder:
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
         fused_pooling: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
-            native ``MeanPoolNormalize`` op; int8: ``model.int8.fused.onnx``, which also runs each per-token
+            native ``MeanPoolNormalize`` op, or on an AVX-512 CPU ``model.packed.onnx``, which also runs each
+            Linear as a native ``PackedMatMul``; int8: ``model.int8.fused.onnx``, which also runs each per-token
             quantization and rescale as one native op, CPU only) when the native library is built and the
             graph agrees with the standard one on the export's probe; otherwise the standard graph. ``True``
             requires it (raises NativeOpsError), ``False`` never uses it. ``self.fused_pooling`` says which
@@ -185,7 +186,7 @@ class Encoder:
             if request is True:
                 raise NativeOpsError(f"the fused-pooling graph {fused.graph} failed: {e}") from e
             return None, f"off: the fused-pooling graph failed: {e}"
-        return session, f"on: {fused.library.name}, probe max abs diff {diff:.1e}"
+        return session, f"on: {fused.library.name}, {fused.graph.name}, probe max abs diff {diff:.1e}"
 
     # ------------------------------------------------------------------ properties
     @staticmethod

@@ -22,7 +22,9 @@ from ..manifest import sha256_file
 LIBRARY_NAME = "libembedrt_ops.so"
 #: Set to a path to use that library instead of the one installed in the package.
 LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
-#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows).
+#: Set to "0" to keep the fp32 variant off ``model.packed.onnx`` (the PackedMatMul graph) on this machine.
+PACKED_ENV = "EMBEDRT_PACKED_MATMUL"
+#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, PackedMatMul).
 OP_DOMAIN = "ai.embedrt"
 #: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|).
 PROBE_ATOL = 1e-6
@@ -67,6 +69,33 @@ def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
     return library
 
 
+def cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512F (Linux: /proc/cpuinfo); PackedMatMul is fast only there (its portable
+    path is exact but slow), so the runtime picks ``model.packed.onnx`` only then."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512f" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def packed_choice(fused: dict[str, Any], cpu: bool) -> tuple[dict[str, Any] | None, str]:
+    """The packed-Linear graph entry to run instead of the fused one, or (None, why not)."""
+    packed = fused.get("packed")
+    if not isinstance(packed, dict) or "file" not in packed:
+        return None, "no packed graph in this export"
+    if not cpu:
+        return None, "packed graph: CPU only"
+    if os.environ.get(PACKED_ENV, "1") == "0":
+        return None, f"packed graph off: {PACKED_ENV}=0"
+    if not cpu_has_avx512():
+        return None, "packed graph off: this CPU has no AVX-512"
+    return packed, "packed"
+
+
 @dataclass
 class FusedGraph:
     """The fused variant of an export's fp32 graph, as recorded in the manifest, and the library it needs."""
@@ -74,6 +103,8 @@ class FusedGraph:
     graph: Path
     probe: Path
     library: Path | None = None
+    #: why the packed-Linear graph (model.packed.onnx) does or does not run
+    packed: str = ""
 
 
 def resolve(
@@ -106,7 +137,7 @@ def resolve(
         library = library_path()
         if library is None:
             raise _missing_library()
-        fused = fused_entry(export_dir, entry, verify_checksum, library)
+        fused = fused_entry(export_dir, entry, verify_checksum, library, cpu=cpu)
         if not cpu and entry["fused_pooling"].get("cpu_only"):
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
@@ -120,8 +151,9 @@ def resolve(
 
 
 def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
-                library: Path | None = None) -> FusedGraph:
-    """The fused graph of a variant entry, with its files checked.
+                library: Path | None = None, cpu: bool = False) -> FusedGraph:
+    """The fused graph of a variant entry, with its files checked: on the CPU, its packed-Linear twin
+    (``fused_pooling.packed``) when the export has one and the CPU has AVX-512 (see packed_choice).
 
     Raises:
         NativeOpsError: the export has no fused graph, or a file is missing or corrupted.
@@ -132,11 +164,13 @@ def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
             f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
             "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)"
         )
-    out = FusedGraph(export_dir / fused["file"], export_dir / fused["probe"], library)
-    for path, key in ((out.graph, "sha256"), (out.probe, "probe_sha256")):
+    packed, why = packed_choice(fused, cpu)
+    graph = packed or fused
+    out = FusedGraph(export_dir / graph["file"], export_dir / fused["probe"], library, why)
+    for path, digest in ((out.graph, graph.get("sha256")), (out.probe, fused.get("probe_sha256"))):
         if not path.is_file():
             raise NativeOpsError(f"fused-pooling file missing: {path}")
-        if verify_checksum and fused.get(key) and sha256_file(path) != fused[key]:
+        if verify_checksum and digest and sha256_file(path) != digest:
             raise NativeOpsError(f"sha256 mismatch for {path}: the file is corrupted or was replaced")
     return out
 
