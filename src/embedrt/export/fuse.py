@@ -136,7 +136,7 @@ def fold_reshapes(model) -> int:
         probes.append(helper.make_node("Shape", [node.input[0]], [f"embedrt_fold_in_{i}"]))
     wanted = [t.input[1] for t in targets] + [p.output[0] for p in probes]
     # the part of the graph that computes `wanted`
-    needed, stack, sliced = set(), list(wanted), []
+    needed, stack = set(), list(wanted)
     by_output = {**producers, **{p.output[0]: p for p in probes}}
     while stack:
         name = stack.pop()
@@ -160,12 +160,9 @@ def fold_reshapes(model) -> int:
     session = ort.InferenceSession(sub_model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     runs = []
     for batch, seq in _FOLD_SIZES:
-        feeds = {}
-        for inp in session.get_inputs():
-            if inp.name == "prompt_length":
-                feeds[inp.name] = np.array([1], dtype=np.int64)
-            else:
-                feeds[inp.name] = np.ones((batch, seq), dtype=np.int64)
+        # NOTE: the inputs are token ids / masks [batch, sequence] and prompt_length [1] (int64)
+        feeds = {inp.name: np.ones((batch, seq) if len(inp.shape) == 2 else (1,), dtype=np.int64)
+                 for inp in session.get_inputs()}
         runs.append(dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds))))
     folded = 0
     for i, node in enumerate(targets):
@@ -176,7 +173,8 @@ def fold_reshapes(model) -> int:
         target, rest = [], []
         for j in range(len(shapes[0])):
             values = [s[j] for s in shapes]
-            if len(set(values)) == 1:
+            if len(set(values)) == 1 and values[0] != 0:
+                # NOTE: a computed 0 means an empty dim; in a constant target it would mean "copy the input's"
                 target.append(values[0])
             elif all(j < len(d) and v == d[j] for v, d in zip(values, dims)):
                 target.append(0)

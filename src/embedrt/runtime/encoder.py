@@ -60,7 +60,8 @@ class Encoder:
         max_batch_tokens: default token budget per batch (rows x padded length); None means batch_size only.
             The default, 2048, only splits batches of long texts; it bounds the activation memory that
             onnxruntime's arena keeps (peak RSS) without changing the numbers.
-        verify_checksum: check the graph's sha256 against the manifest at load.
+        verify_checksum: check the sha256 of each graph file (and probe) against the manifest when it is
+            loaded; a graph that is not loaded (model.onnx while a native graph serves) is not read.
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
         fused_pooling: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
@@ -97,13 +98,9 @@ class Encoder:
         model_path = self.path / entry["file"]
         if not model_path.is_file():
             raise ArtifactError(f"graph file for variant {variant!r} is missing: {model_path}")
-        if verify_checksum and entry.get("sha256"):
-            digest = sha256_file(model_path)
-            if digest != entry["sha256"]:
-                raise ArtifactError(
-                    f"sha256 mismatch for {model_path}: manifest says {entry['sha256']}, file has {digest}; "
-                    "the file is corrupted or was replaced (re-export, or pass verify_checksum=False)"
-                )
+        # NOTE: the standard graph's sha256 is checked when it is loaded (below, or as the GPU probe's
+        # reference): a native graph that runs has its own checksum, and hashing ~90 MB twice costs cold start
+        self._verify_checksum = verify_checksum
         tok = m["tokenizer"]
         self._max_seq_length_limit = int(m["max_seq_length"])
         self.tokenizer = TextTokenizer(self.path / tok.get("file", "tokenizer.json"), self._max_seq_length_limit,
@@ -146,6 +143,7 @@ class Encoder:
         #: True when the fused-pooling graph (native MeanPoolNormalize op) runs; see fused_pooling_status.
         self.fused_pooling: bool = self._session is not None
         if self._session is None:
+            self._check_standard_graph(model_path, entry)
             try:
                 self._session = ort.InferenceSession(str(model_path), sess_options=so,
                                                      providers=provider_list)
@@ -172,6 +170,7 @@ class Encoder:
             if session.get_providers()[0] != prov.CPU:
                 # NOTE: the stored expected values come from the CPU provider; on a GPU, compare with the
                 # standard graph on the same provider, so TF32 or kernel choices do not count as a mismatch.
+                self._check_standard_graph(model_path, self.manifest["variants"][self.variant])
                 reference = ort.InferenceSession(str(model_path), sess_options=self._default_session_options(
                     intra_op_threads), providers=provider_list)
             diff = native.probe_difference(session, fused.probe, reference, OUTPUT_NAME)
@@ -187,6 +186,20 @@ class Encoder:
                 raise NativeOpsError(f"the fused-pooling graph {fused.graph} failed: {e}") from e
             return None, f"off: the fused-pooling graph failed: {e}"
         return session, f"on: {fused.library.name}, {fused.graph.name}, probe max abs diff {diff:.1e}"
+
+    def _check_standard_graph(self, model_path: Path, entry: dict[str, Any]) -> None:
+        """The variant's standard graph against its manifest sha256 (unless verify_checksum=False).
+
+        Raises:
+            ArtifactError: the file does not match.
+        """
+        if self._verify_checksum and entry.get("sha256"):
+            digest = sha256_file(model_path)
+            if digest != entry["sha256"]:
+                raise ArtifactError(
+                    f"sha256 mismatch for {model_path}: manifest says {entry['sha256']}, file has {digest}; "
+                    "the file is corrupted or was replaced (re-export, or pass verify_checksum=False)"
+                )
 
     # ------------------------------------------------------------------ properties
     @staticmethod
