@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -309,11 +310,31 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
 };
 
 
+// An optional int attribute, `fallback` when absent.
+int64_t IntAttr(const OrtApi& api, const OrtKernelInfo* info, const char* name, int64_t fallback) {
+  int64_t value = fallback;
+  if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, name, &value)) {
+    api.ReleaseStatus(st);
+    value = fallback;
+  }
+  return value;
+}
+
+// The same at shape inference: 0 when absent.
+int64_t OptionalIntAttr(Ort::ShapeInferContext& ctx, const char* name) {
+  try {
+    return ctx.GetAttrInt(name);
+  } catch (const Ort::Exception&) {
+    return 0;
+  }
+}
+
 // ------------------------------------------------------------------------------------------- int8 ops
 // QuantizePerToken and DequantizeRows (quant.h): the per-token int8 chains of the int8 variant, CPU only.
 
 struct QuantizeKernel {
   Isa isa = SelectIsa();
+  bool heads_in = false;  // attribute heads_in: x [B, H, S, D] quantized as rows of [B, S, H*D]
 
   struct Job {
     const float* x;
@@ -321,7 +342,21 @@ struct QuantizeKernel {
     float* scale;
     int64_t K;
     Isa isa;
-    void Run(int64_t begin, int64_t end) const { QuantizeRows(x, q, scale, begin, end, K, isa); }
+    int64_t H = 0, S = 0, D = 0;  // heads_in only
+    void Run(int64_t begin, int64_t end) const {
+      if (H == 0) {
+        QuantizeRows(x, q, scale, begin, end, K, isa);
+        return;
+      }
+      // gather each token's heads into one row (as Transpose + Reshape would), then the same quantization
+      std::vector<float> row(static_cast<size_t>(K));
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / S, s = r % S;
+        for (int64_t h = 0; h < H; ++h)
+          std::memcpy(row.data() + h * D, x + ((b * H + h) * S + s) * D, static_cast<size_t>(D) * sizeof(float));
+        QuantizeRows(row.data(), q + r * K, scale + r, 0, 1, K, isa);
+      }
+    }
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
@@ -334,15 +369,24 @@ struct QuantizeKernel {
                      std::to_string(static_cast<int>(info.GetElementType())));
       const auto xs = info.GetShape();
       if (xs.empty()) return Error("QuantizePerToken: x must have rank >= 1, got a scalar");
-      std::vector<int64_t> ss = xs;
+      if (heads_in && xs.size() != 4)
+        return Error("QuantizePerToken: heads_in=1 needs x [batch, heads, sequence, head_size], got " +
+                     ShapeString(xs));
+      std::vector<int64_t> qs = heads_in ? std::vector<int64_t>{xs[0], xs[2], xs[1] * xs[3]} : xs;
+      std::vector<int64_t> ss = qs;
       ss.back() = 1;
-      Ort::UnownedValue q = ctx.GetOutput(0, xs);
+      Ort::UnownedValue q = ctx.GetOutput(0, qs);
       Ort::UnownedValue scale = ctx.GetOutput(1, ss);
-      const int64_t K = xs.back();
+      const int64_t K = qs.back();
       const int64_t rows = K > 0 ? static_cast<int64_t>(info.GetElementCount()) / K : 0;
       if (rows == 0) return nullptr;
-      const Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(),
-                    scale.GetTensorMutableData<float>(), K, isa};
+      Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(),
+              scale.GetTensorMutableData<float>(), K, isa};
+      if (heads_in) {
+        job.H = xs[1];
+        job.S = xs[2];
+        job.D = xs[3];
+      }
       ParallelRows(ctx, job, rows, K);
       return nullptr;
     } catch (const Ort::Exception& e) {
@@ -355,6 +399,7 @@ struct QuantizeKernel {
 
 struct DequantizeKernel {
   Isa isa = SelectIsa();
+  int64_t head_size = 0;  // attribute head_size: y [B, N/D, S, D] (heads first)
 
   struct Job {
     const int32_t* acc;
@@ -364,8 +409,20 @@ struct DequantizeKernel {
     float* y;
     int64_t N;
     Isa isa;
+    int64_t D = 0, S = 0;  // head_size only
     void Run(int64_t begin, int64_t end) const {
-      DequantizeRows(acc, row_scale, col_scale, bias, y, begin, end, N, isa);
+      if (D == 0) {
+        DequantizeRows(acc, row_scale, col_scale, bias, y, begin, end, N, isa);
+        return;
+      }
+      // the same element-wise operations, each head's D values of a row stored at [b, h, s, :]
+      const int64_t H = N / D;
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / S, s = r % S;
+        for (int64_t h = 0; h < H; ++h)
+          DequantizeRows(acc + r * N + h * D, row_scale + r, col_scale + h * D,
+                         bias != nullptr ? bias + h * D : nullptr, y + ((b * H + h) * S + s) * D, 0, 1, D, isa);
+      }
     }
   };
 
@@ -404,10 +461,19 @@ struct DequantizeKernel {
           bias = b.GetTensorData<float>();
         }
       }
-      Ort::UnownedValue y = ctx.GetOutput(0, as);
+      if (head_size > 0 && (as.size() != 3 || N % head_size != 0))
+        return Error("DequantizeRows: head_size " + std::to_string(head_size) + " needs acc [batch, sequence, N] "
+                     "with N a multiple of it, got " + ShapeString(as));
+      const std::vector<int64_t> ys =
+          head_size > 0 ? std::vector<int64_t>{as[0], N / head_size, as[1], head_size} : as;
+      Ort::UnownedValue y = ctx.GetOutput(0, ys);
       if (rows == 0) return nullptr;
-      const Job job{acc.GetTensorData<int32_t>(), rs.GetTensorData<float>(), cs.GetTensorData<float>(), bias,
-                    y.GetTensorMutableData<float>(), N, isa};
+      Job job{acc.GetTensorData<int32_t>(), rs.GetTensorData<float>(), cs.GetTensorData<float>(), bias,
+              y.GetTensorMutableData<float>(), N, isa};
+      if (head_size > 0) {
+        job.D = head_size;
+        job.S = as[1];
+      }
       ParallelRows(ctx, job, rows, N);
       return nullptr;
     } catch (const Ort::Exception& e) {
@@ -423,10 +489,15 @@ struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*
     // x [..., K] -> uint8 [..., K], float [..., 1]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
       try {
+        using Dim = Ort::ShapeInferContext::SymbolicInteger;
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         const auto& shape = ctx.GetInputShape(0);
-        std::vector<Ort::ShapeInferContext::SymbolicInteger> dims(shape.begin(), shape.end());
+        std::vector<Dim> dims(shape.begin(), shape.end());
         if (dims.empty()) return Error("QuantizePerToken: x must have rank >= 1");
+        if (OptionalIntAttr(ctx, "heads_in") == 1 && shape.size() == 4) {
+          const bool known = shape[1].IsInt() && shape[3].IsInt() && shape[1].AsInt() >= 0 && shape[3].AsInt() >= 0;
+          dims = {shape[0], shape[2], known ? Dim(shape[1].AsInt() * shape[3].AsInt()) : Dim(int64_t{-1})};
+        }
         if (OrtStatusPtr st = SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, dims)) return st;
         dims.back() = Ort::ShapeInferContext::SymbolicInteger(int64_t{1});
         return SetOutputShape(raw, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, dims);
@@ -435,8 +506,13 @@ struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*
       }
     };
   }
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** op_kernel) const {
-    *op_kernel = new QuantizeKernel();
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
+    const int64_t heads_in = IntAttr(api, info, "heads_in", 0);
+    if (heads_in != 0 && heads_in != 1)
+      return Error("QuantizePerToken: attribute heads_in must be 0 or 1, got " + std::to_string(heads_in));
+    auto kernel = std::make_unique<QuantizeKernel>();
+    kernel->heads_in = heads_in == 1;
+    *op_kernel = kernel.release();
     return nullptr;
   }
   const char* GetName() const { return "QuantizePerToken"; }
@@ -454,16 +530,29 @@ struct DequantizeOp : Ort::CustomOpBase<DequantizeOp, DequantizeKernel, /*WithSt
     // acc [..., N] -> float [..., N]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
       try {
+        using Dim = Ort::ShapeInferContext::SymbolicInteger;
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         const auto& shape = ctx.GetInputShape(0);
+        const int64_t head_size = OptionalIntAttr(ctx, "head_size");
+        if (head_size > 0 && shape.size() == 3) {
+          const bool known = shape[2].IsInt() && shape[2].AsInt() >= 0;
+          return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                                {shape[0], known ? Dim(shape[2].AsInt() / head_size) : Dim(int64_t{-1}), shape[1],
+                                 Dim(head_size)});
+        }
         return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {shape.begin(), shape.end()});
       } catch (const Ort::Exception& e) {
         return Error(std::string("DequantizeRows shape inference: ") + e.what(), e.GetOrtErrorCode());
       }
     };
   }
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo*, void** op_kernel) const {
-    *op_kernel = new DequantizeKernel();
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
+    const int64_t head_size = IntAttr(api, info, "head_size", 0);
+    if (head_size < 0)
+      return Error("DequantizeRows: attribute head_size must be >= 0, got " + std::to_string(head_size));
+    auto kernel = std::make_unique<DequantizeKernel>();
+    kernel->head_size = head_size;
+    *op_kernel = kernel.release();
     return nullptr;
   }
   const char* GetName() const { return "DequantizeRows"; }
@@ -633,16 +722,6 @@ struct DenseKernel {
   }
 };
 
-// An optional int attribute, `fallback` when absent.
-int64_t IntAttr(const OrtApi& api, const OrtKernelInfo* info, const char* name, int64_t fallback) {
-  int64_t value = fallback;
-  if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, name, &value)) {
-    api.ReleaseStatus(st);
-    value = fallback;
-  }
-  return value;
-}
-
 struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
   DenseOp() {
     // x [..., K], W [K, N] -> float [..., N]
@@ -654,15 +733,8 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
         const auto& w = ctx.GetInputShape(1);
         if (shape.empty()) return Error("PackedMatMul: x must have rank >= 1");
         if (w.size() != 2) return Error("PackedMatMul: W must have rank 2 [K, N]");
-        auto attr = [&ctx](const char* name) -> int64_t {
-          try {
-            return ctx.GetAttrInt(name);
-          } catch (const Ort::Exception&) {
-            return 0;  // absent
-          }
-        };
-        const int64_t head_size = attr("head_size");
-        const int64_t heads_in = attr("heads_in");
+        const int64_t head_size = OptionalIntAttr(ctx, "head_size");
+        const int64_t heads_in = OptionalIntAttr(ctx, "heads_in");
         std::vector<Dim> dims(shape.begin(), shape.end());
         if (heads_in == 1 && shape.size() == 4) {
           dims = {shape[0], shape[2], w[1]};

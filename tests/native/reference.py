@@ -146,8 +146,8 @@ def _vi(name, elem, rank):
     return helper.make_tensor_value_info(name, elem, [f"d{i}" for i in range(rank)])
 
 
-def quantize_custom(rank: int) -> bytes:
-    node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt")
+def quantize_custom(rank: int, **attrs: int) -> bytes:
+    node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt", **attrs)
     return _model([node], [_vi("x", TensorProto.FLOAT, rank)],
                   [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
                    helper.make_tensor_value_info("s", TensorProto.FLOAT, None)])
@@ -172,9 +172,9 @@ def quantize_standard(rank: int) -> bytes:
                    helper.make_tensor_value_info("s", TensorProto.FLOAT, None)], c, custom=False)
 
 
-def dequantize_custom(rank: int, bias: bool) -> bytes:
+def dequantize_custom(rank: int, bias: bool, **attrs: int) -> bytes:
     node = helper.make_node("DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"],
-                            domain="ai.embedrt")
+                            domain="ai.embedrt", **attrs)
     inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
               _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
     return _model([node], inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])

@@ -55,6 +55,11 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
     assert fused["Add"] == standard["Add"] - 8 - 12  # the +128 offsets and the folded bias Adds
     assert standard["Cast"] - fused["Cast"] >= 8 + 12  # uint8 casts, int32 -> float casts
     assert standard["Mul"] - fused["Mul"] >= 2 * 12  # column and row rescales
+    # the attention: Q, K, V rescaled heads-first and the context quantized from heads-first (2 layers x 4),
+    # the keys' last-two-dims Transpose left for onnxruntime to fold; the Reshape targets constant
+    assert entry["head_layouts"] == 8 and entry["constant_reshapes"] >= 8
+    assert fused["Transpose"] == 2 and standard["Transpose"] == 8
+    assert fused["Reshape"] < standard["Reshape"] and fused["Shape"] < standard["Shape"]
 
 
 def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_int8):

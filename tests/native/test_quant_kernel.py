@@ -111,3 +111,39 @@ def test_bad_row_scales_and_bias_are_clear_errors(ops_library):
     feeds["b"] = np.ones(5, F32)
     with pytest.raises(Exception, match=r"bias must be float \[8\] to match acc \[3, 8\], got \[5\]"):
         s.run(None, feeds)
+
+
+def test_head_layouts_are_pure_data_movement(ops_library, isa):
+    # DequantizeRows(head_size=D) = DequantizeRows then Reshape + Transpose to [B, H, S, D];
+    # QuantizePerToken(heads_in=1) on [B, H, S, D] = Transpose + Reshape to [B, S, H*D] then QuantizePerToken
+    from reference import dequantize_custom, quantize_custom
+
+    rng = np.random.default_rng(13)
+    B, S, H, D = 3, 7, 4, 16
+    N = H * D
+    acc = rng.integers(-20000, 20000, (B, S, N), dtype=np.int32)
+    rs = rng.random((B, S, 1), dtype=F32) * F32(1e-3)
+    cs, bias = rng.random(N, dtype=F32), rng.standard_normal(N).astype(F32)
+    feeds = {"acc": acc, "rs": rs, "cs": cs, "b": bias}
+    plain = _session(dequantize_custom(3, True), ops_library).run(None, feeds)[0]
+    heads = _session(dequantize_custom(3, True, head_size=D), ops_library).run(None, feeds)[0]
+    assert heads.shape == (B, H, S, D)
+    np.testing.assert_array_equal(heads, plain.reshape(B, S, H, D).transpose(0, 2, 1, 3))
+    x = _activations(rng, (B, H, S, D))
+    q, s = _session(quantize_custom(4, heads_in=1), ops_library).run(None, {"x": x})
+    q_ref, s_ref = _session(quantize_custom(3), ops_library).run(None, {"x": x.transpose(0, 2, 1, 3).reshape(B, S, N)})
+    assert q.shape == (B, S, N) and s.shape == (B, S, 1)
+    np.testing.assert_array_equal(q, q_ref)
+    np.testing.assert_array_equal(s, s_ref)
+
+
+def test_head_layout_errors(ops_library):
+    from reference import dequantize_custom, quantize_custom
+
+    with pytest.raises(Exception, match="heads_in must be 0 or 1, got 3"):
+        _session(quantize_custom(4, heads_in=3), ops_library)
+    with pytest.raises(Exception, match=r"heads_in=1 needs x \[batch, heads, sequence, head_size\]"):
+        _session(quantize_custom(3, heads_in=1), ops_library).run(None, {"x": np.ones((2, 3, 4), F32)})
+    sess = _session(dequantize_custom(3, False, head_size=16), ops_library)
+    with pytest.raises(Exception, match="head_size 16 needs acc"):
+        sess.run(None, {"acc": np.ones((1, 2, 24), np.int32), "rs": np.ones((1, 2, 1), F32), "cs": np.ones(24, F32)})

@@ -6,8 +6,9 @@ runtime can check the two graphs agree without torch or onnx):
   ``Add`` of its bias) as one ``ai.embedrt::PackedMatMul``, which packs the weights once at load: the CPU
   graph of the fp32 variant on AVX-512 machines;
 - ``model.int8.fused.onnx``: the int8 graph built from it, with each per-token quantization chain as one
-  ``ai.embedrt::QuantizePerToken`` and each rescale (+ bias) as one ``ai.embedrt::DequantizeRows``; it gives
-  the bytes of ``model.int8.onnx`` up to the pooling's summation order.
+  ``ai.embedrt::QuantizePerToken`` and each rescale (+ bias) as one ``ai.embedrt::DequantizeRows`` (these two
+  writing and reading the attention heads-first, the Reshape targets constant); it gives the bytes of
+  ``model.int8.onnx`` up to the pooling's summation order.
 
 NOTE: the rewrite happens here, at export time, by tracing the same torch module with the pooling swapped for
 the op. The runtime cannot rewrite graphs: it may import only numpy, onnxruntime and tokenizers.
@@ -191,25 +192,33 @@ def fold_reshapes(model) -> int:
     return folded
 
 
+#: native ops that can write their output heads-first (attribute head_size) / read their input heads-first
+#: (attribute heads_in), and the input whose initializer gives their width
+_HEADS_OUT = {"PackedMatMul": ("W", 1), "DequantizeRows": ("col_scale", 0)}
+_HEADS_IN = ("PackedMatMul", "QuantizePerToken")
+
+
 def fold_head_transposes(graph) -> int:
-    """Let the attention's PackedMatMuls write and read the heads-first layout themselves, instead of a
+    """Let the attention's native ops write and read the heads-first layout themselves, instead of a
     ``Reshape`` + ``Transpose`` pair around them (24 Transposes per MiniLM run, about 9% of a single text's
-    kernel time). Returns the pairs removed. Three patterns, each node in them used only by the next:
+    fp32 kernel time and 20% of int8's). Returns the pairs removed. Three patterns, each node in them used
+    only by the next:
 
-    - query/value: ``PackedMatMul -> Reshape [0,0,H or -1,D] -> Transpose [0,2,1,3]`` becomes
-      ``PackedMatMul(head_size=D)`` (output [B, H, S, D]);
-    - key: the same with ``Transpose [0,2,3,1]`` becomes ``PackedMatMul(head_size=D) -> Transpose [0,1,3,2]``,
-      a last-two-dims transpose that onnxruntime folds into the next MatMul;
-    - context: ``Transpose [0,2,1,3] -> Reshape [0,0,K or -1] -> PackedMatMul`` becomes
-      ``PackedMatMul(heads_in=1)``.
+    - query/value: ``X -> Reshape [0,0,H or -1,D] -> Transpose [0,2,1,3]`` becomes ``X(head_size=D)`` (output
+      [B, H, S, D]), X a ``PackedMatMul`` (fp32) or ``DequantizeRows`` (int8);
+    - key: the same with ``Transpose [0,2,3,1]`` becomes ``X(head_size=D) -> Transpose [0,1,3,2]``, a
+      last-two-dims transpose that onnxruntime folds into the next MatMul;
+    - context: ``Transpose [0,2,1,3] -> Reshape [0,0,K or -1] -> Y`` becomes ``Y(heads_in=1)``, Y a
+      ``PackedMatMul`` (fp32) or ``QuantizePerToken`` (int8).
 
-    Pure data movement: the numbers do not change.
+    Pure data movement: the numbers do not change (the ops' tests hold them bit-identical).
     """
     from onnx import helper, numpy_helper
 
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) == 1}
-    weights = {t.name: list(t.dims) for t in graph.initializer if len(t.dims) == 2}
+    dims = {t.name: list(t.dims) for t in graph.initializer}
     consumers: dict[str, list[Any]] = {}
+    producers = {o: n for n in graph.node for o in n.output}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -224,51 +233,60 @@ def fold_head_transposes(graph) -> int:
     def perm(node) -> list[int]:
         return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
 
-    def packed_attr(node, name: str) -> int:
+    def attr(node, name: str) -> int:
         return next((a.i for a in node.attribute if a.name == name), 0)
+
+    def with_attr(node, name: str, value: int, inputs: list[str] | None = None, outputs_: list[str] | None = None):
+        new = helper.make_node(node.op_type, list(node.input) if inputs is None else inputs,
+                               list(node.output) if outputs_ is None else outputs_, name=node.name,
+                               domain=node.domain)
+        new.attribute.extend(a for a in node.attribute if a.name != name)
+        new.attribute.append(helper.make_attribute(name, value))
+        return new
 
     removed: set[int] = set()
     replaced: dict[int, list[Any]] = {}
     folded = 0
     for node in graph.node:
-        if node.op_type != "PackedMatMul" or packed_attr(node, "head_size") or packed_attr(node, "heads_in"):
+        if node.domain != "ai.embedrt" or attr(node, "head_size") or attr(node, "heads_in"):
             continue
-        n_out = weights.get(node.input[1], [0, 0])[1]
         # query / key / value
-        reshape = only_user(node.output[0], "Reshape")
-        target = consts.get(reshape.input[1]) if reshape is not None else None
-        transpose = only_user(reshape.output[0], "Transpose") if reshape is not None else None
-        if (transpose is not None and target is not None and len(target) == 4 and list(target[:2]) == [0, 0]
-                and target[3] > 0 and target[3] % 16 == 0 and n_out % target[3] == 0
-                and target[2] in (-1, n_out // target[3])
-                and perm(transpose) in ([0, 2, 1, 3], [0, 2, 3, 1])):
-            head_size = int(target[3])
-            new = [helper.make_node("PackedMatMul", list(node.input), [transpose.output[0]], name=node.name,
-                                    domain="ai.embedrt", head_size=head_size)]
-            if perm(transpose) == [0, 2, 3, 1]:
-                mid = transpose.output[0] + "/heads_first"
-                new[0].output[0] = mid
-                new.append(helper.make_node("Transpose", [mid], [transpose.output[0]], perm=[0, 1, 3, 2],
-                                            name=transpose.name))
-            replaced[id(node)] = new
-            removed.update((id(reshape), id(transpose)))
-            folded += 1
-            continue
+        if node.op_type in _HEADS_OUT:
+            slot = 1 if node.op_type == "PackedMatMul" else 2
+            n_out = (dims.get(node.input[slot]) or [0, 0])[_HEADS_OUT[node.op_type][1]] \
+                if len(node.input) > slot else 0
+            reshape = only_user(node.output[0], "Reshape")
+            target = consts.get(reshape.input[1]) if reshape is not None else None
+            transpose = only_user(reshape.output[0], "Transpose") if reshape is not None else None
+            if (transpose is not None and target is not None and len(target) == 4 and list(target[:2]) == [0, 0]
+                    and n_out > 0 and target[3] > 0 and target[3] % 16 == 0 and n_out % target[3] == 0
+                    and target[2] in (-1, n_out // target[3]) and perm(transpose) in ([0, 2, 1, 3], [0, 2, 3, 1])):
+                new = [with_attr(node, "head_size", int(target[3]), outputs_=[transpose.output[0]])]
+                if perm(transpose) == [0, 2, 3, 1]:
+                    mid = transpose.output[0] + "/heads_first"
+                    new[0].output[0] = mid
+                    new.append(helper.make_node("Transpose", [mid], [transpose.output[0]], perm=[0, 1, 3, 2],
+                                                name=transpose.name))
+                replaced[id(node)] = new
+                removed.update((id(reshape), id(transpose)))
+                folded += 1
+                continue
         # context
-        src = next((n for n in graph.node if reshape is None and node.input[0] in n.output), None)
+        if node.op_type not in _HEADS_IN:
+            continue
+        src = producers.get(node.input[0])
         if src is None or src.op_type != "Reshape" or consts.get(src.input[1]) is None:
             continue
-        k = weights.get(node.input[1], [0])[0]
-        if list(consts[src.input[1]]) not in ([0, 0, k], [0, 0, -1]) or \
-                only_user(src.output[0], "PackedMatMul") is not node:
+        target = list(consts[src.input[1]])
+        k = dims.get(node.input[1], [0])[0] if node.op_type == "PackedMatMul" else None
+        if len(target) != 3 or target[:2] != [0, 0] or not (target[2] == -1 or target[2] == k or
+                                                            (k is None and target[2] > 0)):
             continue
-        back = next((n for n in graph.node if src.input[0] in n.output), None)
+        back = producers.get(src.input[0])
         if back is None or back.op_type != "Transpose" or perm(back) != [0, 2, 1, 3] or \
-                only_user(back.output[0], "Reshape") is not src:
+                only_user(back.output[0], "Reshape") is not src or only_user(src.output[0], node.op_type) is not node:
             continue
-        new_node = helper.make_node("PackedMatMul", [back.input[0], *node.input[1:]], list(node.output),
-                                    name=node.name, domain="ai.embedrt", heads_in=1)
-        replaced[id(node)] = [new_node]
+        replaced[id(node)] = [with_attr(node, "heads_in", 1, inputs=[back.input[0], *node.input[1:]])]
         removed.update((id(src), id(back)))
         folded += 1
     nodes = []
@@ -390,9 +408,23 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     # model.onnx was not rewritten by --optimize (the fused-pooling graph is traced, never optimised)
     optimized = (fp32.get("optimization") or {}).get("kept")
     pooled = None if optimized else fp32.get("fused_pooling")
+    import onnx
+
     source = export_dir / (pooled["file"] if pooled else fp32["file"])
-    scheme = quantize_int8(source, export_dir / INT8_FUSED_FILE,
-                           replace(cfg, quantize_op="native", dequantize_op="native"), smooth=smooth)
+    # NOTE: the Reshape targets are made constant on the fp32 graph (the shape arithmetic must be runnable
+    # without the native ops), then the quantizer builds on it, then the heads-first layouts go in
+    staged = export_dir / "model.int8.staged.onnx"
+    model = onnx.load(str(source))
+    reshapes = fold_reshapes(model)
+    onnx.save(model, str(staged))
+    try:
+        scheme = quantize_int8(staged, export_dir / INT8_FUSED_FILE,
+                               replace(cfg, quantize_op="native", dequantize_op="native"), smooth=smooth)
+    finally:
+        staged.unlink(missing_ok=True)
+    model = onnx.load(str(export_dir / INT8_FUSED_FILE))
+    heads = fold_head_transposes(model.graph)
+    onnx.save(model, str(export_dir / INT8_FUSED_FILE))
     include_prompt = "prompt_length" not in manifest["inputs"]
     write_probe(export_dir, export_dir / manifest["variants"]["int8"]["file"], export_dir / INT8_PROBE_FILE,
                 int(manifest["max_seq_length"]), int(manifest["tokenizer"]["pad_token_id"]), include_prompt)
@@ -406,6 +438,8 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
         # NOTE: the int8 ops have CPU kernels only; on a GPU the runtime keeps the standard graph.
         "cpu_only": True,
         "folded_bias": scheme["folded_bias"],
+        "constant_reshapes": reshapes,
+        "head_layouts": heads,
     }
     if pooled:
         entry.update(mode=pooled["mode"], normalize=pooled["normalize"])
