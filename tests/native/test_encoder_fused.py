@@ -115,6 +115,29 @@ def test_corrupted_packed_graph_falls_back_or_raises(ops_library, avx512, tiny_b
         Encoder(copy, device="cpu", fused_pooling=True)
 
 
+def test_packed_graph_is_best_effort(tiny_factory, tmp_path, monkeypatch):
+    # a graph the rewrite cannot handle leaves the export whole, without model.packed.onnx
+    from embedrt import export_model
+    from embedrt.export import fuse
+
+    def broken(*args, **kwargs):
+        (args[0] / fuse.PACKED_FILE).write_bytes(b"half-written")
+        raise ValueError("cannot rewrite this graph")
+
+    monkeypatch.setattr(fuse, "write_packed", broken)
+    st_dir, _ = tiny_factory(export=False, arch="bert", pooling="mean", normalize=True)
+    logged: list[str] = []
+    export_model(str(st_dir), tmp_path / "out", log=logged.append)
+    fused = json.loads((tmp_path / "out" / "embedrt.json").read_text())["variants"]["fp32"]["fused_pooling"]
+    assert "packed" not in fused and not (tmp_path / "out" / fuse.PACKED_FILE).exists()
+    assert any("model.packed.onnx skipped: ValueError: cannot rewrite this graph" in line for line in logged)
+    from embedrt.runtime import native
+
+    if native.library_path() is not None:
+        enc = Encoder(tmp_path / "out", device="cpu")
+        assert "model.fused.onnx" in enc.fused_pooling_status, enc.fused_pooling_status
+
+
 def test_fused_without_normalize_and_with_dense(ops_library, tiny_sqrt_dense):
     _, export_dir = tiny_sqrt_dense
     m = json.loads((export_dir / "embedrt.json").read_text())

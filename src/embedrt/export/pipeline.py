@@ -298,14 +298,22 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
 def _pack(tmp: Path, fused: dict[str, Any], log) -> None:
     """``model.packed.onnx``: the fused graph with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU
     graph on AVX-512), checked on the fused graph's probe (here when the library is built, and at every load)."""
-    from .fuse import write_packed
+    from .fuse import PACKED_FILE, write_packed
 
-    entry = write_packed(tmp, fused["file"])
-    if entry is None:
+    # NOTE: an optimisation on top of the artifacts, so best effort: a graph this cannot rewrite or run
+    # leaves the export without model.packed.onnx, not failed
+    try:
+        entry = write_packed(tmp, fused["file"])
+        if entry is None:
+            return
+        # NOTE: the same probe as the fused graph (same inputs, same standard-graph outputs): kept on failure
+        probed = {**entry, "probe": fused["probe"]}
+        checked = _check_native(tmp, probed, "model.onnx", log, keep_probe=True)
+    except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise untyped errors
+        (tmp / PACKED_FILE).unlink(missing_ok=True)
+        if log:
+            log(f"      {PACKED_FILE} skipped: {type(e).__name__}: {e}")
         return
-    # NOTE: the same probe as the fused graph (same inputs, same standard-graph outputs): not deleted on failure
-    probed = {**entry, "probe": fused["probe"]}
-    checked = _check_native(tmp, probed, "model.onnx", log, keep_probe=True)
     if checked is None:
         return
     entry["export_check_max_abs_diff"] = probed["export_check_max_abs_diff"]
