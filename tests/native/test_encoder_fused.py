@@ -165,13 +165,27 @@ def test_prompt_length_graph_is_fused_too(ops_library, tiny_factory):
     assert np.abs(a - standard.encode(TEXTS, prompt_name="query")).max() <= 1e-6
 
 
-def test_pooling_without_a_fused_op(ops_library, tiny_factory):
-    _, export_dir = tiny_factory(arch="bert", pooling="cls", normalize=True, seed=8)
+def test_pooling_without_a_fused_op_gets_a_packed_graph(ops_library, tiny_factory, monkeypatch):
+    st_dir, export_dir = tiny_factory(arch="bert", pooling="cls", normalize=True, seed=8)
     m = json.loads((export_dir / "embedrt.json").read_text())
-    assert "fused_pooling" not in m["variants"]["fp32"] and not (export_dir / "model.fused.onnx").exists()
+    assert not (export_dir / "model.fused.onnx").exists()
+    # no pooling op: model.onnx with packed Linears, its own probe, CPU only
+    entry = m["variants"]["fp32"]["fused_pooling"]
+    assert entry["file"] == "model.packed.onnx" and entry["probe"] == "model.packed.probe.npz"
+    assert entry["packed_only"] is True and entry["cpu_only"] is True and entry["linears"] == 12
+    ops = _ops(export_dir / entry["file"])
+    assert ops["PackedMatMul"] == 12 and "MeanPoolNormalize" not in ops
+    from embedrt.runtime import native
+
+    standard = Encoder(export_dir, device="cpu", fused_pooling=False)
+    if native.cpu_has_avx512():
+        enc = Encoder(export_dir, device="cpu")
+        assert enc.fused_pooling is True and "model.packed.onnx" in enc.fused_pooling_status
+        assert np.abs(enc.encode(TEXTS) - standard.encode(TEXTS)).max() <= 1e-6
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "0")
     enc = Encoder(export_dir, device="cpu")
-    assert enc.fused_pooling is False and "no fused-pooling graph" in enc.fused_pooling_status
-    with pytest.raises(NativeOpsError, match="no fused-pooling graph"):
+    assert enc.fused_pooling is False and "EMBEDRT_PACKED_MATMUL=0" in enc.fused_pooling_status
+    with pytest.raises(NativeOpsError, match="EMBEDRT_PACKED_MATMUL=0"):
         Encoder(export_dir, device="cpu", fused_pooling=True)
 
 

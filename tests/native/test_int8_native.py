@@ -84,8 +84,10 @@ def test_prompt_excluded_from_pooling(ops_library, tiny_factory, tmp_path_factor
 def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, tiny_factory, tmp_path_factory):
     out = _export(tiny_factory, tmp_path_factory, "int8c", arch="mpnet", pooling="cls", normalize=False, seed=23)
     m = json.loads((out / "embedrt.json").read_text())
-    assert "fused_pooling" not in m["variants"]["fp32"]
+    # fp32's native graph is model.onnx with packed Linears only; int8 is quantized from model.onnx, not from it
+    assert m["variants"]["fp32"]["fused_pooling"]["packed_only"] is True
     entry = m["variants"]["int8"]["fused_pooling"]
+    assert _ops(out / entry["file"])["MatMulInteger"] == 12 and "PackedMatMul" not in _ops(out / entry["file"])
     assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in _ops(out / entry["file"])
     a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
     b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)

@@ -4,7 +4,8 @@ runtime can check the two graphs agree without torch or onnx):
 - ``model.fused.onnx``: the fp32 graph with pooling (+ Normalize) as one ``ai.embedrt::MeanPoolNormalize``;
 - ``model.packed.onnx``: that graph with every fp32 Linear (a ``MatMul`` by a weight initializer, and the
   ``Add`` of its bias) as one ``ai.embedrt::PackedMatMul``, which packs the weights once at load: the CPU
-  graph of the fp32 variant on AVX-512 machines;
+  graph of the fp32 variant on AVX-512 machines (made from ``model.onnx``, with ``model.packed.probe.npz``,
+  when the pooling has no fused op);
 - ``model.int8.fused.onnx``: the int8 graph built from it, with each per-token quantization chain as one
   ``ai.embedrt::QuantizePerToken`` and each rescale (+ bias) as one ``ai.embedrt::DequantizeRows`` (these two
   writing and reading the attention heads-first, the Reshape targets constant); it gives the bytes of
@@ -27,6 +28,8 @@ from .graph import build_graph_module, export_onnx, fused_pooling_plan
 FUSED_FILE = "model.fused.onnx"
 PROBE_FILE = "model.fused.probe.npz"
 PACKED_FILE = "model.packed.onnx"
+#: the packed graph's own probe, when it is made from model.onnx (no fused-pooling graph to share one with)
+PACKED_PROBE_FILE = "model.packed.probe.npz"
 PACKED_OP = "ai.embedrt::PackedMatMul"
 INT8_FUSED_FILE = "model.int8.fused.onnx"
 INT8_PROBE_FILE = "model.int8.fused.probe.npz"
@@ -408,6 +411,8 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     # model.onnx was not rewritten by --optimize (the fused-pooling graph is traced, never optimised)
     optimized = (fp32.get("optimization") or {}).get("kept")
     pooled = None if optimized else fp32.get("fused_pooling")
+    if pooled and pooled.get("packed_only"):  # model.onnx with packed Linears: no pooling op to build on
+        pooled = None
     import onnx
 
     source = export_dir / (pooled["file"] if pooled else fp32["file"])

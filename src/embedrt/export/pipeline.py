@@ -282,7 +282,9 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
         entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
     if entry is None:
         if log:
-            log(f"      skipped: pooling {'+'.join(p.value for p in spec.pooling)} has no fused op")
+            log(f"      pooling {'+'.join(p.value for p in spec.pooling)} has no fused op: model.onnx with "
+                "packed Linears only")
+        _pack_standard(tmp, st_model, spec, manifest, log)
         return
     checked = _check_native(tmp, entry, "model.onnx", log)
     if checked is None:
@@ -318,6 +320,36 @@ def _pack(tmp: Path, fused: dict[str, Any], log) -> None:
         return
     entry["export_check_max_abs_diff"] = probed["export_check_max_abs_diff"]
     fused["packed"] = entry
+    if log:
+        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
+            f"folded ({checked})")
+
+
+def _pack_standard(tmp: Path, st_model, spec, manifest: dict[str, Any], log) -> None:
+    """Without a fused-pooling op (CLS, max, ... pooling): ``model.packed.onnx`` from ``model.onnx`` itself, with
+    its own probe, as the variant's native graph (``fused_pooling`` with ``packed_only``: CPU, AVX-512)."""
+    from ..manifest import sha256_file
+    from .fuse import PACKED_FILE, PACKED_PROBE_FILE, write_packed, write_probe
+
+    try:
+        entry = write_packed(tmp, MODEL_FILE)
+        if entry is None:
+            return
+        write_probe(tmp, tmp / MODEL_FILE, tmp / PACKED_PROBE_FILE, spec.max_seq_length,
+                    int(st_model.tokenizer.pad_token_id), spec.include_prompt)
+        entry.update(probe=PACKED_PROBE_FILE, probe_sha256=sha256_file(tmp / PACKED_PROBE_FILE), cpu_only=True,
+                     packed_only=True)
+        checked = _check_native(tmp, entry, "model.onnx", log)
+    except Exception as e:  # noqa: BLE001 - best effort, as _pack
+        for name in (PACKED_FILE, PACKED_PROBE_FILE):
+            (tmp / name).unlink(missing_ok=True)
+        if log:
+            log(f"      {PACKED_FILE} skipped: {type(e).__name__}: {e}")
+        return
+    if checked is None:
+        return
+    manifest["variants"]["fp32"]["fused_pooling"] = entry
+    write_manifest(tmp, manifest)
     if log:
         log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
             f"folded ({checked})")

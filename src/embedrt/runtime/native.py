@@ -138,6 +138,11 @@ def resolve(
         if library is None:
             raise _missing_library()
         fused = fused_entry(export_dir, entry, verify_checksum, library, cpu=cpu)
+        if entry["fused_pooling"].get("packed_only") and cpu:
+            # NOTE: model.onnx with packed Linears (no pooling op): worth it only where PackedMatMul is fast
+            _, why = packed_choice({"packed": entry["fused_pooling"]}, cpu)
+            if why != "packed":
+                raise NativeOpsError(why)
         if not cpu and entry["fused_pooling"].get("cpu_only"):
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
