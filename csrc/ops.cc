@@ -676,12 +676,16 @@ struct DenseKernel {
         ys = xs;
         ys.back() = n;
       }
+      // NOTE: rows from the shape, not from elements / K: with K = 0 there are rows and no elements
+      int64_t rows = 1;
+      for (int64_t d : ys) rows *= d;
+      rows = n > 0 ? rows / n : 0;
       const int64_t M = k > 0 ? static_cast<int64_t>(xi.GetElementCount()) / k : 0;
       Ort::UnownedValue y = ctx.GetOutput(0, ys);
-      if (M == 0 || n == 0) return nullptr;
+      if (rows == 0 || n == 0) return nullptr;
       float* out = y.GetTensorMutableData<float>();
-      if (k == 0) {  // an empty sum: the bias alone (not reached with head_size: k == 0 only for plain layouts)
-        for (int64_t r = 0; r < M; ++r)
+      if (k == 0) {  // an empty sum: the bias alone (plain layouts: head_size needs K > 0 to make heads)
+        for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = 0; c < n; ++c) out[r * n + c] = bias != nullptr ? bias[c] : 0.0f;
         return nullptr;
       }

@@ -81,6 +81,17 @@ def test_head_layouts_are_pure_data_movement(ops_library):
     np.testing.assert_array_equal(merged, _run(dense_custom(w2, b2, 3), plain, ops_library))
 
 
+def test_an_empty_sum_gives_the_bias(ops_library):
+    # K = 0: x @ W is all zeros, so y is the bias in every row (and zeros without one), as MatMul + Add
+    rng = np.random.default_rng(12)
+    w, b = np.zeros((0, 24), F32), rng.standard_normal(24).astype(F32)
+    x = np.zeros((2, 3, 0), F32)
+    got = _run(dense_custom(w, b, 3, weight_input=True), x, ops_library, W=w)
+    assert got.shape == (2, 3, 24)
+    np.testing.assert_array_equal(got, np.broadcast_to(b, (2, 3, 24)))
+    np.testing.assert_array_equal(_run(dense_custom(w, None, 3, weight_input=True), x, ops_library, W=w), 0)
+
+
 def test_bad_inputs_are_refused_with_a_message(ops_library):
     rng = np.random.default_rng(11)
     w, b = _linear(rng, 16, 32)
