@@ -13,17 +13,15 @@ one is exported to a temp dir.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "native"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_native_pool import _cpu_model, alternate, minilm_export, spread  # noqa: E402
+from bench_native_pool import alternate, minilm_export, spread, start  # noqa: E402
 from reference import (  # noqa: E402
     dequantize_custom,
     dequantize_standard,
@@ -33,7 +31,6 @@ from reference import (  # noqa: E402
 )
 
 from embedrt import Encoder  # noqa: E402
-from embedrt.runtime.native import library_path  # noqa: E402
 
 #: all-MiniLM-L6-v2 activations for a batch of 32 texts of 40 tokens: hidden 384, FFN 1536
 SHAPES = [(32, 40, 384), (32, 40, 1536), (32, 128, 384)]
@@ -81,21 +78,10 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--export", default=None, help="all-MiniLM-L6-v2 export with an int8 variant")
-    p.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "corpus-qnli.txt"))
-    p.add_argument("--texts", type=int, default=2000)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
-    p.add_argument("--skip-e2e", action="store_true")
-    args = p.parse_args()
-    lib = library_path()
-    if lib is None:
-        print("libembedrt_ops.so is not built (pip install -e . or embedrt build-ops)", file=sys.stderr)
+    started = start(p, texts=2000, threads=0, threads_help="onnxruntime intra-op threads (0: its default)")
+    if started is None:
         return 2
-    import importlib.metadata as md
-
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"onnxruntime {ort.__version__}, embedrt {md.version('embedrt')}, threads={args.threads or 'default'}, "
-          f"rounds={args.rounds}")
+    args, lib = started
     ops_alone(lib, args.threads, args.rounds)
     if args.skip_e2e:
         return 0

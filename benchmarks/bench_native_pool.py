@@ -105,30 +105,38 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) ->
     print(f"| {ts:.3f} | {tf:.3f} | {spread(ratio)} | {diff:.1e} |")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--export", default=None, help="all-MiniLM-L6-v2 export directory (default: export one to a temp dir)"
-    )
+def start(p: argparse.ArgumentParser, texts: int, threads: int, threads_help: str):
+    """The options these native-op benchmarks share (--corpus, --texts, --rounds, --threads, --skip-e2e), the
+    library check and the machine line: (args, library), or None (message printed) without the library."""
     p.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "corpus-qnli.txt"))
-    p.add_argument("--texts", type=int, default=512)
+    p.add_argument("--texts", type=int, default=texts)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument(
-        "--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1: less noise)"
-    )
+    p.add_argument("--threads", type=int, default=threads, help=threads_help)
     p.add_argument("--skip-e2e", action="store_true")
     args = p.parse_args()
     lib = library_path()
     if lib is None:
         print("libembedrt_ops.so is not built (pip install -e . or embedrt build-ops)", file=sys.stderr)
-        return 2
+        return None
     import importlib.metadata as md
 
     print(
         f"machine: {platform.machine()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, "
-        f"embedrt {md.version('embedrt')}, library {lib}, threads={args.threads}, rounds={args.rounds}"
+        f"embedrt {md.version('embedrt')}, library {lib}, threads={args.threads or 'default'}, rounds={args.rounds}"
     )
+    return args, lib
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--export", default=None, help="all-MiniLM-L6-v2 export directory (default: export one to a temp dir)"
+    )
+    started = start(p, texts=512, threads=1, threads_help="onnxruntime intra-op threads (default 1: less noise)")
+    if started is None:
+        return 2
+    args, _ = started
     pooling_alone(args.threads, args.rounds)
     if args.skip_e2e:
         return 0

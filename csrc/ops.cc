@@ -121,6 +121,18 @@ OrtStatus* Error(const std::string& msg, OrtErrorCode code = ORT_INVALID_ARGUMEN
   return Ort::Status(msg.c_str(), code).release();
 }
 
+// Runs `body` (returning a status) with exceptions turned into a status whose message starts with `where`.
+template <typename Body>
+OrtStatusPtr Guarded(const std::string& where, Body&& body) {
+  try {
+    return body();
+  } catch (const Ort::Exception& e) {
+    return Error(where + ": " + e.what(), e.GetOrtErrorCode());
+  } catch (const std::exception& e) {
+    return Error(where + ": " + e.what(), ORT_FAIL);
+  }
+}
+
 // ------------------------------------------------------------------------------------------- row parallelism
 // Rows of ~64k elements per task, so that small tensors do not pay for thread hand-off.
 int64_t RowsPerTask(int64_t row_elems) {
@@ -172,7 +184,7 @@ struct CpuKernel {
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    return Guarded("MeanPoolNormalize", [&]() -> OrtStatusPtr {
       Ort::KernelContext ctx(context);
       Ort::ConstValue x = ctx.GetInput(0), mask = ctx.GetInput(1);
       Checked c;
@@ -184,11 +196,7 @@ struct CpuKernel {
                     c.T, c.H, c.half, this};
       ParallelRows(ctx, job, c.B, c.T * c.H);
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("MeanPoolNormalize: ") + e.what(), e.GetOrtErrorCode());
-    } catch (const std::exception& e) {
-      return Error(std::string("MeanPoolNormalize: ") + e.what(), ORT_FAIL);
-    }
+    });
   }
 };
 
@@ -197,7 +205,7 @@ struct CudaKernel {
   Attrs attrs;
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    return Guarded("MeanPoolNormalize", [&]() -> OrtStatusPtr {
       Ort::KernelContext ctx(context);
       Ort::ConstValue x = ctx.GetInput(0), mask = ctx.GetInput(1);
       Checked c;
@@ -210,9 +218,7 @@ struct CudaKernel {
                                     ctx.GetGPUComputeStream());
       if (rc != 0) return Error("MeanPoolNormalize: CUDA launch failed, cudaError_t " + std::to_string(rc), ORT_FAIL);
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("MeanPoolNormalize: ") + e.what(), e.GetOrtErrorCode());
-    }
+    });
   }
 };
 #endif
@@ -255,12 +261,10 @@ struct PoolOp : Ort::CustomOpBase<PoolOp<Kernel>, Kernel, /*WithStatus=*/true> {
     // NOTE: set by hand rather than through CustomOpBase's InferOutputShape hook: that hook's SetOutputShape
     // writes symbolic dims as -2, which ORT rejects, so a graph with a named batch dim got no output shape.
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
-      try {
+      return Guarded("MeanPoolNormalize shape inference", [&]() -> OrtStatusPtr {
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         return InferShape(ctx, raw);
-      } catch (const Ort::Exception& e) {
-        return Error(std::string("MeanPoolNormalize shape inference: ") + e.what(), e.GetOrtErrorCode());
-      }
+      });
     };
   }
 
@@ -360,7 +364,7 @@ struct QuantizeKernel {
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    return Guarded("QuantizePerToken", [&]() -> OrtStatusPtr {
       Ort::KernelContext ctx(context);
       Ort::ConstValue x = ctx.GetInput(0);
       auto info = x.GetTensorTypeAndShapeInfo();
@@ -389,11 +393,7 @@ struct QuantizeKernel {
       }
       ParallelRows(ctx, job, rows, K);
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("QuantizePerToken: ") + e.what(), e.GetOrtErrorCode());
-    } catch (const std::exception& e) {
-      return Error(std::string("QuantizePerToken: ") + e.what(), ORT_FAIL);
-    }
+    });
   }
 };
 
@@ -427,7 +427,7 @@ struct DequantizeKernel {
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    return Guarded("DequantizeRows", [&]() -> OrtStatusPtr {
       Ort::KernelContext ctx(context);
       Ort::ConstValue acc = ctx.GetInput(0), rs = ctx.GetInput(1), cs = ctx.GetInput(2);
       auto ai = acc.GetTensorTypeAndShapeInfo();
@@ -476,11 +476,7 @@ struct DequantizeKernel {
       }
       ParallelRows(ctx, job, rows, N);
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("DequantizeRows: ") + e.what(), e.GetOrtErrorCode());
-    } catch (const std::exception& e) {
-      return Error(std::string("DequantizeRows: ") + e.what(), ORT_FAIL);
-    }
+    });
   }
 };
 
@@ -488,7 +484,7 @@ struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*
   QuantizeOp() {
     // x [..., K] -> uint8 [..., K], float [..., 1]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
-      try {
+      return Guarded("QuantizePerToken shape inference", [&]() -> OrtStatusPtr {
         using Dim = Ort::ShapeInferContext::SymbolicInteger;
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         const auto& shape = ctx.GetInputShape(0);
@@ -501,9 +497,7 @@ struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*
         if (OrtStatusPtr st = SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, dims)) return st;
         dims.back() = Ort::ShapeInferContext::SymbolicInteger(int64_t{1});
         return SetOutputShape(raw, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, dims);
-      } catch (const Ort::Exception& e) {
-        return Error(std::string("QuantizePerToken shape inference: ") + e.what(), e.GetOrtErrorCode());
-      }
+      });
     };
   }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
@@ -529,7 +523,7 @@ struct DequantizeOp : Ort::CustomOpBase<DequantizeOp, DequantizeKernel, /*WithSt
   DequantizeOp() {
     // acc [..., N] -> float [..., N]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
-      try {
+      return Guarded("DequantizeRows shape inference", [&]() -> OrtStatusPtr {
         using Dim = Ort::ShapeInferContext::SymbolicInteger;
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         const auto& shape = ctx.GetInputShape(0);
@@ -541,9 +535,7 @@ struct DequantizeOp : Ort::CustomOpBase<DequantizeOp, DequantizeKernel, /*WithSt
                                  Dim(head_size)});
         }
         return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {shape.begin(), shape.end()});
-      } catch (const Ort::Exception& e) {
-        return Error(std::string("DequantizeRows shape inference: ") + e.what(), e.GetOrtErrorCode());
-      }
+      });
     };
   }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
@@ -623,7 +615,7 @@ struct DenseKernel {
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    return Guarded("PackedMatMul", [&]() -> OrtStatusPtr {
       Ort::KernelContext ctx(context);
       Ort::ConstValue x = ctx.GetInput(0);
       auto xi = x.GetTensorTypeAndShapeInfo();
@@ -718,11 +710,7 @@ struct DenseKernel {
       else
         ctx.ParallelFor(run, static_cast<size_t>(tasks), 0, const_cast<Job*>(&job));
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("PackedMatMul: ") + e.what(), e.GetOrtErrorCode());
-    } catch (const std::exception& e) {
-      return Error(std::string("PackedMatMul: ") + e.what(), ORT_FAIL);
-    }
+    });
   }
 };
 
@@ -730,7 +718,7 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
   DenseOp() {
     // x [..., K], W [K, N] -> float [..., N]
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
-      try {
+      return Guarded("PackedMatMul shape inference", [&]() -> OrtStatusPtr {
         using Dim = Ort::ShapeInferContext::SymbolicInteger;
         Ort::ShapeInferContext ctx(&Ort::GetApi(), raw);
         const auto& shape = ctx.GetInputShape(0);
@@ -748,13 +736,11 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
           dims.back() = w[1];
         }
         return SetOutputShape(raw, 0, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, dims);
-      } catch (const Ort::Exception& e) {
-        return Error(std::string("PackedMatMul shape inference: ") + e.what(), e.GetOrtErrorCode());
-      }
+      });
     };
   }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
-    try {
+    return Guarded("PackedMatMul", [&]() -> OrtStatusPtr {
       auto kernel = std::make_unique<DenseKernel>();
       kernel->head_size = IntAttr(api, info, "head_size", 0);
       const int64_t heads_in = IntAttr(api, info, "heads_in", 0);
@@ -776,11 +762,7 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
       }
       *op_kernel = kernel.release();
       return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Error(std::string("PackedMatMul: ") + e.what(), e.GetOrtErrorCode());
-    } catch (const std::exception& e) {
-      return Error(std::string("PackedMatMul: ") + e.what(), ORT_FAIL);
-    }
+    });
   }
   const char* GetName() const { return "PackedMatMul"; }
   const char* GetExecutionProviderType() const { return nullptr; }

@@ -89,7 +89,7 @@ def write_packed(export_dir: Path, source_file: str) -> dict[str, Any] | None:
 
     model = onnx.load(str(export_dir / source_file))
     reshapes = fold_reshapes(model)
-    linears, biases = pack_linears(model.graph)
+    linears, biases = pack_linears(model)
     heads = fold_head_transposes(model.graph)
     if linears == 0:
         return None
@@ -318,62 +318,44 @@ def _drop_unused(graph) -> None:
         graph.initializer.remove(t)
 
 
-def pack_linears(graph) -> tuple[int, int]:
-    """Rewrite, in place, each ``MatMul(x, W)`` whose W is a float32 [K, N] initializer into
-    ``ai.embedrt::PackedMatMul(x, W[, b])``, taking in the ``Add`` of a float32 [N] initializer b when that Add
-    is the MatMul's only consumer. Returns (Linears rewritten, biases folded).
+def pack_linears(model) -> tuple[int, int]:
+    """Rewrite, in place, each Linear of the transformer (``quantize.find_linears``: a ``MatMul`` by a 2-D
+    weight initializer) into ``ai.embedrt::PackedMatMul(x, W[, b])``, taking in its bias ``Add`` when
+    ``quantize.bias_add`` finds one. Returns (Linears rewritten, biases folded).
 
     NOTE: the same float operations in the same order (the k-sum, then + b): only the summation blocking of
     the GEMM changes, so the graph agrees with the standard one to rounding (checked on the probe).
     """
-    from onnx import TensorProto, helper
+    from onnx import helper
 
-    inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
+    from .quantize import bias_add, find_linears
+
+    graph = model.graph
+    # NOTE: keyed by output name, not id(): protobuf hands out fresh wrapper objects, whose ids can be reused
+    linears = {lin["node"].output[0]: lin for lin in find_linears(model)}
+    nodes, folded, biases = [], set(), 0
     for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-    graph_inputs = {i.name for i in graph.input}
-
-    # NOTE: the torch exporter shares identical initializers (zero biases of a fresh model, tied weights)
-    # through Identity nodes: look through them
-    aliases = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in inits}
-
-    def weight(name: str, rank: int) -> Any | None:
-        name = aliases.get(name, name)
-        t = inits.get(name)
-        if t is None or name in graph_inputs or t.data_type != TensorProto.FLOAT or len(t.dims) != rank:
-            return None
-        return t
-
-    nodes, folded, linears, biases = [], set(), 0, 0
-    for node in graph.node:
-        if id(node) in folded:
+        if node.output[0] in folded:
             continue
-        w = weight(node.input[1], 2) if node.op_type == "MatMul" and node.domain in ("", "ai.onnx") else None
-        if w is None:
+        lin = linears.get(node.output[0])
+        if lin is None:
             nodes.append(node)
             continue
-        out, inputs = node.output[0], [node.input[0], w.name]
-        users = consumers.get(out, [])
-        if len(users) == 1 and users[0].op_type == "Add" and users[0].domain in ("", "ai.onnx") and out not in outputs:
-            add = users[0]
-            other = add.input[1] if add.input[0] == out else add.input[0]
-            b = weight(other, 1)
-            if b is not None and other != out and list(b.dims) == [w.dims[1]]:
-                inputs.append(b.name)
-                folded.add(id(add))
-                out = add.output[0]
-                biases += 1
+        out, inputs = node.output[0], [node.input[0], lin["weight"]]
+        found = bias_add(graph, out, lin["n"])
+        if found is not None:
+            add, bias = found
+            inputs.append(bias)
+            folded.add(add.output[0])
+            out = add.output[0]
+            biases += 1
         # NOTE: placed where the MatMul was: its input exists there, and every consumer of the Add's output
         # came after the Add, so after this node too.
         nodes.append(helper.make_node("PackedMatMul", inputs, [out], name=(node.name or out) + "/packed",
                                       domain="ai.embedrt"))
-        linears += 1
     del graph.node[:]
     graph.node.extend(nodes)
-    return linears, biases
+    return len(linears), biases
 
 
 def write_probe(export_dir: Path, standard: Path, probe: Path, max_seq_length: int, pad_token_id: int,

@@ -284,7 +284,11 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
         if log:
             log(f"      pooling {'+'.join(p.value for p in spec.pooling)} has no fused op: model.onnx with "
                 "packed Linears only")
-        _pack_standard(tmp, st_model, spec, manifest, log)
+        packed = _pack(tmp, MODEL_FILE, st_model, spec, log)
+        if packed is not None:
+            # NOTE: the variant's native graph itself, CPU and AVX-512 only (see runtime.native)
+            manifest["variants"]["fp32"]["fused_pooling"] = {**packed, "cpu_only": True, "packed_only": True}
+            write_manifest(tmp, manifest)
         return
     checked = _check_native(tmp, entry, "model.onnx", log)
     if checked is None:
@@ -293,66 +297,47 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
     write_manifest(tmp, manifest)
     if log:
         log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
-    _pack(tmp, entry, log)
-    write_manifest(tmp, manifest)
+    packed = _pack(tmp, entry["file"], st_model, spec, log, probe=entry["probe"])
+    if packed is not None:
+        entry["packed"] = packed
+        write_manifest(tmp, manifest)
 
 
-def _pack(tmp: Path, fused: dict[str, Any], log) -> None:
-    """``model.packed.onnx``: the fused graph with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU
-    graph on AVX-512), checked on the fused graph's probe (here when the library is built, and at every load)."""
-    from .fuse import PACKED_FILE, write_packed
+def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None) -> dict[str, Any] | None:
+    """``model.packed.onnx``: ``source`` with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU graph on
+    AVX-512), checked against ``probe`` (the fused graph's, shared) or, without one, a probe of its own written
+    from ``model.onnx`` (here when the library is built, and at every load). Returns its manifest entry.
 
-    # NOTE: an optimisation on top of the artifacts, so best effort: a graph this cannot rewrite or run
-    # leaves the export without model.packed.onnx, not failed
-    try:
-        entry = write_packed(tmp, fused["file"])
-        if entry is None:
-            return
-        # NOTE: the same probe as the fused graph (same inputs, same standard-graph outputs): kept on failure
-        probed = {**entry, "probe": fused["probe"]}
-        checked = _check_native(tmp, probed, "model.onnx", log, keep_probe=True)
-    except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise untyped errors
-        (tmp / PACKED_FILE).unlink(missing_ok=True)
-        if log:
-            log(f"      {PACKED_FILE} skipped: {type(e).__name__}: {e}")
-        return
-    if checked is None:
-        return
-    entry["export_check_max_abs_diff"] = probed["export_check_max_abs_diff"]
-    fused["packed"] = entry
-    if log:
-        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
-            f"folded ({checked})")
-
-
-def _pack_standard(tmp: Path, st_model, spec, manifest: dict[str, Any], log) -> None:
-    """Without a fused-pooling op (CLS, max, ... pooling): ``model.packed.onnx`` from ``model.onnx`` itself, with
-    its own probe, as the variant's native graph (``fused_pooling`` with ``packed_only``: CPU, AVX-512)."""
+    NOTE: an optimisation on top of the artifacts, so best effort: a graph this cannot rewrite or run leaves the
+    export without model.packed.onnx, not failed.
+    """
     from ..manifest import sha256_file
     from .fuse import PACKED_FILE, PACKED_PROBE_FILE, write_packed, write_probe
 
+    own_probe = probe is None
     try:
-        entry = write_packed(tmp, MODEL_FILE)
+        entry = write_packed(tmp, source)
         if entry is None:
-            return
-        write_probe(tmp, tmp / MODEL_FILE, tmp / PACKED_PROBE_FILE, spec.max_seq_length,
-                    int(st_model.tokenizer.pad_token_id), spec.include_prompt)
-        entry.update(probe=PACKED_PROBE_FILE, probe_sha256=sha256_file(tmp / PACKED_PROBE_FILE), cpu_only=True,
-                     packed_only=True)
-        checked = _check_native(tmp, entry, "model.onnx", log)
-    except Exception as e:  # noqa: BLE001 - best effort, as _pack
-        for name in (PACKED_FILE, PACKED_PROBE_FILE):
+            return None
+        if own_probe:
+            probe = PACKED_PROBE_FILE
+            write_probe(tmp, tmp / MODEL_FILE, tmp / probe, spec.max_seq_length, int(st_model.tokenizer.pad_token_id),
+                        spec.include_prompt)
+        entry.update(probe=probe, probe_sha256=sha256_file(tmp / probe))
+        # NOTE: a shared probe stays when this graph is dropped
+        checked = _check_native(tmp, entry, MODEL_FILE, log, keep_probe=not own_probe)
+    except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise untyped errors
+        for name in (PACKED_FILE, PACKED_PROBE_FILE) if own_probe else (PACKED_FILE,):
             (tmp / name).unlink(missing_ok=True)
         if log:
             log(f"      {PACKED_FILE} skipped: {type(e).__name__}: {e}")
-        return
+        return None
     if checked is None:
-        return
-    manifest["variants"]["fp32"]["fused_pooling"] = entry
-    write_manifest(tmp, manifest)
+        return None
     if log:
         log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
             f"folded ({checked})")
+    return entry
 
 
 def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log, keep_probe: bool = False) -> str | None:

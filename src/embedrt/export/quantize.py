@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,28 @@ def find_linears(model) -> list[dict]:
         out.append({"node": node, "weight": node.input[1], "k": k, "n": n, "role": _role(k, n),
                     "layer": _layer_index(node.name)})
     return out
+
+
+def bias_add(graph, out: str, n: int) -> tuple[Any, str] | None:
+    """The Linear's bias Add (``out + b``, b an initializer [n]) when it is ``out``'s only consumer: (the Add
+    node, b's initializer name), or None."""
+    users = [node for node in graph.node if out in node.input]
+    if len(users) != 1 or users[0].op_type != "Add" or not users[0].name or out in {o.name for o in graph.output}:
+        return None
+    other = [i for i in users[0].input if i != out]
+    if len(other) != 1:
+        return None
+    name = other[0]
+    inits = {i.name: i for i in graph.initializer}
+    if name not in inits:
+        # NOTE: the torch exporter deduplicates equal tensors (e.g. zero biases) into one initializer behind
+        # Identity nodes
+        producer = next((node for node in graph.node if name in node.output), None)
+        if producer is not None and producer.op_type == "Identity":
+            name = producer.input[0]
+    if name not in inits or list(inits[name].dims) != [n]:
+        return None
+    return users[0], name
 
 
 def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -171,29 +194,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     c127 = const("embedrt_q_127", np.array(127.0, dtype=np.float32))
     c128 = const("embedrt_q_128f", np.array(128.0, dtype=np.float32))
     zp = const("embedrt_q_zp", np.array(128, dtype=np.uint8))
-    consumers: dict[str, list] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
     graph_outputs = {o.name for o in graph.output}
-    producers = {o: node for node in graph.node for o in node.output}
-
-    def bias_add(out: str, n: int):
-        """The Linear's bias Add (``out + b``, b an initializer [n]) when it is out's only consumer."""
-        users = consumers.get(out, [])
-        if len(users) != 1 or users[0].op_type != "Add" or not users[0].name or out in graph_outputs:
-            return None
-        other = [i for i in users[0].input if i != out]
-        if len(other) != 1:
-            return None
-        name = other[0]
-        if name not in inits and name in producers and producers[name].op_type == "Identity":
-            # NOTE: the torch exporter deduplicates equal tensors (e.g. zero biases) into one initializer
-            # behind Identity nodes
-            name = producers[name].input[0]
-        if name not in inits or list(inits[name].dims) != [n]:
-            return None
-        return users[0], name
 
     folded = 0
     for gi, (_key, members) in enumerate(groups.items()):
@@ -253,7 +254,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             out = m["node"].output[0]
             if cfg.dequantize_op == "native":
                 inputs = [f"{q}/acc", f"{p}/s_row", sname]
-                add = bias_add(out, m["n"])
+                add = bias_add(graph, out, m["n"])
                 if add is not None:
                     # the Linear's bias goes into the op; its Add node is dropped
                     inputs.append(add[1])

@@ -8,6 +8,7 @@ runtime may not import the onnx package.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
     return library
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512F (Linux: /proc/cpuinfo); PackedMatMul is fast only there (its portable
     path is exact but slow), so the runtime picks ``model.packed.onnx`` only then."""
@@ -82,18 +84,13 @@ def cpu_has_avx512() -> bool:
     return False
 
 
-def packed_choice(fused: dict[str, Any], cpu: bool) -> tuple[dict[str, Any] | None, str]:
-    """The packed-Linear graph entry to run instead of the fused one, or (None, why not)."""
-    packed = fused.get("packed")
-    if not isinstance(packed, dict) or "file" not in packed:
-        return None, "no packed graph in this export"
-    if not cpu:
-        return None, "packed graph: CPU only"
+def packed_off() -> str | None:
+    """Why this machine does not run PackedMatMul graphs (``model.packed.onnx``), or None when it does."""
     if os.environ.get(PACKED_ENV, "1") == "0":
-        return None, f"packed graph off: {PACKED_ENV}=0"
+        return f"packed graph off: {PACKED_ENV}=0"
     if not cpu_has_avx512():
-        return None, "packed graph off: this CPU has no AVX-512"
-    return packed, "packed"
+        return "packed graph off: this CPU has no AVX-512"
+    return None
 
 
 @dataclass
@@ -103,8 +100,6 @@ class FusedGraph:
     graph: Path
     probe: Path
     library: Path | None = None
-    #: why the packed-Linear graph (model.packed.onnx) does or does not run
-    packed: str = ""
 
 
 def resolve(
@@ -138,11 +133,6 @@ def resolve(
         if library is None:
             raise _missing_library()
         fused = fused_entry(export_dir, entry, verify_checksum, library, cpu=cpu)
-        if entry["fused_pooling"].get("packed_only") and cpu:
-            # NOTE: model.onnx with packed Linears (no pooling op): worth it only where PackedMatMul is fast
-            _, why = packed_choice({"packed": entry["fused_pooling"]}, cpu)
-            if why != "packed":
-                raise NativeOpsError(why)
         if not cpu and entry["fused_pooling"].get("cpu_only"):
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
@@ -158,20 +148,28 @@ def resolve(
 def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
                 library: Path | None = None, cpu: bool = False) -> FusedGraph:
     """The fused graph of a variant entry, with its files checked: on the CPU, its packed-Linear twin
-    (``fused_pooling.packed``) when the export has one and the CPU has AVX-512 (see packed_choice).
+    (``fused_pooling.packed``) when the export has one and this machine runs PackedMatMul graphs (packed_off).
 
     Raises:
-        NativeOpsError: the export has no fused graph, or a file is missing or corrupted.
+        NativeOpsError: the export has no fused graph, a file is missing or corrupted, or the variant's native
+            graph is a packed one only (``packed_only``: no pooling op) and this CPU does not run it.
     """
     fused = entry.get("fused_pooling")
     if not isinstance(fused, dict) or "file" not in fused:
         raise NativeOpsError(
-            f"{export_dir} has no fused-pooling graph for this variant (the export predates it, "
-            "or its pooling mode has no fused op: only mean and mean_sqrt_len_tokens)"
+            f"{export_dir} has no fused-pooling graph for this variant (the export predates it, or its pooling "
+            "has no fused op and no packed graph could be made)"
         )
-    packed, why = packed_choice(fused, cpu)
-    graph = packed or fused
-    out = FusedGraph(export_dir / graph["file"], export_dir / fused["probe"], library, why)
+    if fused.get("packed_only"):
+        # NOTE: model.onnx with packed Linears (no pooling op) is worth it only where PackedMatMul is fast
+        off = packed_off() if cpu else None
+        if off:
+            raise NativeOpsError(off)
+        graph = fused
+    else:
+        packed = fused.get("packed")
+        graph = packed if cpu and isinstance(packed, dict) and packed_off() is None else fused
+    out = FusedGraph(export_dir / graph["file"], export_dir / fused["probe"], library)
     for path, digest in ((out.graph, graph.get("sha256")), (out.probe, fused.get("probe_sha256"))):
         if not path.is_file():
             raise NativeOpsError(f"fused-pooling file missing: {path}")
