@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace embedrt {
 
@@ -35,9 +36,10 @@ void PoolRowsF16(const uint16_t* x, const int64_t* mask, float* out, int64_t row
                  int64_t T, int64_t H, PoolMode mode, bool normalize, Isa isa);
 
 #ifdef EMBEDRT_WITH_CUDA
-// Launches the CUDA kernel on `stream` (ORT's compute stream). Returns a cudaError_t as int (0 = success).
-int LaunchPoolCuda(const void* x, bool x_is_half, const int64_t* mask, float* out, int64_t B, int64_t T,
-                   int64_t H, PoolMode mode, bool normalize, void* stream);
+// Launches the CUDA kernel on `stream` (ORT's compute stream, non-null) on `device` (the input's ordinal; the
+// caller's current device is restored). Returns "" on success, else the CUDA error's name and text.
+std::string LaunchPoolCuda(const void* x, bool x_is_half, const int64_t* mask, float* out, int64_t B, int64_t T,
+                           int64_t H, PoolMode mode, bool normalize, void* stream, int device);
 #endif
 
 }  // namespace embedrt

@@ -1,9 +1,10 @@
 // CUDA kernel of ai.embedrt::MeanPoolNormalize: one block per sentence, fp32 accumulation, warp-shuffle
-// reductions, launched on ORT's compute stream. Compiled when nvcc is present; it has NOT been run (the
-// machines it was written on have no GPU).
+// reductions, launched on ORT's compute stream on the input's device. Compiled when nvcc is present; it has
+// NOT been run in this repository (no GPU); benchmarks/gpu_check.py tier A checks it on one.
 //
 // Build: EMBEDRT_CUDA=ON pip install -e .   (or: embedrt build-ops --cuda on)
 // Test:  python -m pytest -q tests/native -k cuda      (compile test here; -m gpu tests need a GPU)
+//        python benchmarks/gpu_check.py --tiers A        (against the CPU kernel, under compute-sanitizer)
 //
 // Arithmetic, x[B,T,H] with n = B*T*H elements:
 //   bytes read = n * sizeof(x) + B*T*8, written = B*H*4; FLOPs = 2n + ~4*B*H  => 0.5 FLOP/byte in fp32,
@@ -15,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "mean_pool.h"
 
@@ -102,9 +104,42 @@ __global__ void PoolKernel(const T* __restrict__ x, const int64_t* __restrict__ 
 
 }  // namespace
 
-int LaunchPoolCuda(const void* x, bool x_is_half, const int64_t* mask, float* out, int64_t B, int64_t T, int64_t H,
-                   PoolMode mode, bool normalize, void* stream) {
-  if (B == 0 || H == 0) return 0;
+namespace {
+
+std::string Describe(cudaError_t e, const char* where) {
+  return std::string(where) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+// Makes `device` current for the scope and restores the previous one (multi-GPU hosts).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    status_ = cudaGetDevice(&previous_);
+    if (status_ == cudaSuccess && previous_ != device) {
+      status_ = cudaSetDevice(device);
+      switched_ = status_ == cudaSuccess;
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_) cudaSetDevice(previous_);
+  }
+  cudaError_t status() const { return status_; }
+
+ private:
+  int previous_ = 0;
+  bool switched_ = false;
+  cudaError_t status_ = cudaSuccess;
+};
+
+}  // namespace
+
+std::string LaunchPoolCuda(const void* x, bool x_is_half, const int64_t* mask, float* out, int64_t B, int64_t T,
+                           int64_t H, PoolMode mode, bool normalize, void* stream, int device) {
+  if (B == 0 || H == 0) return "";
+  if (stream == nullptr) return "no CUDA stream";
+  if (B > 0x7fffffffLL) return "batch too large for one grid (" + std::to_string(B) + " rows)";
+  DeviceGuard guard(device);
+  if (guard.status() != cudaSuccess) return Describe(guard.status(), "cudaSetDevice");
   const dim3 grid(static_cast<unsigned>(B)), block(kThreads);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (x_is_half) {
@@ -114,7 +149,10 @@ int LaunchPoolCuda(const void* x, bool x_is_half, const int64_t* mask, float* ou
     PoolKernel<float><<<grid, block, 0, s>>>(static_cast<const float*>(x), mask, out, T, H,
                                              static_cast<int>(mode), normalize ? 1 : 0);
   }
-  return static_cast<int>(cudaGetLastError());
+  // NOTE: Peek, not Get: a launch-configuration error is reported without resetting the thread's error
+  // state, which onnxruntime's own CUDA calls also read. Execution errors surface at ORT's next sync.
+  const cudaError_t e = cudaPeekAtLastError();
+  return e == cudaSuccess ? "" : Describe(e, "kernel launch");
 }
 
 }  // namespace embedrt

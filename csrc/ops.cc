@@ -213,10 +213,17 @@ struct CudaKernel {
       if (!err.empty()) return Error(err);
       Ort::UnownedValue out = ctx.GetOutput(0, {c.B, c.H});
       if (c.B == 0 || c.H == 0) return nullptr;
-      const int rc = LaunchPoolCuda(x.GetTensorRawData(), c.half, mask.GetTensorData<int64_t>(),
-                                    out.GetTensorMutableData<float>(), c.B, c.T, c.H, attrs.mode, attrs.normalize,
-                                    ctx.GetGPUComputeStream());
-      if (rc != 0) return Error("MeanPoolNormalize: CUDA launch failed, cudaError_t " + std::to_string(rc), ORT_FAIL);
+      // NOTE: ORT hands a CUDA kernel its compute stream; without one (null) the launch would go to the legacy
+      // default stream and race with ORT's own stream, so refuse instead.
+      void* stream = ctx.GetGPUComputeStream();
+      if (stream == nullptr) return Error("MeanPoolNormalize: no CUDA compute stream from onnxruntime", ORT_FAIL);
+      // NOTE: launch on the device that holds the input (multi-GPU: sessions with device_id != 0), and restore
+      // the caller's current device afterwards.
+      const int device = x.GetTensorMemoryInfo().GetDeviceId();
+      const std::string launch = LaunchPoolCuda(x.GetTensorRawData(), c.half, mask.GetTensorData<int64_t>(),
+                                                out.GetTensorMutableData<float>(), c.B, c.T, c.H, attrs.mode,
+                                                attrs.normalize, stream, device);
+      if (!launch.empty()) return Error("MeanPoolNormalize: CUDA launch failed: " + launch, ORT_FAIL);
       return nullptr;
     });
   }
@@ -778,7 +785,20 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
 }  // namespace
 }  // namespace embedrt
 
-// The only exported symbol. ORT calls it from SessionOptions.register_custom_ops_library.
+// Build facts for the Python runtime (ctypes), which must know whether MeanPoolNormalize has a CUDA kernel
+// before it serves the fused graph on a GPU (a CPU-only kernel there means a device-to-host copy of [B,T,H]).
+EMBEDRT_EXPORT const char* EmbedrtOpsBuildInfo() {
+#ifdef EMBEDRT_WITH_CUDA
+#define EMBEDRT_CUDA_FLAG "1"
+#else
+#define EMBEDRT_CUDA_FLAG "0"
+#endif
+#define EMBEDRT_STR2(x) #x
+#define EMBEDRT_STR(x) EMBEDRT_STR2(x)
+  return "cuda=" EMBEDRT_CUDA_FLAG ";ort_api=" EMBEDRT_STR(ORT_API_VERSION);
+}
+
+// ORT calls it from SessionOptions.register_custom_ops_library.
 EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   using namespace embedrt;
   // NOTE: GetApi returns NULL when this header (API ORT_API_VERSION) is newer than the running onnxruntime.

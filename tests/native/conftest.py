@@ -27,3 +27,12 @@ def isa(request, monkeypatch):
     # NOTE: the kernels read EMBEDRT_OPS_ISA when a session creates them; never above the CPU's ISA.
     monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def cpu_only_library(tmp_path_factory) -> Path:
+    """The op library built here with ``--cuda off`` (what pip builds on a host without nvcc)."""
+    from embedrt.native_build import build_ops
+
+    out = tmp_path_factory.mktemp("cpu-only-ops")
+    return build_ops(build_dir=out / "build", output=out / "lib", cuda="off", jobs=2, log=None)

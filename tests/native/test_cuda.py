@@ -41,6 +41,11 @@ def test_cuda_kernel_compiles_and_the_library_still_serves_cpu(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "mean_pool_cuda.cu" in out.stdout
     lib = build / "libembedrt_ops.so"
+    from embedrt.runtime.native import build_info
+
+    assert build_info(lib)["cuda"] == "1"
+    arch = (build / "CMakeCache.txt").read_text()
+    assert "CMAKE_CUDA_ARCHITECTURES:STRING=75-real;80-real;86-real;89-real;90" in arch
     # NOTE: static cudart, so the CUDA-enabled library needs no CUDA library to load, and its CPU kernel runs.
     so = ort.SessionOptions()
     so.register_custom_ops_library(str(lib))

@@ -272,3 +272,23 @@ def test_tensorrt_auto_does_not_try_the_fused_graph(tiny_bert):
     if native.library_path() is not None:
         fused, status = native.resolve(True, export_dir, entry, True, tensorrt=True)
         assert fused is not None and status == "pending"
+
+
+def test_cpu_only_library_is_not_served_on_a_gpu(cpu_only_library, ops_library, tiny_bert, monkeypatch):
+    """A library built without nvcc registers MeanPoolNormalize for the CPU only: on a GPU session the runtime
+    keeps the standard graph ("auto", with the reason) or refuses (True); on the CPU it still serves."""
+    from embedrt.runtime import native
+
+    _, export_dir = tiny_bert
+    entry = json.loads((export_dir / "embedrt.json").read_text())["variants"]["fp32"]
+    monkeypatch.setenv(native.LIBRARY_ENV, str(cpu_only_library))
+    graph, status = native.resolve("auto", export_dir, entry, True, cpu=False)
+    assert graph is None and "built without the CUDA kernel" in status and status.startswith("off:")
+    with pytest.raises(NativeOpsError, match="built without the CUDA kernel"):
+        native.resolve(True, export_dir, entry, True, cpu=False)
+    graph, status = native.resolve("auto", export_dir, entry, True, cpu=True)
+    assert graph is not None and status == "pending"
+    if native.has_cuda_kernel(ops_library):  # NOTE: the installed library, built with nvcc here
+        monkeypatch.setenv(native.LIBRARY_ENV, str(ops_library))
+        graph, status = native.resolve("auto", export_dir, entry, True, cpu=False)
+        assert graph is not None and status == "pending"

@@ -210,7 +210,9 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                     smooth = smoothing_stats(tmp / MODEL_FILE, cfg, feeds)
                     scheme = quantize_int8(tmp / MODEL_FILE, tmp / file, cfg, smooth=smooth)
                 else:
-                    scheme = convert_fp16(tmp / MODEL_FILE, tmp / file)
+                    cfg16 = spec.model_config
+                    scheme = convert_fp16(tmp / MODEL_FILE, tmp / file, spec.model_type,
+                                          cfg16.get("num_attention_heads", 0), cfg16.get("hidden_size", 0))
                 entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file), "scheme": scheme,
                          "batch_invariant": True}
                 manifest["variants"][variant] = entry

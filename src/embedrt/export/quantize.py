@@ -320,14 +320,37 @@ FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceSum", "ReduceMean", "R
                   "Sqrt", "Clip", "Div", "Erf", "CumSum", "ArgMax", "Gather", "GatherElements", "Where"]
 
 
-def convert_fp16(fp32_path: Path, out_path: Path) -> dict:
-    """fp16 weights and matmuls for GPU providers; LayerNorm, Softmax, GELU's erf, pooling and Normalize stay
-    fp32 (they overflow or drift in half precision). Inputs and output keep their dtypes."""
+def convert_fp16(fp32_path: Path, out_path: Path, model_type: str = "bert", num_heads: int = 0,
+                 hidden_size: int = 0) -> dict:
+    """fp16 for GPU providers, the way onnxruntime builds it: the transformer optimizer in GPU mode
+    (Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization fusions; exact GELU), then
+    ``convert_float_to_float16(keep_io_types=True)``. Inputs and output keep their dtypes.
+
+    An architecture the optimizer cannot fuse gets the unfused conversion instead, with LayerNorm, Softmax,
+    GELU's erf, pooling and Normalize kept fp32 (``FP16_KEEP_FP32``); the scheme says which ran.
+    """
     import onnx
+
+    from .optimize import fuse_transformer_model
+
+    try:
+        model, fused = fuse_transformer_model(fp32_path, model_type, num_heads, hidden_size, use_gpu=True)
+    except Exception as e:  # noqa: BLE001 - the optimizer is best-effort; the unfused conversion stays
+        model, fused, error = None, {}, f"{type(e).__name__}: {e}"
+    else:
+        error = None
+    if model is not None and fused.get("Attention"):
+        # NOTE: after fusion the graph's float ops are the fused kernels (which accumulate in fp32 inside) and
+        # MatMuls: onnxruntime's default block list leaves only the Casts at the inputs and the output.
+        model.convert_float_to_float16(keep_io_types=True)
+        model.save_model_to_file(str(out_path))
+        return {"scheme": "onnxruntime transformer optimizer (GPU mode), then fp16 with fp32 inputs/outputs",
+                "fused_operators": fused, "batch_invariant": True}
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = onnx.load(str(fp32_path))
-    fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP16_KEEP_FP32)
+    fp16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True,
+                                    op_block_list=FP16_KEEP_FP32)
     onnx.save(fp16, str(out_path))
-    return {"scheme": "fp16 weights and MatMul/Add; fp32 kept for " + ", ".join(FP16_KEEP_FP32),
-            "batch_invariant": True}
+    why = error or f"the optimizer fused no Attention ({fused or 'nothing'})"
+    return {"scheme": "fp16 weights and MatMul/Add, unfused (" + why + "); fp32 kept for "
+            + ", ".join(FP16_KEEP_FP32), "fused_operators": fused, "batch_invariant": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _ort  # noqa: F401 - first: a clear error when no onnxruntime is installed
 from .cross_encoder import CrossEncoder, rerank_hits
 from .encoder import Encoder
 from .providers import TensorRTOptions

@@ -200,8 +200,10 @@ class CrossEncoder:
             tensorrt=tensorrt,
             device_id=device_id,
             session_options=session_options,
+            max_batch_tokens=max_batch_tokens,
         )
         self._session = graph.session
+        self._row_cap = graph.max_rows
         self.device: Device = graph.device
         self.active_providers: list[str] = graph.active_providers
         self.variant = variant
@@ -394,7 +396,8 @@ class CrossEncoder:
         lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
         # NOTE: the same length-sorted batching as Encoder (longest first, stable; a token budget shrinks long
         # batches); _batches reads nothing from self.
-        batches = Encoder._batches(self, lengths, batch_size, budget)  # type: ignore[arg-type]
+        rows = min(batch_size, self._row_cap or batch_size)  # NOTE: TensorRT's profile maximum
+        batches = Encoder._batches(self, lengths, rows, budget)  # type: ignore[arg-type]
         bar = None
         if show_progress_bar:
             try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +128,10 @@ class Encoder:
         else:
             self.device, provider_list = prov.choose_providers(
                 device, available, max_seq_length=self._max_seq_length_limit, input_names=self.input_names,
-                trt=tensorrt, default_trt_cache=self.path / ".trt-cache", device_id=device_id)
+                trt=tensorrt, device_id=device_id, max_batch_tokens=max_batch_tokens,
+                trt_cache=prov.default_tensorrt_cache(prov.graph_key(model_path, entry.get("sha256"))))
+        #: The most rows per graph run (TensorRT's profile maximum); larger batches are split.
+        self._row_cap = prov.row_cap(self.device, tensorrt) if providers is None else None
         so = session_options or self._default_session_options(intra_op_threads)
         fused, self.fused_pooling_status = native.resolve(fused_pooling, self.path, entry, verify_checksum,
                                                           user_options=session_options is not None,
@@ -145,8 +147,7 @@ class Encoder:
         if self._session is None:
             self._check_standard_graph(model_path, entry)
             try:
-                self._session = ort.InferenceSession(str(model_path), sess_options=so,
-                                                     providers=provider_list)
+                self._session = prov.create_session(model_path, so, provider_list)
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
                 raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
         self.active_providers: list[str] = self._session.get_providers()
@@ -156,23 +157,20 @@ class Encoder:
                 raise ProviderUnavailableError(f"requested {first} but the session runs on {self.active_providers}")
         else:
             prov.check_active(self.device, self.active_providers)
-        self._use_io_binding = self.device in (Device.CUDA, Device.TENSORRT)
-        self._device_id = device_id
-        self._local = threading.local()
 
     def _open_fused(self, fused: native.FusedGraph, so: ort.SessionOptions, provider_list: list[Any],
                     request: bool | str, model_path: Path, intra_op_threads: int | None):
         """Session on the fused graph, verified once on the export's probe; (None, reason) to fall back."""
         try:
             native.register(so, fused.library)
-            session = ort.InferenceSession(str(fused.graph), sess_options=so, providers=provider_list)
+            session = prov.create_session(fused.graph, so, provider_list)
             reference = None
             if session.get_providers()[0] != prov.CPU:
                 # NOTE: the stored expected values come from the CPU provider; on a GPU, compare with the
                 # standard graph on the same provider, so TF32 or kernel choices do not count as a mismatch.
                 self._check_standard_graph(model_path, self.manifest["variants"][self.variant])
-                reference = ort.InferenceSession(str(model_path), sess_options=self._default_session_options(
-                    intra_op_threads), providers=provider_list)
+                reference = prov.create_session(model_path, self._default_session_options(intra_op_threads),
+                                                provider_list)
             diff = native.probe_difference(session, fused.probe, reference, OUTPUT_NAME)
             if not diff <= native.PROBE_ATOL:
                 raise NativeOpsError(f"the fused-pooling graph differs from the standard graph on the probe "
@@ -385,7 +383,7 @@ class Encoder:
             ids, mask = self.tokenizer.pad(rows)
             out[:] = self._run(ids, mask, prompt_feed)
             return out, lengths
-        batches = self._batches(lengths, batch_size, budget)
+        batches = self._batches(lengths, min(batch_size, self._row_cap or batch_size), budget)
         bar = None
         if show_progress_bar:
             try:
@@ -404,29 +402,13 @@ class Encoder:
         return out, lengths
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
+        # NOTE: plain run() on every provider. IO binding with bind_cpu_input made the same host-to-device and
+        # device-to-host copies as run() (inputs are 2 x B x T int64, the output B x dim fp32: tens of KB
+        # against milliseconds of transformer work), so it saved nothing; see docs/gpu.md (item 8).
         feed = {"input_ids": ids, "attention_mask": mask}
         if prompt_length is not None:
             feed["prompt_length"] = prompt_length
-        if not self._use_io_binding:
-            return self._session.run([OUTPUT_NAME], feed)[0]
-        return self._run_io_binding(feed)
-
-    def _run_io_binding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        # NOTE: inputs are copied to the device once; the output lives in a device buffer that is reused for
-        # every batch of the same shape (per thread, so concurrent callers never share a buffer).
-        shape = (feed["input_ids"].shape[0], self._dim)
-        cache: dict[tuple[int, int], Any] = getattr(self._local, "buffers", None) or {}
-        self._local.buffers = cache
-        out = cache.get(shape)
-        if out is None:
-            out = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", self._device_id)
-            cache[shape] = out
-        binding = self._session.io_binding()
-        for name, value in feed.items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_ortvalue_output(OUTPUT_NAME, out)
-        self._session.run_with_iobinding(binding)
-        return out.numpy()
+        return self._session.run([OUTPUT_NAME], feed)[0]
 
     def __repr__(self) -> str:
         return (f"Encoder(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "

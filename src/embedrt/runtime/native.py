@@ -54,6 +54,37 @@ def _missing_library() -> NativeOpsError:
     )
 
 
+#: The library's build facts, exported as ``const char* EmbedrtOpsBuildInfo(void)``: "cuda=0|1;ort_api=N".
+BUILD_INFO_SYMBOL = "EmbedrtOpsBuildInfo"
+
+
+@functools.lru_cache(maxsize=8)
+def _build_info(path: str, mtime_ns: int) -> dict[str, str]:
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL(path)
+        fn = getattr(lib, BUILD_INFO_SYMBOL)
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = []
+    raw = fn() or b""
+    return dict(kv.split("=", 1) for kv in raw.decode("ascii", "replace").split(";") if "=" in kv)
+
+
+def build_info(library: Path) -> dict[str, str]:
+    """What the library says about its build (``cuda``, ``ort_api``); empty for a library that predates
+    the symbol, which is treated as CPU-only."""
+    library = Path(library)
+    return _build_info(str(library.resolve()), library.stat().st_mtime_ns)
+
+
+def has_cuda_kernel(library: Path) -> bool:
+    """Whether the library registers MeanPoolNormalize for the CUDA provider (it was built with nvcc)."""
+    return build_info(library).get("cuda") == "1"
+
+
 def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
     """Register the library with ``so``.
 
@@ -138,6 +169,11 @@ def resolve(
             # between device copies.
             raise NativeOpsError(f"{fused.graph.name} uses {entry['fused_pooling'].get('op')}, which run on "
                                  "the CPU only; on this device the standard graph runs")
+        if not cpu and not has_cuda_kernel(library):
+            # NOTE: a CPU-only library registers the op for the CPU provider alone: on a GPU, ORT would run
+            # the node on the CPU behind a device-to-host copy of the [B,T,H] hidden states.
+            raise NativeOpsError(f"{library.name} was built without the CUDA kernel (no nvcc at build time), "
+                                 "so on a GPU the standard graph runs; rebuild: `embedrt build-ops --cuda on`")
     except NativeOpsError as e:
         if request is True:
             raise

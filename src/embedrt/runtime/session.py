@@ -28,6 +28,8 @@ class OpenGraph:
     device: Device
     active_providers: list[str]
     model_path: Path
+    #: The most rows one run may have (TensorRT's profile maximum), None for no cap.
+    max_rows: int | None = None
 
 
 def default_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
@@ -61,6 +63,7 @@ def open_graph(
     tensorrt: prov.TensorRTOptions | None = None,
     device_id: int = 0,
     session_options: ort.SessionOptions | None = None,
+    max_batch_tokens: int | None = None,
 ) -> OpenGraph:
     """Load ``manifest["variants"][variant]`` from ``export_dir`` on the requested device.
 
@@ -75,6 +78,7 @@ def open_graph(
         tensorrt: TensorRT options (shape profiles come from ``max_seq_length`` and the graph inputs).
         device_id: GPU ordinal.
         session_options: replaces the default session options.
+        max_batch_tokens: the token budget batches are cut to (sizes TensorRT's opt shape).
 
     Returns:
         The session, the device and the providers the session actually got.
@@ -83,6 +87,7 @@ def open_graph(
         InputError: an unknown variant or device.
         ArtifactError: a missing or corrupted graph file, or a sha256 mismatch.
         ProviderUnavailableError: a requested accelerator is missing, or the session fell back from it.
+        InputError: a TensorRT cache directory that cannot be written.
     """
     export_dir = Path(export_dir)
     variants = manifest["variants"]
@@ -114,12 +119,13 @@ def open_graph(
             max_seq_length=int(manifest["max_seq_length"]),
             input_names=list(manifest["inputs"]),
             trt=tensorrt,
-            default_trt_cache=export_dir / ".trt-cache",
+            trt_cache=prov.default_tensorrt_cache(prov.graph_key(model_path, entry.get("sha256"))),
             device_id=device_id,
+            max_batch_tokens=max_batch_tokens,
         )
     so = session_options or default_session_options(intra_op_threads)
     try:
-        session = ort.InferenceSession(str(model_path), sess_options=so, providers=provider_list)
+        session = prov.create_session(model_path, so, provider_list)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
         raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
     active = session.get_providers()
@@ -129,4 +135,4 @@ def open_graph(
             raise ProviderUnavailableError(f"requested {first} but the session runs on {active}")
     else:
         prov.check_active(chosen, active)
-    return OpenGraph(session, chosen, active, model_path)
+    return OpenGraph(session, chosen, active, model_path, prov.row_cap(chosen, tensorrt))
