@@ -57,16 +57,22 @@ def test_int8_exclude_roles(tiny_factory, tmp_path):
     assert m["variants"]["int8"]["scheme"]["exclude_roles"] == ["ffn_down"]
 
 
-def test_fp16_structure_keeps_sensitive_ops_fp32(tiny_q):
+def test_fp16_structure_is_onnxruntimes_fused_recipe(tiny_q):
+    """GPU-mode transformer fusions, then fp16 with fp32 IO: every fusion present and only the IO Casts left
+    (the unfused conversion kept ~100 Casts around the fp32-kept ops)."""
     _, out, manifest = tiny_q
-    model, _ = _ops(out / "model.fp16.onnx")
+    model, ops = _ops(out / "model.fp16.onnx")
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
     assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    counts = {op: ops.count(op) for op in set(ops)}
+    assert counts.get("Attention") == 2 and counts.get("SkipLayerNormalization") == 4
+    assert counts.get("BiasGelu") == 2 and counts.get("EmbedLayerNormalization") == 1
+    assert "LayerNormalization" not in counts and "Softmax" not in counts and "Erf" not in counts
+    assert counts["Cast"] <= 6, counts
     fp16 = [i for i in model.graph.initializer if i.data_type == TensorProto.FLOAT16]
     assert len(fp16) >= 12  # the Linear weights
-    ln_inputs = {x for n in model.graph.node if n.op_type == "LayerNormalization" for x in n.input[1:]}
-    inits = {i.name: i for i in model.graph.initializer}
-    assert all(inits[x].data_type == TensorProto.FLOAT for x in ln_inputs if x in inits)
+    scheme = manifest["variants"]["fp16"]["scheme"]
+    assert scheme["fused_operators"]["Attention"] == 2 and "GPU mode" in scheme["scheme"]
     assert manifest["variants"]["fp16"]["quality"]["min_cosine"] > 0.999
 
 
