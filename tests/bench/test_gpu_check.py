@@ -57,3 +57,23 @@ def test_a_failing_tier_is_reported_and_does_not_stop_the_others(gpu_check, tmp_
 def test_unknown_tier_is_refused(gpu_check, tmp_path):
     with pytest.raises(SystemExit):
         gpu_check.main(["--tiers", "AZ", "--out", str(tmp_path)])
+
+
+def test_stage_split_and_join_round_trip(tmp_path):
+    spec = importlib.util.spec_from_file_location("stage", ROOT / "benchmarks" / "gpu" / "stage.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    src = tmp_path / "wheel.whl"
+    src.write_bytes(bytes(range(256)) * 41)  # 10,496 bytes -> 3 parts of 4 KiB
+    d = tmp_path / "stage"
+    carried = stage.split([src], d, part_bytes=4096)
+    assert [p.name for p in carried] == ["wheel.whl.json"] + [f"wheel.whl.part{i:02d}" for i in range(3)]
+    (d / "wheel.whl.part02").unlink()
+    assert stage.join(d) == {"wheel.whl": "waiting for wheel.whl.part02"}
+    stage.split([src], d, part_bytes=4096)
+    part = d / "wheel.whl.part01"
+    part.write_bytes(b"x" + part.read_bytes()[1:])
+    assert stage.join(d) == {"wheel.whl": "corrupted parts: wheel.whl.part01"}
+    stage.split([src], d, part_bytes=4096)
+    assert stage.join(d) == {"wheel.whl": "ok"} and (d / "wheel.whl").read_bytes() == src.read_bytes()
+    assert not list(d.glob("*.part*"))  # parts removed once joined
