@@ -56,7 +56,8 @@ class Task(_Choice):
     """What an export computes; the manifest's ``task`` (absent in older manifests: embedding)."""
 
     EMBEDDING = "embedding"  #: a SentenceTransformer: texts -> vectors (``embedrt.Encoder``)
-    CROSS_ENCODER = "cross-encoder"  #: a CrossEncoder (reranker): text pairs -> scores (``embedrt.CrossEncoder``)
+    #: a CrossEncoder (reranker): text pairs -> scores (``embedrt.CrossEncoder``)
+    CROSS_ENCODER = "cross-encoder"
 
 
 class Activation(_Choice):
@@ -67,3 +68,23 @@ class Activation(_Choice):
     TANH = "tanh"  #: tanh(x)
     RELU = "relu"  #: max(x, 0)
     SOFTMAX = "softmax"  #: softmax over the labels of each pair
+
+
+class QuantizeOp(_Choice):
+    """How the int8 graph quantizes each Linear's input per token (``export.quantize.Int8Config``)."""
+
+    OPS = "ops"  #: Abs, ReduceMax, Max, Div, Div, Round, Add, Cast in standard opset 17
+    BLOCKED = "blocked"  #: one QuantizeLinear with per-token (block = hidden size) scales, opset 21
+    #: one ai.embedrt::QuantizePerToken node (the custom-op library), which also computes the row scales,
+    #: bit-identical to OPS
+    NATIVE = "native"
+
+
+class DequantizeOp(_Choice):
+    """How the int8 graph turns each Linear's int32 accumulator back into float (``Int8Config``)."""
+
+    OPS = "ops"  #: Cast, then Mul by the column scales and by the row scales
+    #: com.microsoft MatMulIntegerToFloat (int32 -> float with the column scales in one kernel)
+    FUSED = "fused"
+    #: one ai.embedrt::DequantizeRows node (with the Linear's bias folded in), bit-identical to OPS
+    NATIVE = "native"

@@ -1,6 +1,7 @@
-"""The export's graph rewrites for the native graphs (export/fuse.py), on hand-built graphs: fold_reshapes gives
-computed Reshape targets constant ones with the same meaning (0 = the input's dim, -1 = the rest), leaves the
-ones it cannot express, and the rewritten graph computes the same thing at every size."""
+"""The export's graph rewrites for the native graphs (export/rewrites.py), on hand-built graphs:
+fold_reshapes gives computed Reshape targets constant ones with the same meaning (0 = the input's dim,
+-1 = the rest), leaves the ones it cannot express, and the rewritten graph computes the same thing at every
+size."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from embedrt.export.fuse import fold_reshapes
+from embedrt.export.rewrites import fold_reshapes
 
 
 def _i64(name, values):
@@ -61,7 +62,8 @@ def _run(model, ids):
 
 def test_fold_reshapes_makes_targets_constant_with_the_same_meaning():
     model = _graph()
-    before = [_run(model, np.arange(b * s, dtype=np.int64).reshape(b, s)) for b, s in ((1, 1), (2, 7), (5, 3))]
+    sizes = ((1, 1), (2, 7), (5, 3))
+    before = [_run(model, np.arange(b * s, dtype=np.int64).reshape(b, s)) for b, s in sizes]
     assert fold_reshapes(model) == 2
     targets = {n.output[0]: n.input[1] for n in model.graph.node if n.op_type == "Reshape"}
     consts = {t.name: numpy_helper.to_array(t).tolist() for t in model.graph.initializer}
@@ -72,9 +74,9 @@ def test_fold_reshapes_makes_targets_constant_with_the_same_meaning():
     concats = [n.output[0] for n in model.graph.node if n.op_type == "Concat"]
     assert concats == ["t_swap"]
     # at sizes other than the three it evaluated: the same outputs
-    for (b, s), ref in zip(((1, 1), (2, 7), (5, 3)), before):
+    for (b, s), ref in zip(sizes, before, strict=True):
         got = _run(model, np.arange(b * s, dtype=np.int64).reshape(b, s))
-        for g, r in zip(got, ref):
+        for g, r in zip(got, ref, strict=True):
             np.testing.assert_array_equal(g, r)
 
 

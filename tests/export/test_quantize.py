@@ -133,3 +133,14 @@ def test_minilm_int8_quality_and_batch_invariance(minilm_path, tmp_path_factory,
     inv = (batched * alone).sum(1) / np.linalg.norm(batched, axis=1) / np.linalg.norm(alone, axis=1)
     assert inv.min() >= 0.99999, inv.min()
     assert json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["batch_invariant"] is True
+
+
+def test_int8_config_op_choices_are_enums():
+    from embedrt.errors import InputError
+    from embedrt.modes import DequantizeOp, QuantizeOp
+
+    cfg = Int8Config(quantize_op="native", dequantize_op=DequantizeOp.FUSED)
+    assert cfg.quantize_op is QuantizeOp.NATIVE and cfg.dequantize_op is DequantizeOp.FUSED
+    assert Int8Config().describe()["quantize_op"] == "ops"  # the manifest keeps the plain names
+    with pytest.raises(InputError, match="valid choices: 'ops', 'blocked', 'native'"):
+        Int8Config(quantize_op="nope")

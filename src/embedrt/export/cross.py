@@ -1,15 +1,13 @@
 """Cross-encoders (rerankers): a sentence-transformers ``CrossEncoder`` -> one ONNX graph (transformer,
 classification head, activation) that scores text pairs, verified against ``CrossEncoder.predict``.
 
-Steps, atomicity and the manifest follow the embedding export (``pipeline.py``), whose helpers are reused.
+Steps, atomicity and the manifest follow the embedding export, on the shared skeleton (``staging.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,19 +21,20 @@ from ..manifest import FORMAT_VERSION, sha256_file, write_manifest
 from ..modes import Activation, Task
 from ..runtime.cross_encoder import TORCH_ACTIVATIONS
 from .graph import DEFAULT_OPSET
-from .pipeline import (
-    MODEL_FILE,
-    _check_target,
-    _move_into_place,
-    _save_tokenizer,
-    eager_attention,
-    _Steps,
-    _versions,
-    _weights_sha256,
-)
+from .pipeline import MODEL_FILE
 from .resolve import resolve_model
+from .staging import (
+    Steps,
+    check_target,
+    eager_attention,
+    finish,
+    save_tokenizer,
+    staging,
+    versions,
+    weights_sha256,
+)
 from .tasks import not_a_cross_encoder
-from .verify import _words, probe_texts
+from .verify import probe_texts, words
 
 SCORES = "scores"
 LOGITS = "logits"
@@ -255,10 +254,10 @@ def probe_pairs(
             ``max_length`` whatever the vocabulary (default: 1.3 tokens per word).
         max_length: the model's max length in tokens.
     """
-    per_word = count_tokens(_words(100)) / 100 if count_tokens else 1.3
+    per_word = count_tokens(words(100)) / 100 if count_tokens else 1.3
 
     def sized(tokens: float) -> str:
-        return _words(max(1, int(tokens / per_word) + 1))
+        return words(max(1, int(tokens / per_word) + 1))
 
     long2, long3 = sized(2 * max_length), sized(3 * max_length)
     pairs = [
@@ -377,8 +376,8 @@ def export_cross_encoder(
         )
     if optimize or eval_sts:
         raise InputError("--optimize and --eval-sts apply to embedding exports only, not to cross-encoders")
-    _check_target(output, force)
-    steps = _Steps(log, total=5)
+    check_target(output, force)
+    steps = Steps(log, total=5)
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         why = not_a_cross_encoder(resolved.path)
@@ -393,15 +392,14 @@ def export_cross_encoder(
         ce = load_cross_encoder(resolved.path)
         spec = inspect_cross_encoder(ce, resolved.path)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    with staging(output) as tmp:
         with steps.step("trace", f"{spec.architecture}, {spec.num_labels} label(s), {spec.activation.value}"):
             import torch
 
             # NOTE: as for embeddings: plain MatMul/Softmax, fused by onnxruntime
             with eager_attention(_hf_classifier(ce)), torch.no_grad():
                 export_cross_onnx(build_cross_graph(ce, spec), ce.tokenizer, tmp / MODEL_FILE, spec, opset)
-            tokenizer_entry = _save_tokenizer(ce, tmp)
+            tokenizer_entry = save_tokenizer(ce, tmp)
             manifest = _manifest(resolved, spec, tokenizer_entry, opset)
             manifest["variants"]["fp32"] = {
                 "file": MODEL_FILE,
@@ -429,13 +427,7 @@ def export_cross_encoder(
                     f"atol {atol:g} "
                     f"(worst pair: {figures['worst_pair']!r}); nothing was written"
                 )
-        with steps.step("write", str(output)):
-            manifest["export_timings_s"] = steps.timings
-            write_manifest(tmp, manifest)
-            _move_into_place(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        finish(steps, tmp, output, manifest)
     return manifest
 
 
@@ -448,7 +440,7 @@ def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset:
             "model": resolved.model_id,
             "resolved_from": resolved.source,
             "path": str(resolved.path),
-            "weights_sha256": _weights_sha256(resolved.path),
+            "weights_sha256": weights_sha256(resolved.path),
         },
         "architecture": spec.model_type,
         "hf_architecture": spec.architecture,
@@ -467,6 +459,6 @@ def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset:
         },
         "output": SCORES,
         "opset": opset,
-        "versions": _versions(),
+        "versions": versions(),
         "variants": {},
     }

@@ -100,7 +100,7 @@ def load_sentence_transformer(model_dir: Path):
     return model
 
 
-def _hf_model(st_model):
+def hf_model(st_model):
     transformer = st_model[0]
     hf = getattr(transformer, "auto_model", None) or getattr(transformer, "model", None)
     if hf is None:
@@ -110,7 +110,7 @@ def _hf_model(st_model):
 
 def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSpec:
     """Read every setting the graph and the runtime need from the loaded reference model."""
-    hf = _hf_model(st_model)
+    hf = hf_model(st_model)
     pooling: list[Pooling] = []
     include_prompt = True
     post: list[dict[str, Any]] = []
@@ -118,7 +118,7 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
     plain_hf = not module_types
     modules = list(st_model._modules.values())
     names = module_types or [type(m).__name__ for m in modules]
-    for name, module in zip(names, modules):
+    for name, module in zip(names, modules, strict=False):
         if name == "Transformer":
             continue
         if name == "Pooling":
@@ -141,7 +141,9 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
         else:
             raise UnsupportedModelError(f"module type {name!r} is not supported")
     if not pooling:
-        raise UnsupportedModelError("the model has no Pooling module, so it does not produce sentence embeddings")
+        raise UnsupportedModelError(
+            "the model has no Pooling module, so it does not produce sentence embeddings"
+        )
     # NOTE: a trailing Normalize makes every output unit-length; truncate_dim then needs re-normalising.
     normalize = bool(post) and post[-1]["type"] == "Normalize"
     sbert_cfg = {}
@@ -218,7 +220,7 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
         raise UnsupportedModelError(f"pooling {modes} has no fused op; fused modes: "
                                     f"{[p.value for p in FUSED_POOL_MODES]}")
 
-    hf = _hf_model(st_model)
+    hf = hf_model(st_model)
     spec_hidden = int(spec.model_config.get("hidden_size") or 0) or None
 
     class FusedPool(torch.autograd.Function):
@@ -235,7 +237,7 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
             out.setType(tokens.type().with_dtype(torch.float32).with_sizes([None, spec_hidden]))
             return out
 
-    post_modules = [m for name, m in zip(spec.module_types, st_model._modules.values())
+    post_modules = [m for name, m in zip(spec.module_types, st_model._modules.values(), strict=False)
                     if name in ("Dense", "Normalize", "Dropout", "LayerNorm")]
 
     class SentenceGraph(torch.nn.Module):
@@ -253,7 +255,7 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
                 # sentence-transformers does with include_prompt=False (right padding: zero the first k).
                 positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
                 mask = mask * (positions >= prompt_length.reshape(-1, 1)).to(mask.dtype)
-            post = list(zip(self.post_kinds, self.post))
+            post = list(zip(self.post_kinds, self.post, strict=False))
             if plan is not None:
                 x = FusedPool.apply(tokens, mask, plan[0], plan[1])
                 post = post[1:] if plan[1] else post  # NOTE: the op already normalised

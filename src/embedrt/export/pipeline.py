@@ -1,104 +1,46 @@
-"""``export_model``: resolve -> load -> trace -> verify -> write, atomically."""
+"""``export_model``: resolve -> load -> trace -> verify -> fuse -> quantize -> write, atomically (the shared
+skeleton of every exporter is ``staging.py``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, InputError, OutputExistsError, QualityGateError, VerificationError
-from ..manifest import FORMAT_VERSION, TOKENIZER_FILE, sha256_file, write_manifest
+from ..errors import InputError, QualityGateError, VerificationError
+from ..manifest import FORMAT_VERSION, sha256_file, write_manifest
 from ..modes import Task
 from ..runtime.native import PROBE_ATOL
-from .graph import DEFAULT_OPSET, _hf_model, build_graph_module, export_onnx, inspect_model, \
-    load_sentence_transformer, read_module_types
 from .gate import GateThresholds, gate_failures, measure_variant
+from .graph import (
+    DEFAULT_OPSET,
+    build_graph_module,
+    export_onnx,
+    hf_model,
+    inspect_model,
+    load_sentence_transformer,
+    read_module_types,
+)
 from .quantize import Int8Config, convert_fp16, quantize_int8, smoothing_stats
 from .resolve import resolve_model
+from .staging import (
+    Steps,
+    check_target,
+    eager_attention,
+    finish,
+    save_tokenizer,
+    staging,
+    versions,
+    weights_sha256,
+)
 from .tasks import detect_task, exporter_for
 from .verify import verify_export
 
 MODEL_FILE = "model.onnx"
 #: Variants export-model can add beside fp32, and the file each is written to.
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-class _Steps:
-    """Prints which step the export is in, with timings."""
-
-    def __init__(self, log: Callable[[str], None] | None, total: int) -> None:
-        self.log = log or (lambda _msg: None)
-        self.total = total
-        self.n = 0
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def step(self, name: str, detail: str = ""):
-        self.n += 1
-        self.log(f"[{self.n}/{self.total}] {name}{': ' + detail if detail else ''} ...")
-        t0 = time.perf_counter()
-        yield
-        dt = time.perf_counter() - t0
-        self.timings[name] = round(dt, 3)
-        self.log(f"      {name} done in {dt:.1f} s")
-
-
-def _check_target(output: Path, force: bool) -> None:
-    if output.exists():
-        if not force:
-            raise OutputExistsError(f"output directory {output} already exists; pass --force (force=True) to replace it")
-        if not output.is_dir():
-            raise OutputExistsError(f"output {output} exists and is not a directory")
-    parent = output.parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ExportError(f"cannot create the parent directory {parent}: {e}") from e
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"output directory {parent} is not writable")
-
-
-def _weights_sha256(model_dir: Path) -> dict[str, str]:
-    return {name: sha256_file(model_dir / name) for name in WEIGHT_FILES if (model_dir / name).is_file()}
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for dist in ("embedrt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def _save_tokenizer(st_model, target: Path) -> dict[str, Any]:
-    """Write tokenizer.json as sentence-transformers uses it (lower-casing applied, no baked truncation)."""
-    hf_tok = st_model.tokenizer
-    if hf_tok is None or not getattr(hf_tok, "is_fast", False):
-        raise ExportError("the model's tokenizer has no fast (tokenizers) version; embedrt needs tokenizer.json")
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
-    # NOTE: tokenizer.json may carry its own truncation (128 for all-MiniLM-L6-v2) and padding; the runtime
-    # sets both from the manifest, so strip them to leave one source of truth.
-    backend.no_truncation()
-    backend.no_padding()
-    backend.save(str(target / TOKENIZER_FILE))
-    if hf_tok.pad_token_id is None:
-        raise ExportError("the tokenizer has no pad token; cannot batch texts")
-    return {"file": TOKENIZER_FILE, "pad_token": hf_tok.pad_token, "pad_token_id": int(hf_tok.pad_token_id),
-            "padding_side": "right"}
 
 
 def export_model(model: str, output: str | os.PathLike, *, force: bool = False, atol: float = 1e-5,
@@ -117,7 +59,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         opset: ONNX opset.
         log: receives one line per step (the CLI passes ``print``).
         variants: ``fp32`` always, plus ``int8`` (per-token int8, CPU) and/or ``fp16`` (GPU providers).
-        int8: the int8 scheme (default: every transformer Linear, no smoothing; see README).
+        int8: the int8 scheme (default: every transformer Linear, no smoothing; see docs/quantization.md).
         thresholds: the quality gate for reduced-precision variants (mean cosine >= 0.99, min >= 0.95).
         calibration: real sentences for the gate (and for smoothing); default: a built-in sample.
         eval_sts: an STS file (score, s1, s2): Spearman of fp32 and of every variant goes into the manifest.
@@ -130,7 +72,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
 
     Raises:
         ModelNotFoundError, ModelLoadError, UnsupportedModelError, OutputExistsError, ExportError,
-        VerificationError, QualityGateError. On any error nothing is left at ``output`` (and an existing one is untouched).
+        VerificationError, QualityGateError. On any error nothing is left at ``output`` (and an existing one
+        is untouched).
     """
     output = Path(output).expanduser().absolute()
     extra = [v for v in dict.fromkeys(variants) if v != "fp32"]
@@ -138,19 +81,19 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
     if unknown:
         raise InputError(f"unknown variants {unknown}; valid choices: {['fp32', *VARIANT_FILES]}")
     thresholds = thresholds or GateThresholds()
-    _check_target(output, force)
+    check_target(output, force)
     task = Task.parse(task, "task") if task is not None else detect_task(resolve_model(model).path)
     exporter = exporter_for(task)
     if exporter is not None:
         return exporter(model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
                         optimize=optimize, eval_sts=eval_sts)
-    steps = _Steps(log, total=6 + len(extra) + int(optimize))
+    steps = Steps(log, total=6 + len(extra) + int(optimize))
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         module_types = read_module_types(resolved.path)
         if not module_types:
-            warnings.warn(f"{resolved.path} has no modules.json: treating it as a plain Hugging Face model with "
-                          "mean pooling, as sentence-transformers does", UserWarning, stacklevel=2)
+            warnings.warn(f"{resolved.path} has no modules.json: treating it as a plain Hugging Face model "
+                          "with mean pooling, as sentence-transformers does", UserWarning, stacklevel=2)
             if log:
                 log("      warning: no modules.json, using mean pooling (as sentence-transformers does)")
         if log:
@@ -159,17 +102,17 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
         st_model = load_sentence_transformer(resolved.path)
         spec = inspect_model(st_model, module_types, resolved.path)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    with staging(output) as tmp:
         with steps.step("trace", f"{spec.model_type}, pooling={'+'.join(p.value for p in spec.pooling)}"):
             import torch
 
-            with eager_attention(_hf_model(st_model)):
+            with eager_attention(hf_model(st_model)):
                 graph = build_graph_module(st_model, spec)
                 with torch.no_grad():
-                    input_names = export_onnx(graph, st_model.tokenizer, tmp / MODEL_FILE, with_prompt_length=not spec.include_prompt,
-                                              dim=spec.dim, opset=opset)
-            tokenizer_entry = _save_tokenizer(st_model, tmp)
+                    input_names = export_onnx(graph, st_model.tokenizer, tmp / MODEL_FILE,
+                                              with_prompt_length=not spec.include_prompt, dim=spec.dim,
+                                              opset=opset)
+            tokenizer_entry = save_tokenizer(st_model, tmp)
             manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset)
             manifest["variants"]["fp32"] = {"file": MODEL_FILE, "precision": "fp32",
                                             "sha256": sha256_file(tmp / MODEL_FILE), "batch_invariant": True}
@@ -178,12 +121,14 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
             figures = verify_export(tmp, st_model, "fp32")
             manifest["variants"]["fp32"]["verification"] = figures
             if log:
-                log(f"      max abs diff {figures['max_abs_diff']:.2e}, min cosine {figures['min_cosine']:.8f}, "
-                    f"single vs batch {figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes")
+                log(f"      max abs diff {figures['max_abs_diff']:.2e}, min cosine "
+                    f"{figures['min_cosine']:.8f}, single vs batch "
+                    f"{figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes")
             worst = max(figures["max_abs_diff"], figures["single_max_abs_diff"])
             if not worst <= atol:  # NOTE: also catches NaN
                 raise VerificationError(
-                    f"fp32 graph differs from SentenceTransformer.encode by max abs {worst:.3e} > atol {atol:g} "
+                    f"fp32 graph differs from SentenceTransformer.encode by max abs {worst:.3e} > atol "
+                    f"{atol:g} "
                     f"(worst text: {figures['worst_text']!r}); nothing was written"
                 )
         if optimize:
@@ -213,8 +158,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                     cfg16 = spec.model_config
                     scheme = convert_fp16(tmp / MODEL_FILE, tmp / file, spec.model_type,
                                           cfg16.get("num_attention_heads", 0), cfg16.get("hidden_size", 0))
-                entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file), "scheme": scheme,
-                         "batch_invariant": True}
+                entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file),
+                         "scheme": scheme, "batch_invariant": True}
                 manifest["variants"][variant] = entry
                 write_manifest(tmp, manifest)
                 baseline = manifest["variants"]["fp32"].get("sts", {}).get("spearman")
@@ -225,26 +170,22 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                                        "min_cosine": thresholds.min_cosine}
                 if log:
                     sts = f", STS delta {figures['sts']['delta']:+.3f}" if "sts" in figures else ""
-                    log(f"      {variant}: mean cosine {figures['mean_cosine']:.5f}, min {figures['min_cosine']:.5f}, "
-                        f"top-10 overlap {figures['top10_overlap']:.2f}, alone-vs-batch min cosine "
+                    log(f"      {variant}: mean cosine {figures['mean_cosine']:.5f}, "
+                        f"min {figures['min_cosine']:.5f}, top-10 overlap {figures['top10_overlap']:.2f}, "
+                        f"alone-vs-batch min cosine "
                         f"{figures['batch_invariance_min_cosine']:.7f}{sts}")
                 failures = gate_failures(figures, thresholds)
                 if failures:
                     raise QualityGateError(
                         f"variant {variant!r} refused by the quality gate: " + "; ".join(failures)
-                        + f" (mean cosine {figures['mean_cosine']:.5f}, min cosine {figures['min_cosine']:.5f}, "
-                        f"over {figures['n_texts']} texts); nothing was written"
+                        + f" (mean cosine {figures['mean_cosine']:.5f}, "
+                        f"min cosine {figures['min_cosine']:.5f}, over {figures['n_texts']} texts); "
+                        "nothing was written"
                     )
                 if variant == "int8":
                     _fuse_int8(tmp, manifest, cfg, smooth, log)
                 write_manifest(tmp, manifest)
-        with steps.step("write", str(output)):
-            manifest["export_timings_s"] = steps.timings
-            write_manifest(tmp, manifest)
-            _move_into_place(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        finish(steps, tmp, output, manifest)
     return manifest
 
 
@@ -272,7 +213,8 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
     manifest["variants"]["fp32"]["optimization"] = {"fused_operators": fused, "kept": ok}
     write_manifest(tmp, manifest)
     if log:
-        log(f"      fused {fused}; {'kept' if ok else 'not kept (verification failed), standard graph stays'}")
+        kept = "kept" if ok else "not kept (verification failed), standard graph stays"
+        log(f"      fused {fused}; {kept}")
 
 
 def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) -> None:
@@ -280,7 +222,7 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
 
     # NOTE: traced with eager attention, as model.onnx was: the fused graph must differ only in its pooling
     # (under SDPA the trace adds IsNaN/Where guards and runtime shape arithmetic, and runs slower).
-    with eager_attention(_hf_model(st_model)):
+    with eager_attention(hf_model(st_model)):
         entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
     if entry is None:
         if log:
@@ -306,12 +248,13 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
 
 
 def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None) -> dict[str, Any] | None:
-    """``model.packed.onnx``: ``source`` with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU graph on
-    AVX-512), checked against ``probe`` (the fused graph's, shared) or, without one, a probe of its own written
-    from ``model.onnx`` (here when the library is built, and at every load). Returns its manifest entry.
+    """``model.packed.onnx``: ``source`` with its Linears as ``ai.embedrt::PackedMatMul`` (the fp32 CPU graph
+    on AVX-512), checked against ``probe`` (the fused graph's, shared) or, without one, a probe of its own
+    written from ``model.onnx`` (here when the library is built, and at every load). Returns its manifest
+    entry.
 
-    NOTE: an optimisation on top of the artifacts, so best effort: a graph this cannot rewrite or run leaves the
-    export without model.packed.onnx, not failed.
+    NOTE: an optimisation on top of the artifacts, so best effort: a graph this cannot rewrite or run leaves
+    the export without model.packed.onnx, not failed.
     """
     from ..manifest import sha256_file
     from .fuse import PACKED_FILE, PACKED_PROBE_FILE, write_packed, write_probe
@@ -323,8 +266,8 @@ def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None)
             return None
         if own_probe:
             probe = PACKED_PROBE_FILE
-            write_probe(tmp, tmp / MODEL_FILE, tmp / probe, spec.max_seq_length, int(st_model.tokenizer.pad_token_id),
-                        spec.include_prompt)
+            write_probe(tmp, tmp / MODEL_FILE, tmp / probe, spec.max_seq_length,
+                        int(st_model.tokenizer.pad_token_id), spec.include_prompt)
         entry.update(probe=probe, probe_sha256=sha256_file(tmp / probe))
         # NOTE: a shared probe stays when this graph is dropped
         checked = _check_native(tmp, entry, MODEL_FILE, log, keep_probe=not own_probe)
@@ -337,16 +280,18 @@ def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None)
     if checked is None:
         return None
     if log:
-        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} biases "
-            f"folded ({checked})")
+        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} "
+            f"biases folded ({checked})")
     return entry
 
 
-def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log, keep_probe: bool = False) -> str | None:
-    """Run a native graph against its standard graph's probe outputs (when the library is built). Returns how
-    it was checked, or None after deleting a graph that disagrees.
+def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log,
+                  keep_probe: bool = False) -> str | None:
+    """Run a native graph against its standard graph's probe outputs (when the library is built). Returns
+    how it was checked, or None after deleting a graph that disagrees.
 
-    NOTE: a disagreeing native graph is dropped, not fatal: the standard graph is the artifact, this an option.
+    NOTE: a disagreeing native graph is dropped, not fatal: the standard graph is the artifact, this an
+    option.
     """
     from .fuse import check_fused
 
@@ -388,40 +333,12 @@ def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[di
     return feeds
 
 
-@contextmanager
-def eager_attention(hf):
-    """Trace ``hf`` with eager attention, restoring its implementation afterwards.
-
-    NOTE: eager attention traces to plain MatMul/Softmax, which onnxruntime fuses at load time; SDPA traces to
-    a decomposition that it does not recognise (IsNaN/Where guards, runtime shape arithmetic). Same numbers to
-    ~1e-7.
-    """
-    previous = getattr(hf.config, "_attn_implementation", None)
-    _set_attn(hf, "eager")
-    try:
-        yield
-    finally:
-        if previous:
-            _set_attn(hf, previous)
-
-
-def _set_attn(hf, name: str) -> None:
-    setter = getattr(hf, "set_attn_implementation", None)
-    if callable(setter):
-        try:
-            setter(name)
-            return
-        except Exception:  # noqa: BLE001 - older transformers or models without the switch
-            pass
-    hf.config._attn_implementation = name
-
-
 def _manifest(resolved, spec, tokenizer_entry, input_names, opset) -> dict[str, Any]:
     return {
         "format": "embedrt",
         "format_version": FORMAT_VERSION,
         "source": {"model": resolved.model_id, "resolved_from": resolved.source, "path": str(resolved.path),
-                   "weights_sha256": _weights_sha256(resolved.path)},
+                   "weights_sha256": weights_sha256(resolved.path)},
         "architecture": spec.model_type,
         "model_config": spec.model_config,
         "modules": spec.module_types,
@@ -439,21 +356,6 @@ def _manifest(resolved, spec, tokenizer_entry, input_names, opset) -> dict[str, 
         "inputs": input_names,
         "output": "sentence_embedding",
         "opset": opset,
-        "versions": _versions(),
+        "versions": versions(),
         "variants": {},
     }
-
-
-def _move_into_place(tmp: Path, output: Path) -> None:
-    backup = None
-    if output.exists():
-        backup = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, backup)
-    try:
-        os.replace(tmp, output)
-    except OSError:
-        if backup is not None:
-            os.replace(backup, output)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Reduced-precision variants of the fp32 graph: per-token int8 (CPU) and fp16 (GPU).
 
-int8 scheme (measured in README "Quantized variants"): every selected Linear ``y = x W + b`` becomes
+int8 scheme (measured in docs/quantization.md): every selected Linear ``y = x W + b`` becomes
 
     s_row = max(|x| over the hidden axis) / 127          one scale per token: batch-invariant by construction
     q     = Round(x / s_row) + 128  -> uint8            u8 activations: the VNNI path (s8 x s8 is ~6x slower)
@@ -16,12 +16,13 @@ calibration sentences, so the result stays batch-invariant. Roles are found from
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..modes import DequantizeOp, QuantizeOp
 from ..runtime.native import OP_DOMAIN as NATIVE_DOMAIN
 
 ROLES = ("attention", "ffn_up", "ffn_down")
@@ -36,18 +37,18 @@ class Int8Config:
     smooth_alpha: float | None = None
     smooth_roles: tuple[str, ...] = ("ffn_down",)
     fuse_shared_inputs: bool = True
-    #: "blocked": one QuantizeLinear with per-token (block = hidden size) scales, opset 21;
-    #: "ops": Div, Round, Add, Cast in opset 17; "native": one ai.embedrt::QuantizePerToken node (the
-    #: custom-op library), which also computes the row scales, bit-identical to "ops".
-    quantize_op: str = "ops"
-    #: "fused": com.microsoft MatMulIntegerToFloat (int32 -> float with the per-column weight scales in one
-    #: kernel); "ops": Cast and Mul; "native": one ai.embedrt::DequantizeRows node, bit-identical to "ops".
-    dequantize_op: str = "ops"
-    extra: dict = field(default_factory=dict)
+    #: how each input is quantized per token (``modes.QuantizeOp``; its name is accepted too)
+    quantize_op: QuantizeOp = QuantizeOp.OPS
+    #: how each accumulator is rescaled to float (``modes.DequantizeOp``; its name is accepted too)
+    dequantize_op: DequantizeOp = DequantizeOp.OPS
+
+    def __post_init__(self) -> None:
+        self.quantize_op = QuantizeOp.parse(self.quantize_op, "quantize_op")
+        self.dequantize_op = DequantizeOp.parse(self.dequantize_op, "dequantize_op")
 
     def describe(self) -> dict:
         return {"scheme": "per-token symmetric u8 activations x per-channel s8 weights (MatMulInteger)",
-                "quantize_op": self.quantize_op, "dequantize_op": self.dequantize_op,
+                "quantize_op": self.quantize_op.value, "dequantize_op": self.dequantize_op.value,
                 "exclude_roles": list(self.exclude_roles), "exclude_layers": list(self.exclude_layers),
                 "smooth_alpha": self.smooth_alpha, "smooth_roles": list(self.smooth_roles) if self.smooth_alpha
                 else [], "batch_invariant": True}

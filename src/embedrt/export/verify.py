@@ -12,7 +12,7 @@ _WORDS = ("the model reads every token once and pools them into one vector while
           "millions of such vectors for semantic search over real documents written by people").split()
 
 
-def _words(n: int) -> str:
+def words(n: int) -> str:
     return " ".join(_WORDS[i % len(_WORDS)] for i in range(n))
 
 
@@ -34,9 +34,9 @@ def probe_texts() -> list[str]:
         "[CLS] [SEP] [MASK] [PAD] [UNK]",
         "<s> </s> <pad> <mask> <unk> [SEP]literal[SEP]",
         "def f(x):\n    return x ** 2  # code, with {braces} and <tags/>",
-        _words(140),  # between 129 and 256 tokens: tokenizer.json's own 128 limit must not apply
-        _words(230),
-        _words(600),  # far beyond max_seq_length: truncated
+        words(140),  # between 129 and 256 tokens: tokenizer.json's own 128 limit must not apply
+        words(230),
+        words(600),  # far beyond max_seq_length: truncated
         ("supercalifragilisticexpialidocious antidisestablishmentarianism " * 40).strip(),
         "a",
         "?",
