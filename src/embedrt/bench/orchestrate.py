@@ -1,5 +1,9 @@
 """``embedrt bench``: every runner in its own subprocess, alternating (A B C A B C ...), medians and
-pair-by-pair ratios, agreement with the PyTorch reference, and efficiency against a matmul roofline."""
+pair-by-pair ratios, agreement with the PyTorch reference, and efficiency against a matmul roofline.
+
+One orchestrator for every task: a ``TaskSpec`` says what differs (the items and their tokens, how agreement
+is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``.
+The runners, embedrt's and the peers', are one registry table in ``worker.PEERS``."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +26,12 @@ import numpy as np
 from ..errors import EmbedrtError, InputError
 from ..manifest import MANIFEST_NAME, read_manifest
 from .flops import corpus_gflop
+from .worker import PEERS as RUNNERS
+from .worker import read_texts
 
 SCHEMA = "embedrt-bench/1"
-PEERS = ("st-torch", "st-onnx", "st-onnx-int8", "fastembed")
+#: The peers ``--peers`` accepts (every runner of ``worker.PEERS`` but embedrt itself).
+PEERS = tuple(name for name in RUNNERS if name != "embedrt")
 REFERENCE = "st-torch"
 WORKER = Path(__file__).with_name("worker.py")
 
@@ -61,7 +69,7 @@ class BenchConfig:
             raise InputError(f"corpus file not found: {self.corpus}")
 
 
-class _Progress:
+class Progress:
     def __init__(self, total: int, quiet: bool) -> None:
         self.quiet = quiet
         self.t0 = time.perf_counter()
@@ -82,8 +90,11 @@ class _Progress:
         elif not self.quiet:
             elapsed = time.perf_counter() - self.t0
             eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-            print(f"[{self.done}/{self.total}] {text} (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{self.done}/{self.total}] {text} (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def step(self) -> None:
         self.done += 1
@@ -101,8 +112,8 @@ class _Progress:
             print(text, file=sys.stderr, flush=True)
 
 
-def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float,
-                 worker: Path = WORKER) -> dict[str, Any]:
+def call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float) -> dict[str, Any]:
+    """Run ``worker.py`` on ``cfg`` under ``python``; its JSON result, or ``{"ok": False, "error": ...}``."""
     cfg = dict(cfg)
     cfg["result_out"] = str(tmp / f"{name}.result.json")
     cfg_path = tmp / f"{name}.config.json"
@@ -110,8 +121,9 @@ def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout
     cfg_path.write_text(json.dumps(cfg))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", TRANSFORMERS_VERBOSITY="error")
     try:
-        proc = subprocess.run([python, str(worker), str(cfg_path)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        proc = subprocess.run(
+            [python, str(WORKER), str(cfg_path)], capture_output=True, text=True, timeout=timeout, env=env
+        )
     except FileNotFoundError:
         return {"ok": False, "error": f"interpreter not found: {python}"}
     except subprocess.TimeoutExpired:
@@ -122,7 +134,7 @@ def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout
     return json.loads(result_path.read_text())
 
 
-def _machine() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -134,19 +146,27 @@ def _machine() -> dict[str, Any]:
     flags = ""
     try:
         text = Path("/proc/cpuinfo").read_text()
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
-                         if f" {f}" in text)
+        flags = " ".join(
+            f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f" {f}" in text
+        )
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": flags, "platform": platform.platform(),
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "isa": flags,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
-def _versions(python: str) -> dict[str, str]:
-    code = ("import json,importlib.metadata as m\nout={}\n"
-            "for d in ['embedrt','onnxruntime','sentence-transformers','transformers','torch','optimum-onnx',"
-            "'fastembed','tokenizers','numpy']:\n"
-            "    try: out[d]=m.version(d)\n    except Exception: pass\nprint(json.dumps(out))")
+def versions(python: str) -> dict[str, str]:
+    code = (
+        "import json,importlib.metadata as m\nout={}\n"
+        "for d in ['embedrt','onnxruntime','sentence-transformers','transformers','torch','optimum-onnx',"
+        "'fastembed','tokenizers','numpy']:\n"
+        "    try: out[d]=m.version(d)\n    except Exception: pass\nprint(json.dumps(out))"
+    )
     try:
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
         return json.loads(out.stdout)
@@ -154,7 +174,45 @@ def _versions(python: str) -> dict[str, str]:
         return {}
 
 
-def _prepare_target(cfg: BenchConfig, workdir: Path, progress: _Progress) -> Path:
+def median(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one benchmark task changes on the shared orchestrator."""
+
+    task: str  #: the worker's task (``worker.TASKS``) and the manifest's ``task``
+    schema: str
+    unit: str  #: "sentences" or "pairs": the report's ``{unit}_per_s`` keys
+    count_key: str  #: ``n_texts`` or ``n_pairs`` in the report's config
+    noun: str  #: "texts" or "pairs", in the markdown
+    #: (cfg, export_dir, manifest) -> the real token count of every item, in order
+    lengths: Callable[[BenchConfig, Path, dict[str, Any]], list[int]]
+    #: (values, reference) -> agreement figures, both float64 arrays of the same shape
+    compare: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    #: (report) -> the markdown's first line
+    title: Callable[[dict[str, Any]], str]
+    #: the markdown's agreement columns: (header, key, format)
+    agreement_columns: tuple[tuple[str, str, str], ...]
+    onnx_copy_dir: str = "st-onnx"
+    config_tag: dict[str, str] = field(default_factory=dict)
+    worker_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda manifest: {}
+    #: the roofline measured in every repetition (the fraction taken per repetition), or once before them
+    roofline_per_repetition: bool = True
+    #: extra pair-by-pair ratios: (ratio key, run key)
+    ratio_extras: tuple[tuple[str, str], ...] = ()
+    report_graph: bool = False  #: the summary says which graph the embedrt runner served
+    rate_format: str = ".0f"
+    rate_header: str = "sent/s"
+
+
+def _prepare_target(cfg: BenchConfig, workdir: Path, progress: Progress) -> Path:
     target = Path(cfg.target).expanduser()
     if (target / MANIFEST_NAME).is_file():
         return target
@@ -167,189 +225,305 @@ def _prepare_target(cfg: BenchConfig, workdir: Path, progress: _Progress) -> Pat
     return export_dir
 
 
-def _median(values: list[float]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.median(vals)) if vals else None
+def spec_for(task: str | None) -> TaskSpec:
+    """The spec of a manifest's (or a report config's) ``task``; embedding when it has none."""
+    if task == "cross-encoder":
+        from .cross import CROSS
+
+        return CROSS
+    return EMBEDDING
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
-    """Run the whole benchmark and return the JSON-able report (see README for the schema)."""
+    """Run the whole benchmark and return the JSON-able report (its keys: docs/performance.md)."""
     cfg.validate()
-    workdir = Path(cfg.workdir) if cfg.workdir else Path.home() / ".cache" / "embedrt" / "bench" / \
-        hashlib.sha1(str(Path(cfg.target).expanduser().absolute()).encode()).hexdigest()[:12]
+    workdir = (
+        Path(cfg.workdir)
+        if cfg.workdir
+        else Path.home()
+        / ".cache"
+        / "embedrt"
+        / "bench"
+        / hashlib.sha1(str(Path(cfg.target).expanduser().absolute()).encode()).hexdigest()[:12]
+    )
     workdir.mkdir(parents=True, exist_ok=True)
-    peer_python = cfg.peer_python or sys.executable
-    progress = _Progress(total=0, quiet=True)
-    export_dir = _prepare_target(cfg, workdir, progress)
+    export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
-    if manifest.get("task") == "cross-encoder":  # NOTE: pairs/s against sentence-transformers' CrossEncoder
-        from .cross import run_cross_bench
-
-        return run_cross_bench(cfg, export_dir, manifest, workdir, quiet)
+    spec = spec_for(manifest.get("task"))
     variants = cfg.variants or list(manifest["variants"])
     unknown = [v for v in variants if v not in manifest["variants"]]
     if unknown:
         raise InputError(f"unknown variants {unknown}; this export has {sorted(manifest['variants'])}")
     model_dir = manifest["source"]["path"]
-
-    # Corpus statistics with our tokenizer (the same tokens every peer sees).
-    from ..runtime.tokenize import TextTokenizer
-
-    with open(cfg.corpus, encoding="utf-8") as f:
-        texts = [line.rstrip("\n") for line in f][: cfg.limit]
-    tok = TextTokenizer(export_dir / manifest["tokenizer"]["file"], manifest["max_seq_length"],
-                        manifest["tokenizer"]["pad_token_id"])
-    lengths = [len(r) for r in tok.encode_ids(texts)]
+    peer_python = cfg.peer_python or sys.executable
+    lengths = spec.lengths(cfg, export_dir, manifest)  # NOTE: our tokenizer: the same tokens every peer sees
     gflop = corpus_gflop(lengths, manifest.get("model_config", {}))
 
-    labels: list[tuple[str, str, str, dict[str, Any]]] = []  # (label, runner, python, extra cfg)
-    for v in variants:
-        labels.append((f"embedrt-{v}", "embedrt", sys.executable, {"variant": v}))
+    labels: list[tuple[str, str, str, dict[str, Any]]] = [  # (label, runner, python, extra cfg)
+        (f"embedrt-{v}", "embedrt", sys.executable, {"variant": v}) for v in variants
+    ]
     skipped: list[dict[str, str]] = []
-    n_runs = cfg.repeats * (len(variants) + len(cfg.peers) + 1) + len(cfg.peers) + 1
-    progress = _Progress(total=n_runs, quiet=quiet)
-    report: dict[str, Any] = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds"), "command": " ".join(sys.argv), "machine": _machine(), "config": {
-        **{k: v for k, v in asdict(cfg).items() if k not in ("workdir",)}, "export_dir": str(export_dir),
-        "model_dir": model_dir, "n_texts": len(texts), "real_tokens": int(sum(lengths)),
-        "mean_tokens": float(np.mean(lengths)) if lengths else 0.0, "corpus_gflop": gflop,
-        "max_seq_length": manifest["max_seq_length"]}}
-    report["versions"] = {"embedrt": _versions(sys.executable)}
+    for peer in cfg.peers:
+        if spec.task not in RUNNERS[peer].runners:
+            has = " and ".join(RUNNERS[peer].runners)
+            skipped.append(
+                {"runner": peer, "reason": f"no {spec.task} runner for this peer ({has} peers only)"}
+            )
+    peers = [p for p in cfg.peers if spec.task in RUNNERS[p].runners]
+    roofline_runs = cfg.repeats if spec.roofline_per_repetition else 1
+    progress = Progress(
+        total=len(peers) + 1 + roofline_runs + cfg.repeats * (len(variants) + len(peers)), quiet=quiet
+    )
+    for s in skipped:
+        progress.note(f"skipping {s['runner']}: {s['reason']}")
+    report: dict[str, Any] = {
+        "schema": spec.schema,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "machine": machine(),
+        "config": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
+            **spec.config_tag,
+            "export_dir": str(export_dir),
+            "model_dir": model_dir,
+            spec.count_key: len(lengths),
+            "real_tokens": int(sum(lengths)),
+            "mean_tokens": float(np.mean(lengths)) if lengths else 0.0,
+            "corpus_gflop": gflop,
+            "max_seq_length": manifest["max_seq_length"],
+        },
+    }
+    report["versions"] = {"embedrt": versions(sys.executable)}
     if peer_python != sys.executable:
-        report["versions"]["peers"] = _versions(peer_python)
+        report["versions"]["peers"] = versions(peer_python)
 
-    with tempfile.TemporaryDirectory(prefix="embedrt-bench-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix=f"embedrt-bench-{spec.task}-") as tmpdir:
         tmp = Path(tmpdir)
-        common = {"corpus": str(Path(cfg.corpus).absolute()), "limit": cfg.limit, "batch_sizes": cfg.batch_sizes,
-                  "headline_batch_size": cfg.headline_batch_size, "sweep_limit": cfg.sweep_limit,
-                  "latency_calls": cfg.latency_calls, "export_dir": str(export_dir), "model_dir": model_dir,
-                  "onnx_model_dir": str(workdir / "st-onnx"), "pooling": manifest["pooling"]["modes"],
-                  "normalize": manifest["normalize"], "dim": manifest["dim"]}
-        for peer in cfg.peers:
-            progress.phase(f"probe {peer}")
-            res = _call_worker(peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}", 120)
-            progress.step()
-            if not res.get("ok"):
-                reason = "not installed: " + ", ".join(res.get("missing", [])) if res.get("missing") else \
-                    res.get("error", "unknown")
-                skipped.append({"runner": peer, "reason": reason})
-                progress.note(f"skipping {peer}: {reason}")
-                continue
-            labels.append((peer, peer, peer_python, {}))
-        if any(label in ("st-onnx", "st-onnx-int8", "fastembed") for label, *_ in labels):
-            progress.phase("prepare sentence-transformers ONNX copies")
-            res = _call_worker(peer_python, {**common, "mode": "prepare"}, tmp, "prepare", cfg.worker_timeout_s)
-            if not res.get("ok"):
-                for label in ("st-onnx", "st-onnx-int8", "fastembed"):
-                    if any(lab == label for lab, *_ in labels):
-                        skipped.append({"runner": label, "reason": f"ONNX export failed: {res.get('error')}"})
-                labels = [lab for lab in labels if lab[0] not in ("st-onnx", "st-onnx-int8", "fastembed")]
-        progress.step()
-        progress.step()
-
-        runs: list[dict[str, Any]] = []
-        roofs: list[dict[str, Any]] = []
-        for rep in range(cfg.repeats):
-            # NOTE: the roofline is measured in every repetition, between the runners, so that it sees the same
-            # machine load as they do; the fraction is taken per repetition, then the median.
-            progress.phase(f"rep {rep + 1}/{cfg.repeats}: roofline (onnxruntime MatMul / MatMulInteger)")
-            roof = _call_worker(sys.executable, {"mode": "roofline", "shape": list(cfg.roofline_shape),
-                                                 "reps": 20}, tmp, f"roofline.rep{rep}", 600)
-            if roof.get("ok", True) and "fp32_gflops" in roof:
-                roofs.append({**roof, "rep": rep})
-            for label, runner, python, extra in labels:
-                progress.phase(f"rep {rep + 1}/{cfg.repeats}: {label}")
-                emb_path = tmp / f"{label}.rep{rep}.npy"
-                wcfg = {**common, **extra, "mode": "run", "runner": runner, "label": label, "rep": rep,
-                        "embeddings_out": str(emb_path)}
-                res = _call_worker(python, wcfg, tmp, f"{label}.rep{rep}", cfg.worker_timeout_s)
-                res.setdefault("label", label)
-                res.setdefault("rep", rep)
-                res.pop("traceback", None) if res.get("ok") else None
-                runs.append(res)
-                progress.step()
-                if not res.get("ok"):
-                    progress.note(f"{label} failed in rep {rep + 1}: {res.get('error')}")
-        progress.close()
-        report["roofline"] = {
-            "shape": list(cfg.roofline_shape), "provider": "CPUExecutionProvider", "reps": roofs,
-            "fp32_gflops": _median([r["fp32_gflops"] for r in roofs]),
-            "int8_gflops": _median([r["int8_gflops"] for r in roofs]),
-        } if roofs else {"error": "roofline measurement failed"}
-        agreement = _agreement([lab for lab, *_ in labels], tmp, cfg.repeats)
+        common = {
+            "task": spec.task,
+            "input": str(Path(cfg.corpus).absolute()),
+            "limit": cfg.limit,
+            "batch_sizes": cfg.batch_sizes,
+            "headline_batch_size": cfg.headline_batch_size,
+            "sweep_limit": cfg.sweep_limit,
+            "latency_calls": cfg.latency_calls,
+            "export_dir": str(export_dir),
+            "model_dir": model_dir,
+            "onnx_model_dir": str(workdir / spec.onnx_copy_dir),
+            **spec.worker_extra(manifest),
+        }
+        labels = _probe_peers(cfg, peers, common, tmp, peer_python, labels, skipped, progress)
+        runs = _repetitions(spec, cfg, common, tmp, labels, report, progress)
+        names = [lab for lab, *_ in labels]
+        agreement = _agreement(spec, names, tmp, cfg.repeats)
 
     report["runs"] = runs
     report["skipped"] = skipped
-    report["summary"] = _summarize(runs, [lab for lab, *_ in labels], cfg, report, agreement)
-    report["ratios"] = _ratios(runs, [lab for lab, *_ in labels], cfg)
+    report["summary"] = _summarize(spec, runs, names, cfg, report, agreement)
+    report["ratios"] = _ratios(spec, runs, names, cfg)
     return report
 
 
-def _agreement(labels: list[str], tmp: Path, repeats: int) -> dict[str, dict[str, float]]:
-    ref = next((tmp / f"{REFERENCE}.rep{r}.npy" for r in range(repeats)
-                if (tmp / f"{REFERENCE}.rep{r}.npy").is_file()), None)
+def _probe_peers(
+    cfg: BenchConfig,
+    peers: list[str],
+    common: dict[str, Any],
+    tmp: Path,
+    peer_python: str,
+    labels: list[tuple[str, str, str, dict[str, Any]]],
+    skipped: list[dict[str, str]],
+    progress: Progress,
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The labels to run: ``labels`` plus every peer that imports under ``peer_python`` (and whose ONNX copy
+    could be made); the others go to ``skipped`` with their reason."""
+    for peer in peers:
+        progress.phase(f"probe {peer}")
+        res = call_worker(peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}", 120)
+        progress.step()
+        if not res.get("ok"):
+            reason = (
+                "not installed: " + ", ".join(res.get("missing", []))
+                if res.get("missing")
+                else res.get("error", "unknown")
+            )
+            skipped.append({"runner": peer, "reason": reason})
+            progress.note(f"skipping {peer}: {reason}")
+            continue
+        labels.append((peer, peer, peer_python, {}))
+    on_copy = [label for label, runner, *_ in labels if RUNNERS[runner].onnx_copy]
+    if on_copy:
+        progress.phase("prepare the sentence-transformers ONNX copies")
+        res = call_worker(peer_python, {**common, "mode": "prepare"}, tmp, "prepare", cfg.worker_timeout_s)
+        if not res.get("ok"):
+            skipped += [
+                {"runner": label, "reason": f"ONNX export failed: {res.get('error')}"} for label in on_copy
+            ]
+            labels = [lab for lab in labels if lab[0] not in on_copy]
+    progress.step()
+    return labels
+
+
+def _repetitions(
+    spec: TaskSpec,
+    cfg: BenchConfig,
+    common: dict[str, Any],
+    tmp: Path,
+    labels: list[tuple[str, str, str, dict[str, Any]]],
+    report: dict[str, Any],
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """Every runner once per repetition, alternating, and the roofline; the runs (the roofline goes into
+    ``report``)."""
+    runs: list[dict[str, Any]] = []
+    roofs: list[dict[str, Any]] = []
+    for rep in range(cfg.repeats):
+        if spec.roofline_per_repetition or rep == 0:
+            # NOTE: measured in every repetition (where the spec asks), between the runners, so that
+            # it sees the same machine load as they do; the fraction is taken per repetition, then the
+            # median.
+            progress.phase(f"rep {rep + 1}/{cfg.repeats}: roofline (onnxruntime MatMul / MatMulInteger)")
+            roof = call_worker(
+                sys.executable,
+                {"mode": "roofline", "shape": list(cfg.roofline_shape), "reps": 20},
+                tmp,
+                f"roofline.rep{rep}",
+                600,
+            )
+            progress.step()
+            if not spec.roofline_per_repetition:
+                report["roofline"] = roof if "fp32_gflops" in roof else {"error": roof.get("error")}
+            elif roof.get("ok", True) and "fp32_gflops" in roof:
+                roofs.append({**roof, "rep": rep})
+        for label, runner, python, extra in labels:
+            progress.phase(f"rep {rep + 1}/{cfg.repeats}: {label}")
+            wcfg = {
+                **common,
+                **extra,
+                "mode": "run",
+                "runner": runner,
+                "label": label,
+                "rep": rep,
+                "values_out": str(tmp / f"{label}.rep{rep}.npy"),
+            }
+            res = call_worker(python, wcfg, tmp, f"{label}.rep{rep}", cfg.worker_timeout_s)
+            res.setdefault("label", label)
+            res.setdefault("rep", rep)
+            if res.get("ok"):
+                res.pop("traceback", None)
+            else:
+                progress.note(f"{label} failed in rep {rep + 1}: {res.get('error')}")
+            runs.append(res)
+            progress.step()
+    progress.close()
+    if spec.roofline_per_repetition:
+        report["roofline"] = (
+            {
+                "shape": list(cfg.roofline_shape),
+                "provider": "CPUExecutionProvider",
+                "reps": roofs,
+                "fp32_gflops": median([r["fp32_gflops"] for r in roofs]),
+                "int8_gflops": median([r["int8_gflops"] for r in roofs]),
+            }
+            if roofs
+            else {"error": "roofline measurement failed"}
+        )
+    return runs
+
+
+def _first(tmp: Path, label: str, repeats: int) -> Path | None:
+    return next(
+        (tmp / f"{label}.rep{r}.npy" for r in range(repeats) if (tmp / f"{label}.rep{r}.npy").is_file()), None
+    )
+
+
+def _agreement(spec: TaskSpec, labels: list[str], tmp: Path, repeats: int) -> dict[str, dict[str, float]]:
+    ref = _first(tmp, REFERENCE, repeats)
     if ref is None:
         return {}
     reference = np.load(ref).astype(np.float64)
     out = {}
     for label in labels:
-        path = next((tmp / f"{label}.rep{r}.npy" for r in range(repeats) if (tmp / f"{label}.rep{r}.npy").is_file()),
-                    None)
+        path = _first(tmp, label, repeats)
         if path is None:
             continue
-        emb = np.load(path).astype(np.float64)
-        if emb.shape != reference.shape:
-            out[label] = {"error": f"shape {emb.shape} != reference {reference.shape}"}
+        values = np.load(path).astype(np.float64)
+        if values.shape != reference.shape:
+            out[label] = {"error": f"shape {values.shape} != reference {reference.shape}"}
             continue
-        cos = (emb * reference).sum(1) / np.maximum(np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1),
-                                                     1e-30)
-        out[label] = {"max_abs_diff": float(np.abs(emb - reference).max()), "mean_cosine": float(cos.mean()),
-                      "min_cosine": float(cos.min())}
+        out[label] = spec.compare(values, reference)
     return out
 
 
-def _headline(run: dict[str, Any], cfg: BenchConfig) -> float | None:
+def _compare_embeddings(emb: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    cos = (emb * reference).sum(1) / np.maximum(
+        np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1), 1e-30
+    )
+    return {
+        "max_abs_diff": float(np.abs(emb - reference).max()),
+        "mean_cosine": float(cos.mean()),
+        "min_cosine": float(cos.min()),
+    }
+
+
+def _headline(spec: TaskSpec, run: dict[str, Any], cfg: BenchConfig) -> float | None:
     t = run.get("throughput", {}).get(str(cfg.headline_batch_size))
-    return t["sentences_per_s"] if t else None
+    return t[f"{spec.unit}_per_s"] if t else None
 
 
-def _summarize(runs, labels, cfg, report, agreement) -> dict[str, Any]:
+def _summarize(spec: TaskSpec, runs, labels, cfg, report, agreement) -> dict[str, Any]:
     tokens = report["config"]["real_tokens"]
-    n = report["config"]["n_texts"]
+    n = report["config"][spec.count_key]
     gflop = report["config"]["corpus_gflop"]
     roof = report.get("roofline", {})
+    rate = f"{spec.unit}_per_s"
     out = {}
     for label in labels:
         ok = [r for r in runs if r.get("label") == label and r.get("ok")]
         if not ok:
             continue
-        sps = _median([_headline(r, cfg) for r in ok])
+        per_s = median([_headline(spec, r, cfg) for r in ok])
         entry: dict[str, Any] = {
-            "runs_ok": len(ok), "provider": ok[0].get("provider"), "version": ok[0].get("version"),
-            "graph": ok[0].get("graph"),
-            "sentences_per_s": sps, "tokens_per_s": sps * tokens / n if sps else None,
-            "sweep_sentences_per_s": {str(bs): _median([r["throughput"][str(bs)]["sentences_per_s"] for r in ok])
-                                      for bs in cfg.batch_sizes},
-            "latency_p50_ms": _median([r["latency_ms"]["p50"] for r in ok]),
-            "latency_p99_ms": _median([r["latency_ms"]["p99"] for r in ok]),
-            "cold_start_s": _median([r["cold_start_s"] for r in ok]),
-            "peak_rss_mib": _median([r["peak_rss_mib"] for r in ok]),
-            "agreement": agreement.get(label),
+            "runs_ok": len(ok),
+            "provider": ok[0].get("provider"),
+            "version": ok[0].get("version"),
         }
-        kind = "int8" if "int8" in label else "fp32"
-        peaks = {r["rep"]: r.get(f"{kind}_gflops") for r in roof.get("reps", [])}
-        if gflop and sps:
-            entry["gflops"] = gflop * sps / n
-            # Per repetition: this runner's GFLOP/s over the roofline measured in the same repetition.
-            fractions = [gflop * _headline(r, cfg) / n / peaks[r["rep"]] for r in ok
-                         if _headline(r, cfg) and peaks.get(r.get("rep"))]
-            entry["roofline_fraction"] = _median(fractions)
-            entry["roofline_kind"] = kind
+        if spec.report_graph:
+            entry["graph"] = ok[0].get("graph")
+        entry.update(
+            {
+                rate: per_s,
+                "tokens_per_s": per_s * tokens / n if per_s else None,
+                f"sweep_{rate}": {
+                    str(bs): median([r["throughput"][str(bs)][rate] for r in ok]) for bs in cfg.batch_sizes
+                },
+                "latency_p50_ms": median([r["latency_ms"]["p50"] for r in ok]),
+                "latency_p99_ms": median([r["latency_ms"]["p99"] for r in ok]),
+                "cold_start_s": median([r["cold_start_s"] for r in ok]),
+                "peak_rss_mib": median([r["peak_rss_mib"] for r in ok]),
+                "agreement": agreement.get(label),
+            }
+        )
+        if gflop and per_s:
+            entry["gflops"] = gflop * per_s / n
+            if spec.roofline_per_repetition:
+                kind = "int8" if "int8" in label else "fp32"
+                peaks = {r["rep"]: r.get(f"{kind}_gflops") for r in roof.get("reps", [])}
+                # Per repetition: this runner's GFLOP/s over the roofline measured in the same repetition.
+                fractions = [
+                    gflop * _headline(spec, r, cfg) / n / peaks[r["rep"]]
+                    for r in ok
+                    if _headline(spec, r, cfg) and peaks.get(r.get("rep"))
+                ]
+                entry["roofline_fraction"] = median(fractions)
+                entry["roofline_kind"] = kind
+            else:
+                peak = roof.get("fp32_gflops")
+                entry["roofline_fraction"] = entry["gflops"] / peak if peak else None
         out[label] = entry
     return out
 
 
-def _ratios(runs, labels, cfg) -> dict[str, dict[str, dict[str, float | None]]]:
+def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, float | None]]]:
     """Pair by pair: for each repetition, runner / peer, then the median over repetitions."""
     by = {(r.get("label"), r.get("rep")): r for r in runs if r.get("ok")}
     out: dict[str, dict[str, dict[str, float | None]]] = {}
@@ -357,70 +531,78 @@ def _ratios(runs, labels, cfg) -> dict[str, dict[str, dict[str, float | None]]]:
         for b in labels:
             if a == b:
                 continue
-            thr, lat, cold, rss = [], [], [], []
+            thr, lat = [], []
+            extras: dict[str, list[float]] = {name: [] for name, _ in spec.ratio_extras}
             for rep in range(cfg.repeats):
                 ra, rb = by.get((a, rep)), by.get((b, rep))
                 if not ra or not rb:
                     continue
-                ha, hb = _headline(ra, cfg), _headline(rb, cfg)
+                ha, hb = _headline(spec, ra, cfg), _headline(spec, rb, cfg)
                 if ha and hb:
                     thr.append(ha / hb)
                 lat.append(ra["latency_ms"]["p50"] / rb["latency_ms"]["p50"])
-                cold.append(ra["cold_start_s"] / rb["cold_start_s"])
-                rss.append(ra["peak_rss_mib"] / rb["peak_rss_mib"])
+                for name, key in spec.ratio_extras:
+                    extras[name].append(ra[key] / rb[key])
             if thr or lat:
-                out.setdefault(a, {})[b] = {"throughput": _median(thr), "latency_p50": _median(lat),
-                                            "cold_start": _median(cold), "peak_rss": _median(rss), "pairs": len(thr)}
+                out.setdefault(a, {})[b] = {
+                    "throughput": median(thr),
+                    "latency_p50": median(lat),
+                    **{name: median(v) for name, v in extras.items()},
+                    "pairs": len(thr),
+                }
     return out
 
 
-def _fmt(v: float | None, spec: str) -> str:
-    return "–" if v is None else format(v, spec)
-
-
 def to_markdown(report: dict[str, Any]) -> str:
-    """The README table: one row per runner, ratios against every peer measured in the same run."""
-    if report.get("config", {}).get("task") == "cross-encoder":
-        from .cross import to_markdown as cross_markdown
-
-        return cross_markdown(report)
+    """The table of docs/performance.md: one row per runner, ratios against every peer measured in the same
+    run, then the batch-size sweep, the graph each embedrt runner ran, and the skipped peers."""
+    spec = spec_for(report.get("config", {}).get("task"))
     cfg = report["config"]
     s = report["summary"]
     labels = list(s)
-    peers = [p for p in ("st-torch", "st-onnx", "st-onnx-int8", "fastembed", "embedrt-fp32") if p in s]
-    m = report["machine"]
-    roof = report.get("roofline", {})
+    peers = [p for p in (*PEERS, "embedrt-fp32") if p in s]
+    rate = f"{spec.unit}_per_s"
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}); {report['created']}. "
-        f"Corpus: {cfg['n_texts']} texts, {cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), "
-        f"batch {cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions. "
-        f"Roofline: onnxruntime MatMul {_fmt(roof.get('fp32_gflops'), '.0f')} GFLOP/s fp32, "
-        f"MatMulInteger {_fmt(roof.get('int8_gflops'), '.0f')} GOP/s int8.",
+        spec.title(report),
         "",
-        "| runner | sent/s | tokens/s | " + " | ".join(f"vs {p}" for p in peers) +
-        " | p50 ms | p99 ms | cold start s | peak RSS MiB | max abs diff | mean cos | min cos | GFLOP/s | roofline |",
-        "|---" * (12 + len(peers)) + "|",
+        f"| runner | {spec.rate_header} | tokens/s | "
+        + " | ".join(f"vs {p}" for p in peers)
+        + " | p50 ms | p99 ms | cold start s | peak RSS MiB | "
+        + " | ".join(h for h, *_ in spec.agreement_columns)
+        + " | GFLOP/s | roofline |",
+        "|---" * (9 + len(spec.agreement_columns) + len(peers)) + "|",
     ]
     for label in labels:
         e = s[label]
         ag = e.get("agreement") or {}
-        ratios = [report["ratios"].get(label, {}).get(p, {}).get("throughput") if p != label else None for p in peers]
+        ratios = [
+            report["ratios"].get(label, {}).get(p, {}).get("throughput") if p != label else None
+            for p in peers
+        ]
+        frac = e.get("roofline_fraction")
+        roofline = f"{fmt(100 * frac if frac else None, '.0f')}%"
+        if spec.roofline_per_repetition:
+            roofline += f" {e.get('roofline_kind', '')}"
         lines.append(
-            f"| {label} | {_fmt(e['sentences_per_s'], '.0f')} | {_fmt(e['tokens_per_s'], '.0f')} | "
+            f"| {label} | {fmt(e[rate], spec.rate_format)} | {fmt(e['tokens_per_s'], '.0f')} | "
             + " | ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
-            + f" | {_fmt(e['latency_p50_ms'], '.2f')} | {_fmt(e['latency_p99_ms'], '.2f')} | "
-            f"{_fmt(e['cold_start_s'], '.2f')} | {_fmt(e['peak_rss_mib'], '.0f')} | "
-            f"{_fmt(ag.get('max_abs_diff'), '.1e')} | {_fmt(ag.get('mean_cosine'), '.5f')} | "
-            f"{_fmt(ag.get('min_cosine'), '.5f')} | {_fmt(e.get('gflops'), '.0f')} | "
-            f"{_fmt(100 * e['roofline_fraction'] if e.get('roofline_fraction') else None, '.0f')}% "
-            f"{e.get('roofline_kind', '')} |")
+            + f" | {fmt(e['latency_p50_ms'], '.2f')} | {fmt(e['latency_p99_ms'], '.2f')} | "
+            f"{fmt(e['cold_start_s'], '.2f')} | {fmt(e['peak_rss_mib'], '.0f')} | "
+            + " | ".join(fmt(ag.get(key), form) for _, key, form in spec.agreement_columns)
+            + f" | {fmt(e.get('gflops'), '.0f')} | {roofline} |"
+        )
     bss = cfg["batch_sizes"]
-    lines += ["", f"Batch-size sweep, sentences/s (batch {cfg['headline_batch_size']} on all texts; others on the "
-              f"first {min(cfg['sweep_limit'], cfg['n_texts'])}):", "",
-              "| runner | " + " | ".join(f"bs {b}" for b in bss) + " |", "|---" * (len(bss) + 1) + "|"]
+    lines += [
+        "",
+        f"Batch-size sweep, {spec.unit}/s (batch {cfg['headline_batch_size']} on all {spec.noun}; others "
+        f"on the first {min(cfg['sweep_limit'], cfg[spec.count_key])}):",
+        "",
+        "| runner | " + " | ".join(f"bs {b}" for b in bss) + " |",
+        "|---" * (len(bss) + 1) + "|",
+    ]
     for label in labels:
-        sw = s[label]["sweep_sentences_per_s"]
-        lines.append(f"| {label} | " + " | ".join(_fmt(sw.get(str(b)), ".0f") for b in bss) + " |")
+        sw = s[label][f"sweep_{rate}"]
+        lines.append(f"| {label} | " + " | ".join(fmt(sw.get(str(b)), spec.rate_format) for b in bss) + " |")
     graphs = [f"{label}: {s[label]['graph']}" for label in labels if s[label].get("graph")]
     if graphs:
         lines += ["", "Graph each embedrt runner ran: " + "; ".join(graphs) + "."]
@@ -429,9 +611,56 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: dict[str, Any]) -> list[int]:
+    from ..runtime.tokenize import TextTokenizer
+
+    texts = read_texts(cfg.corpus, cfg.limit)
+    tok = TextTokenizer(
+        export_dir / manifest["tokenizer"]["file"],
+        manifest["max_seq_length"],
+        manifest["tokenizer"]["pad_token_id"],
+    )
+    return [len(r) for r in tok.encode_ids(texts)]
+
+
+def _embedding_title(report: dict[str, Any]) -> str:
+    cfg, m, roof = report["config"], report["machine"], report.get("roofline", {})
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}); {report['created']}. "
+        f"Corpus: {cfg['n_texts']} texts, {cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), "
+        f"batch {cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions. "
+        f"Roofline: onnxruntime MatMul {fmt(roof.get('fp32_gflops'), '.0f')} GFLOP/s fp32, "
+        f"MatMulInteger {fmt(roof.get('int8_gflops'), '.0f')} GOP/s int8."
+    )
+
+
+EMBEDDING = TaskSpec(
+    task="embedding",
+    schema=SCHEMA,
+    unit="sentences",
+    count_key="n_texts",
+    noun="texts",
+    lengths=_text_lengths,
+    compare=_compare_embeddings,
+    title=_embedding_title,
+    agreement_columns=(
+        ("max abs diff", "max_abs_diff", ".1e"),
+        ("mean cos", "mean_cosine", ".5f"),
+        ("min cos", "min_cosine", ".5f"),
+    ),
+    worker_extra=lambda manifest: {
+        "pooling": manifest["pooling"]["modes"],
+        "normalize": manifest["normalize"],
+        "dim": manifest["dim"],
+    },
+    ratio_extras=(("cold_start", "cold_start_s"), ("peak_rss", "peak_rss_mib")),
+    report_graph=True,
+)
+
+
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if report.get("config", {}).get("task") == "cross-encoder":
+    if spec_for(report.get("config", {}).get("task")) is not EMBEDDING:
         raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
     try:
         import matplotlib

@@ -2,7 +2,10 @@
 
 Standalone on purpose (stdlib + numpy at import time): peers run under other interpreters, which may not
 have embedrt installed. The runner's own libraries are imported inside the timed cold start.
-Writes a JSON result (and the embeddings, for agreement) to the paths named in the config.
+Writes a JSON result (and the embeddings or scores, for agreement) to the paths named in the config.
+
+One harness for both tasks: ``TASKS`` says what an item is (a text, or a pair of texts) and how the result
+names it; ``PEERS`` is the one registry of runners, with each peer's runner per task.
 """
 
 from __future__ import annotations
@@ -13,15 +16,60 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def _version(dist):
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def read_texts(path, limit=None):
+    """One text per line."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f][:limit]
+
+
+def read_pairs(path, limit=None):
+    """(text_a, text_b) from the last two tab-separated fields of each line; a header line (3+ fields whose
+    first is not a number, as in stsb-dev.tsv) and lines with fewer than 2 fields are skipped."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 2:
+                continue
+            if len(fields) >= 3:
+                try:
+                    float(fields[0])
+                except ValueError:
+                    continue
+            pairs.append((fields[-2], fields[-1]))
+            if limit is not None and len(pairs) >= limit:
+                break
+    return pairs
+
+
+# --- embedding runners: each returns (encode(texts, batch_size) -> array, info) ---
 
 
 def _embedrt(cfg):
     from embedrt import Encoder
 
-    enc = Encoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"),
-                  **cfg.get("encoder_kwargs", {}))
-    info = {"provider": enc.active_providers[0], "version": _version("embedrt"),
-            "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status}
+    enc = Encoder(
+        cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"), **cfg.get("encoder_kwargs", {})
+    )
+    info = {
+        "provider": enc.active_providers[0],
+        "version": _version("embedrt"),
+        "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status,
+    }
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info
 
 
@@ -35,8 +83,10 @@ def _st(cfg, backend="torch", file_name=None):
             kwargs["model_kwargs"] = {"file_name": file_name}
     path = cfg["onnx_model_dir"] if backend == "onnx" else cfg["model_dir"]
     model = SentenceTransformer(path, **kwargs)
-    info = {"provider": "torch-cpu" if backend == "torch" else "CPUExecutionProvider",
-            "version": _version("sentence-transformers")}
+    info = {
+        "provider": "torch-cpu" if backend == "torch" else "CPUExecutionProvider",
+        "version": _version("sentence-transformers"),
+    }
     return (lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)), info
 
 
@@ -49,8 +99,14 @@ def _fastembed(cfg):
     if cfg.get("pooling") != ["mean"]:
         raise ImportError("fastembed peer supports mean-pooling models only")
     try:
-        TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=cfg["normalize"],
-                                       sources=ModelSource(hf=name), dim=cfg["dim"], model_file="onnx/model.onnx")
+        TextEmbedding.add_custom_model(
+            model=name,
+            pooling=PoolingType.MEAN,
+            normalization=cfg["normalize"],
+            sources=ModelSource(hf=name),
+            dim=cfg["dim"],
+            model_file="onnx/model.onnx",
+        )
     except ValueError:
         pass  # already registered in this process
     model = TextEmbedding(model_name=name, specific_model_path=cfg["onnx_model_dir"], threads=None)
@@ -58,73 +114,38 @@ def _fastembed(cfg):
     return (lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs)))), info
 
 
-RUNNERS = {
-    "embedrt": _embedrt,
-    "st-torch": lambda cfg: _st(cfg, "torch"),
-    "st-onnx": lambda cfg: _st(cfg, "onnx"),
-    "st-onnx-int8": lambda cfg: _st(cfg, "onnx", "onnx/model_qint8_avx512_vnni.onnx"),
-    "fastembed": _fastembed,
-}
-#: What each peer needs importable; a missing one means "not installed here", and the peer is skipped.
-REQUIRES = {
-    "embedrt": ["embedrt"],
-    "st-torch": ["sentence_transformers"],
-    "st-onnx": ["sentence_transformers", "optimum.onnxruntime"],
-    "st-onnx-int8": ["sentence_transformers", "optimum.onnxruntime"],
-    "fastembed": ["fastembed"],
-}
+# --- cross-encoder runners: each returns (predict(pairs, batch_size) -> array, info) ---
 
 
-def _version(dist):
-    try:
-        from importlib.metadata import version
+def _embedrt_cross(cfg):
+    from embedrt import CrossEncoder
 
-        return version(dist)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _read_texts(cfg):
-    with open(cfg["corpus"], encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f][: cfg["limit"]]
+    model = CrossEncoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"))
+    info = {"provider": model.active_providers[0], "version": _version("embedrt")}
+    return (lambda pairs, bs: model.predict(pairs, batch_size=bs)), info
 
 
-def run(cfg):
-    import numpy as np
+def _st_cross(cfg, backend="torch"):
+    from sentence_transformers import CrossEncoder
 
-    texts = _read_texts(cfg)
-    t_import = time.time()
-    encode, info = RUNNERS[cfg["runner"]](cfg)
-    t_loaded = time.time()
-    encode(["Hello world"], 1)
-    t_first = time.time()
-    out = {"runner": cfg["runner"], "label": cfg["label"], "rep": cfg["rep"], "ok": True, **info,
-           "cold_start_s": t_first - cfg["t_spawn"], "load_s": t_loaded - t_import,
-           "first_embedding_s": t_first - t_loaded, "python": sys.executable}
-    encode(texts[:32], 32)  # warm-up batch
-    throughput = {}
-    headline = cfg["headline_batch_size"]
-    for bs in cfg["batch_sizes"]:
-        subset = texts if bs == headline else texts[: cfg["sweep_limit"]]
-        t0 = time.perf_counter()
-        emb = encode(subset, bs)
-        dt = time.perf_counter() - t0
-        throughput[str(bs)] = {"n_texts": len(subset), "seconds": dt, "sentences_per_s": len(subset) / dt}
-        if bs == headline and cfg.get("embeddings_out"):
-            np.save(cfg["embeddings_out"], np.asarray(emb, dtype=np.float32))
-    out["throughput"] = throughput
-    lat = []
-    for i in range(cfg["latency_calls"]):
-        text = texts[i % len(texts)]
-        t0 = time.perf_counter()
-        encode([text], 1)
-        lat.append((time.perf_counter() - t0) * 1e3)
-    out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "n": len(lat)}
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
+    path = cfg["onnx_model_dir"] if backend == "onnx" else cfg["model_dir"]
+    kwargs = {"device": "cpu"}
+    if backend == "onnx":
+        kwargs["backend"] = "onnx"
+    model = CrossEncoder(path, **kwargs)
+    info = {
+        "provider": "torch-cpu" if backend == "torch" else "CPUExecutionProvider",
+        "version": _version("sentence-transformers"),
+    }
+    return (
+        lambda pairs, bs: model.predict([list(p) for p in pairs], batch_size=bs, convert_to_numpy=True)
+    ), info
 
 
-def prepare(cfg):
+# --- the ONNX copies some peers run on, made once per workdir (mode "prepare") ---
+
+
+def _prepare_embedding(cfg):
     """Export the sentence-transformers ONNX copies once (fp32 and the avx512_vnni int8 preset)."""
     import shutil
 
@@ -139,6 +160,141 @@ def prepare(cfg):
     model.save_pretrained(dst)
     export_dynamic_quantized_onnx_model(model, "avx512_vnni", dst)
     return {"ok": True, "cached": False}
+
+
+def _prepare_cross(cfg):
+    """Export sentence-transformers' own ONNX copy of the cross-encoder once (backend="onnx")."""
+    import shutil
+
+    from sentence_transformers import CrossEncoder
+
+    dst = cfg["onnx_model_dir"]
+    if os.path.isfile(os.path.join(dst, "onnx", "model.onnx")):
+        return {"ok": True, "cached": True}
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(cfg["model_dir"], dst)
+    model = CrossEncoder(dst, backend="onnx", device="cpu")
+    model.save_pretrained(dst)
+    return {"ok": True, "cached": False}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one task benchmarks: its items, the warm-up item, and the names its results use."""
+
+    read: Callable[..., list]
+    warmup: Any
+    unit: str  #: "sentences" or "pairs": throughput entries say ``{unit}_per_s``
+    count_key: str  #: ``n_texts`` or ``n_pairs``
+    first_key: str  #: seconds from loaded to the first result
+    prepare: Callable[[dict], dict]
+
+
+TASKS = {
+    "embedding": Task(
+        read_texts, "Hello world", "sentences", "n_texts", "first_embedding_s", _prepare_embedding
+    ),
+    "cross-encoder": Task(
+        read_pairs, ("Hello world", "Hi there"), "pairs", "n_pairs", "first_score_s", _prepare_cross
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A runner: what it needs importable (a missing module means "not installed here", and the peer is
+    skipped), whether it runs on sentence-transformers' ONNX copy (made by mode "prepare"), and its runner per
+    task (a task without one skips the peer)."""
+
+    requires: tuple[str, ...]
+    onnx_copy: bool
+    runners: dict[str, Callable]
+
+
+_ST_ONNX = ("sentence_transformers", "optimum.onnxruntime")
+#: embedrt itself and every peer, in the order ``--peers`` lists them by default.
+PEERS = {
+    "embedrt": Peer(("embedrt",), False, {"embedding": _embedrt, "cross-encoder": _embedrt_cross}),
+    "st-torch": Peer(
+        ("sentence_transformers",),
+        False,
+        {"embedding": lambda cfg: _st(cfg, "torch"), "cross-encoder": lambda cfg: _st_cross(cfg, "torch")},
+    ),
+    "st-onnx": Peer(
+        _ST_ONNX,
+        True,
+        {"embedding": lambda cfg: _st(cfg, "onnx"), "cross-encoder": lambda cfg: _st_cross(cfg, "onnx")},
+    ),
+    "st-onnx-int8": Peer(
+        _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", "onnx/model_qint8_avx512_vnni.onnx")}
+    ),
+    "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
+}
+
+
+def run(cfg):
+    import numpy as np
+
+    task = TASKS[cfg.get("task", "embedding")]
+    items = task.read(cfg["input"], cfg["limit"])
+    t_import = time.time()
+    call, info = PEERS[cfg["runner"]].runners[cfg.get("task", "embedding")](cfg)
+    t_loaded = time.time()
+    call([task.warmup], 1)
+    t_first = time.time()
+    out = {
+        "runner": cfg["runner"],
+        "label": cfg["label"],
+        "rep": cfg["rep"],
+        "ok": True,
+        **info,
+        "cold_start_s": t_first - cfg["t_spawn"],
+        "load_s": t_loaded - t_import,
+        task.first_key: t_first - t_loaded,
+        "python": sys.executable,
+    }
+    call(items[:32], 32)  # warm-up batch
+    throughput = {}
+    headline = cfg["headline_batch_size"]
+    for bs in cfg["batch_sizes"]:
+        subset = items if bs == headline else items[: cfg["sweep_limit"]]
+        t0 = time.perf_counter()
+        values = call(subset, bs)
+        dt = time.perf_counter() - t0
+        throughput[str(bs)] = {
+            task.count_key: len(subset),
+            "seconds": dt,
+            f"{task.unit}_per_s": len(subset) / dt,
+        }
+        if bs == headline and cfg.get("values_out"):
+            np.save(cfg["values_out"], np.asarray(values, dtype=np.float32))
+    out["throughput"] = throughput
+    lat = []
+    for i in range(cfg["latency_calls"]):
+        item = items[i % len(items)]
+        t0 = time.perf_counter()
+        call([item], 1)
+        lat.append((time.perf_counter() - t0) * 1e3)
+    out["latency_ms"] = {
+        "p50": float(np.percentile(lat, 50)),
+        "p99": float(np.percentile(lat, 99)),
+        "n": len(lat),
+    }
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def probe(cfg):
+    """Whether the runner's modules import here."""
+    import importlib
+
+    missing = []
+    for mod in PEERS[cfg["runner"]].requires:
+        try:
+            importlib.import_module(mod)
+        except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
+            missing.append(f"{mod} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+    return {"ok": not missing, "missing": missing}
 
 
 def roofline(cfg):
@@ -161,9 +317,13 @@ def roofline(cfg):
             a_t, b_t, c_t = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
             a = rng.integers(0, 255, (m, k), dtype=np.uint8)
             b = rng.integers(-127, 127, (k, n), dtype=np.int8)
-        graph = helper.make_graph([node], "roofline", [helper.make_tensor_value_info("A", a_t, [m, k])],
-                                  [helper.make_tensor_value_info("C", c_t, [m, n])],
-                                  initializer=[helper.make_tensor("B", b_t, [k, n], b.tobytes(), raw=True)])
+        graph = helper.make_graph(
+            [node],
+            "roofline",
+            [helper.make_tensor_value_info("A", a_t, [m, k])],
+            [helper.make_tensor_value_info("C", c_t, [m, n])],
+            initializer=[helper.make_tensor("B", b_t, [k, n], b.tobytes(), raw=True)],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -185,17 +345,9 @@ def main(argv):
     mode = cfg.get("mode", "run")
     try:
         if mode == "probe":
-            import importlib
-
-            missing = []
-            for mod in REQUIRES[cfg["runner"]]:
-                try:
-                    importlib.import_module(mod)
-                except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
-                    missing.append(f"{mod} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
-            out = {"ok": not missing, "missing": missing}
+            out = probe(cfg)
         elif mode == "prepare":
-            out = prepare(cfg)
+            out = TASKS[cfg.get("task", "embedding")].prepare(cfg)
         elif mode == "roofline":
             out = roofline(cfg)
         else:
