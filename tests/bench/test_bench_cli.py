@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 
 from embedrt.cli import main
+from helpers import run_bench_cli
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "corpus.txt"
-    path.write_text("\n".join(["hello world", "the model is a vector", "", "who wrote the theory of relativity?",
-                               "a man is playing a guitar on stage " * 3, "café naïve 日本語"]) + "\n",
-                    encoding="utf-8")
+    lines = ["hello world", "the model is a vector", "", "who wrote the theory of relativity?",
+             "a man is playing a guitar on stage " * 3, "café naïve 日本語"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def _bench(export_dir, corpus, tmp_path, *extra):
-    out = tmp_path / "bench.json"
-    md = tmp_path / "bench.md"
-    argv = ["bench", str(export_dir), "--corpus", str(corpus), "--limit", "6", "--batch-sizes", "1,4",
-            "--headline-batch-size", "4", "--repeats", "2", "--latency-calls", "5", "--workdir",
-            str(tmp_path / "work"), "--json", str(out), "--markdown", str(md), "-q", *extra]
-    assert main(argv) == 0
-    return json.loads(out.read_text()), md.read_text()
+    return run_bench_cli(export_dir, "--corpus", corpus, tmp_path, "--limit", "6", *extra)
 
 
+@pytest.mark.slow  # NOTE: two repetitions with the sentence-transformers PyTorch peer, each in a process
 def test_bench_schema_and_ratios(tiny_bert, corpus, tmp_path):
     _, export_dir = tiny_bert
     report, md = _bench(export_dir, corpus, tmp_path, "--peers", "st-torch")
     assert report["schema"] == "embedrt-bench/1"
-    for key in ("created", "machine", "config", "versions", "roofline", "runs", "skipped", "summary", "ratios"):
-        assert key in report
+    keys = ("created", "machine", "config", "versions", "roofline", "runs", "skipped", "summary", "ratios")
+    assert all(key in report for key in keys)
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
     assert report["config"]["n_texts"] == 6 and report["config"]["real_tokens"] > 6
     assert report["config"]["corpus_gflop"] > 0

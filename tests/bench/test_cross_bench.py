@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 
 from embedrt.cli import main
+from helpers import run_bench_cli
 
 
 @pytest.fixture(scope="module")
@@ -27,34 +27,10 @@ def pairs_file(tmp_path_factory):
 
 
 def _bench(export_dir, pairs_file, tmp_path, *extra):
-    out = tmp_path / "bench.json"
-    md = tmp_path / "bench.md"
-    argv = [
-        "bench",
-        str(export_dir),
-        "--pairs-from",
-        str(pairs_file),
-        "--batch-sizes",
-        "1,4",
-        "--headline-batch-size",
-        "4",
-        "--repeats",
-        "2",
-        "--latency-calls",
-        "5",
-        "--workdir",
-        str(tmp_path / "work"),
-        "--json",
-        str(out),
-        "--markdown",
-        str(md),
-        "-q",
-        *extra,
-    ]
-    assert main(argv) == 0
-    return json.loads(out.read_text()), md.read_text()
+    return run_bench_cli(export_dir, "--pairs-from", pairs_file, tmp_path, *extra)
 
 
+@pytest.mark.slow  # NOTE: two repetitions with the sentence-transformers PyTorch peer, each in a process
 def test_cross_bench_schema_ratios_and_agreement(tiny_cross, pairs_file, tmp_path):
     _, export_dir = tiny_cross
     report, md = _bench(export_dir, pairs_file, tmp_path, "--peers", "st-torch,fastembed")

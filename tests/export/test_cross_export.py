@@ -15,16 +15,9 @@ from embedrt.errors import UnsupportedModelError, VerificationError
 from embedrt.export.tasks import detect_task
 from embedrt.manifest import MANIFEST_NAME, sha256_file
 from embedrt.modes import Task
+from helpers import dims, leftovers
 
 MODELS = [("bert", 1), ("bert", 3), ("roberta", 1), ("roberta", 3)]
-
-
-def _dims(value_info):
-    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
-
-
-def _leftovers(parent, name="out"):
-    return [p.name for p in parent.iterdir() if name in p.name]
 
 
 @pytest.mark.parametrize("arch,num_labels", MODELS)
@@ -38,13 +31,13 @@ def test_graph_io_names_dtypes_and_dynamic_axes(cross_factory, arch, num_labels)
     assert list(inputs) == expected
     for vi in inputs.values():
         assert vi.type.tensor_type.elem_type == TensorProto.INT64
-        dims = _dims(vi)
-        assert len(dims) == 2 and all(isinstance(d, str) for d in dims), dims
+        shape = dims(vi)
+        assert len(shape) == 2 and all(isinstance(d, str) for d in shape), shape
     outputs = {o.name: o for o in model.graph.output}
     assert list(outputs) == ["scores", "logits"]
     for vi in outputs.values():
         assert vi.type.tensor_type.elem_type == TensorProto.FLOAT
-    scores, logits = _dims(outputs["scores"]), _dims(outputs["logits"])
+    scores, logits = dims(outputs["scores"]), dims(outputs["logits"])
     assert scores == (["batch"] if num_labels == 1 else ["batch", num_labels])
     assert logits == ["batch", num_labels]
     domains = {n.domain for n in model.graph.node}
@@ -131,7 +124,7 @@ def test_unsupported_activation_is_refused_with_choices(cross_factory, tmp_path)
     model_dir, _ = cross_factory(export=False, arch="bert", num_labels=1, activation_fn=torch.nn.GELU())
     with pytest.raises(UnsupportedModelError, match=r"GELU is not supported; supported: torch\.nn\.Identity"):
         export_model(str(model_dir), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_bi_encoder_forced_as_cross_encoder_is_refused(tiny_factory, tmp_path):
@@ -142,7 +135,7 @@ def test_bi_encoder_forced_as_cross_encoder_is_refused(tiny_factory, tmp_path):
         UnsupportedModelError, match="architecture BertModel has no sequence-classification head"
     ):
         export_model(str(st_dir.parent / f"{st_dir.name}-hf"), tmp_path / "out", task="cross-encoder")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_unknown_task_and_unsupported_options(tiny_cross, tmp_path):
@@ -153,7 +146,7 @@ def test_unknown_task_and_unsupported_options(tiny_cross, tmp_path):
         export_model(str(model_dir), tmp_path / "out", variants=["fp32", "int8"])
     with pytest.raises(InputError, match="embedding exports only"):
         export_model(str(model_dir), tmp_path / "out", optimize=True)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_runtimes_refuse_the_other_task(tiny_cross, tiny_bert):
@@ -189,7 +182,7 @@ def test_verification_catches_a_wrong_head(tiny_cross, tmp_path, monkeypatch):
     monkeypatch.setattr(cross, "build_cross_graph", shifted)
     with pytest.raises(VerificationError, match=r"max abs 1\.0\d*e-03 > atol 1e-05.*nothing was written"):
         export_model(str(model_dir), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_verification_catches_wrong_pair_tokenization(tiny_cross, tmp_path, monkeypatch):
@@ -203,7 +196,7 @@ def test_verification_catches_wrong_pair_tokenization(tiny_cross, tmp_path, monk
     )
     with pytest.raises(VerificationError, match="worst pair"):
         export_model(str(model_dir), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_verification_catches_a_wrong_runtime_activation(tiny_cross, tmp_path, monkeypatch):

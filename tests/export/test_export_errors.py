@@ -17,16 +17,13 @@ from embedrt import (
     export_model,
 )
 from embedrt.errors import ExportError
-
-
-def _leftovers(parent, name="out"):
-    return [p.name for p in parent.iterdir() if name in p.name]
+from helpers import leftovers
 
 
 def test_missing_local_model(tmp_path):
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         export_model(str(tmp_path / "nope"), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_directory_that_is_not_a_model(tmp_path):
@@ -43,7 +40,7 @@ def test_offline_hub_id_without_local_copy_lists_attempts(tmp_path, monkeypatch)
     msg = str(info.value)
     for attempt in ("local path", "Hugging Face cache", "HF_HUB_OFFLINE", "offline package"):
         assert attempt in msg, msg
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_corrupted_weights(tiny_factory, tmp_path):
@@ -54,7 +51,7 @@ def test_corrupted_weights(tiny_factory, tmp_path):
     (bad / "model.safetensors").write_bytes(b"\x00garbage" * 100)
     with pytest.raises(ModelLoadError, match="could not load"):
         export_model(str(bad), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_unsupported_module_is_named(tiny_factory, tmp_path):
@@ -66,7 +63,7 @@ def test_unsupported_module_is_named(tiny_factory, tmp_path):
     (bad / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(UnsupportedModelError, match=r"LSTM.*supported module types: Transformer, Pooling"):
         export_model(str(bad), tmp_path / "out")
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_existing_output_needs_force_and_is_untouched(tiny_factory, tmp_path):
@@ -79,7 +76,7 @@ def test_existing_output_needs_force_and_is_untouched(tiny_factory, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
     export_model(str(st_dir), out, force=True)
     assert (out / "model.onnx").is_file() and not (out / "keep.txt").exists()
-    assert sorted(_leftovers(tmp_path)) == ["out"]
+    assert sorted(leftovers(tmp_path)) == ["out"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
@@ -108,7 +105,7 @@ def test_failed_verification_leaves_nothing(tiny_factory, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(VerificationError, match="max abs"):
         export_model(str(st_dir), out, atol=0.0)  # fp32 rounding is ~1e-7, never exactly 0
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_failed_forced_export_keeps_the_old_directory(tiny_factory, tmp_path):
@@ -119,4 +116,4 @@ def test_failed_forced_export_keeps_the_old_directory(tiny_factory, tmp_path):
     with pytest.raises(VerificationError):
         export_model(str(st_dir), out, force=True, atol=0.0)
     assert (out / "embedrt.json").read_text() == before
-    assert sorted(_leftovers(tmp_path)) == ["out"]
+    assert sorted(leftovers(tmp_path)) == ["out"]

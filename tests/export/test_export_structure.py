@@ -10,10 +10,7 @@ import onnxruntime as ort
 from onnx import TensorProto
 
 from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
-
-
-def _dims(value_info):
-    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+from helpers import dims
 
 
 def test_graph_io_names_dtypes_and_dynamic_axes(tiny_bert):
@@ -23,13 +20,13 @@ def test_graph_io_names_dtypes_and_dynamic_axes(tiny_bert):
     assert list(inputs) == ["input_ids", "attention_mask"]
     for vi in inputs.values():
         assert vi.type.tensor_type.elem_type == TensorProto.INT64
-        dims = _dims(vi)
-        assert len(dims) == 2 and all(isinstance(d, str) for d in dims), dims  # batch and sequence dynamic
+        shape = dims(vi)
+        assert len(shape) == 2 and all(isinstance(d, str) for d in shape), shape  # batch, sequence dynamic
     assert [o.name for o in model.graph.output] == ["sentence_embedding"]
     out = model.graph.output[0]
     assert out.type.tensor_type.elem_type == TensorProto.FLOAT
-    dims = _dims(out)
-    assert isinstance(dims[0], str) and dims[1] == 32
+    shape = dims(out)
+    assert isinstance(shape[0], str) and shape[1] == 32
 
 
 def test_graph_holds_pooling_and_normalize_and_only_standard_ops(tiny_bert):

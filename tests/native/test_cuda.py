@@ -16,6 +16,7 @@ from reference import MODES, fused_model, pool_reference, random_batch
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # NOTE: an nvcc build of the library
 @pytest.mark.skipif(shutil.which("nvcc") is None and not os.environ.get("CUDACXX"), reason="nvcc not found")
 def test_cuda_kernel_compiles_and_the_library_still_serves_cpu(tmp_path):
     import onnxruntime as ort

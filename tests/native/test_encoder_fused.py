@@ -7,23 +7,17 @@ import json
 import shutil
 import subprocess
 import sys
-from collections import Counter
 
 import numpy as np
 import pytest
 
 from embedrt import Encoder, InputError, NativeOpsError
 from embedrt.export.verify import probe_texts
+from helpers import op_counts
 
 # NOTE: the export's own probe set: empty and blank strings, texts past max_seq_length, unicode, literal
 # special tokens, code
 TEXTS = probe_texts()
-
-
-def _ops(path):
-    import onnx
-
-    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def test_export_writes_a_fused_graph_and_keeps_model_onnx_standard(tiny_bert):
     fused = fp32["fused_pooling"]
     assert fused["file"] == "model.fused.onnx" and fused["probe"] == "model.fused.probe.npz"
     assert fused["mode"] == "mean" and fused["normalize"] is True
-    standard, fused_ops = _ops(export_dir / "model.onnx"), _ops(export_dir / fused["file"])
+    standard, fused_ops = op_counts(export_dir / "model.onnx"), op_counts(export_dir / fused["file"])
     assert "MeanPoolNormalize" not in standard and standard["ReduceL2"] == 1
     # NOTE: the pooling chain (ReduceSum x2, Clip, Div) and the Normalize (ReduceL2, Clip, Expand, Div) went
     assert (
@@ -81,7 +75,7 @@ def test_export_writes_a_packed_graph(tiny_bert):
     # written/read heads-first; the attention Reshapes' targets constant
     assert packed["linears"] == 12 and packed["folded_bias"] == 12 and packed["head_layouts"] == 8
     assert packed["constant_reshapes"] >= 8
-    ops, std = _ops(export_dir / packed["file"]), _ops(export_dir / fused["file"])
+    ops, std = op_counts(export_dir / packed["file"]), op_counts(export_dir / fused["file"])
     assert ops["PackedMatMul"] == 12 and ops["MatMul"] == 4  # the attention's two activation x activation ones
     assert ops["Transpose"] == 2 and std["Transpose"] == 8  # only the keys' [0,1,3,2], fused into the MatMul
     assert ops["Reshape"] < std["Reshape"] and ops["Shape"] < std["Shape"]
@@ -173,7 +167,7 @@ def test_pooling_without_a_fused_op_gets_a_packed_graph(ops_library, tiny_factor
     entry = m["variants"]["fp32"]["fused_pooling"]
     assert entry["file"] == "model.packed.onnx" and entry["probe"] == "model.packed.probe.npz"
     assert entry["packed_only"] is True and entry["cpu_only"] is True and entry["linears"] == 12
-    ops = _ops(export_dir / entry["file"])
+    ops = op_counts(export_dir / entry["file"])
     assert ops["PackedMatMul"] == 12 and "MeanPoolNormalize" not in ops
     from embedrt.runtime import native
 

@@ -5,25 +5,20 @@ to the standard-op ``model.int8.onnx`` (<= 1e-6; only the pooling's summation or
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from embedrt import Encoder, NativeOpsError, export_model
 from embedrt.export.quantize import Int8Config
 from embedrt.export.verify import probe_texts
 from embedrt.runtime import native
+from helpers import op_counts
 
 # NOTE: the export's own probe set: empty and blank strings, texts past max_seq_length, unicode, literal
 # special tokens, code
 TEXTS = probe_texts()
-
-
-def _ops(path: Path) -> Counter:
-    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
 def _export(tiny_factory, tmp_path_factory, name: str, int8: Int8Config | None = None, **kwargs) -> Path:
@@ -43,7 +38,7 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
     entry = m["variants"]["int8"]["fused_pooling"]
     assert entry["file"] == "model.int8.fused.onnx" and entry["cpu_only"] is True
     assert entry["folded_bias"] == 12  # 2 layers x 6 Linears, each with its bias
-    standard, fused = _ops(tiny_int8 / "model.int8.onnx"), _ops(tiny_int8 / entry["file"])
+    standard, fused = op_counts(tiny_int8 / "model.int8.onnx"), op_counts(tiny_int8 / entry["file"])
     # the standard int8 graph keeps standard ops only
     assert not {"QuantizePerToken", "DequantizeRows", "MeanPoolNormalize"} & set(standard)
     # Q/K/V share one quantization: 4 groups per layer; 6 Linears per layer
@@ -87,8 +82,9 @@ def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, 
     # fp32's native graph is model.onnx with packed Linears only; int8 is quantized from model.onnx, not from it
     assert m["variants"]["fp32"]["fused_pooling"]["packed_only"] is True
     entry = m["variants"]["int8"]["fused_pooling"]
-    assert _ops(out / entry["file"])["MatMulInteger"] == 12 and "PackedMatMul" not in _ops(out / entry["file"])
-    assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in _ops(out / entry["file"])
+    ops = op_counts(out / entry["file"])
+    assert ops["MatMulInteger"] == 12 and "PackedMatMul" not in ops
+    assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in ops
     a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
     b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
     assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))
@@ -99,7 +95,7 @@ def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path
     out = _export(tiny_factory, tmp_path_factory, "int8s", cfg, arch="bert", pooling="mean", normalize=True,
                   seed=24)
     entry = json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["fused_pooling"]
-    assert _ops(out / entry["file"])["MatMulInteger"] == 10
+    assert op_counts(out / entry["file"])["MatMulInteger"] == 10
     a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
     b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
     assert np.abs(a - b).max() <= 1e-6
