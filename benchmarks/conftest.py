@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: where the time goes (not part of CI's test run; see README)."""
+"""pytest-benchmark suite: where the time goes (not part of CI's test run; see docs/performance.md)."""
 
 from __future__ import annotations
 
