@@ -73,6 +73,7 @@ def test_missing_peers_are_skipped_not_fatal(tiny_bert, corpus, tmp_path):
     assert "Skipped st-onnx" in md
 
 
+@pytest.mark.slow  # NOTE: two repetitions with the roofline, for one PNG
 def test_plot(tiny_bert, corpus, tmp_path):
     pytest.importorskip("matplotlib")
     _, export_dir = tiny_bert

@@ -218,6 +218,7 @@ def test_a_failed_batch_inside_ray_raises_with_its_ids(local_ray, tiny_bert):
     assert err.value.ids == ["bad"]
 
 
+@pytest.mark.slow  # NOTE: a CLI subprocess that starts its own local Ray, killed and run again
 def test_rerun_after_sigkill_of_the_cli_writes_no_duplicates(local_ray, tiny_bert, qnli_2000, tmp_path):
     """A real crash: the CLI (driver and its local Ray) is SIGKILLed mid-run, then the same command resumes."""
     import os
