@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import _ort  # noqa: F401 - first: a clear error when no onnxruntime is installed
 from .cross_encoder import CrossEncoder, rerank_hits
-from .encoder import Encoder
+from .encoder import Encoder, TokenizedTexts
 from .providers import TensorRTOptions
 from .util import (
     cos_sim,
@@ -20,6 +20,7 @@ __all__ = [
     "CrossEncoder",
     "Encoder",
     "TensorRTOptions",
+    "TokenizedTexts",
     "cos_sim",
     "dot_score",
     "normalize",

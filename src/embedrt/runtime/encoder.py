@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,45 @@ def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
             kind = "a nested list" if isinstance(s, (list, tuple)) else type(s).__name__
             raise InputError(f"sentences[{i}] is {kind}, expected str (embedrt encodes single texts, not pairs)")
     return list(sentences), False
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Texts as ``Encoder.tokenize`` turns them into token ids: what ``Encoder.encode_tokenized`` runs.
+
+    Attributes:
+        ids: token ids per text (special tokens and prompt included, truncated at ``max_seq_length``,
+            unpadded).
+        prompt_length: the prompt's tokens, for graphs that exclude it from pooling (``prompt_length`` input);
+            None for graphs without that input.
+    """
+
+    ids: list[list[int]]
+    prompt_length: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text (int64 ``(N,)``): what the model saw, what OpenAI's ``usage`` counts."""
+        return np.fromiter((len(r) for r in self.ids), dtype=np.int64, count=len(self.ids))
+
+    @classmethod
+    def concat(cls, parts: Sequence[TokenizedTexts]) -> TokenizedTexts:
+        """One ``TokenizedTexts`` of several, in order (for one graph run over many requests).
+
+        Raises:
+            InputError: no parts, or parts with different prompt lengths (they cannot share a graph run).
+        """
+        if not parts:
+            raise InputError("concat needs at least one TokenizedTexts")
+        first = parts[0].prompt_length
+        if any(p.prompt_length != first for p in parts):
+            raise InputError("TokenizedTexts with different prompt lengths cannot be concatenated")
+        if len(parts) == 1:
+            return parts[0]
+        return cls([r for p in parts for r in p.ids], first)
 
 
 class Encoder:
@@ -298,7 +338,7 @@ class Encoder:
             emb = np.zeros((0, out_dim), dtype=np.float32)
         else:
             emb, _ = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
-            emb = self._truncate(emb, truncate_dim, normalize_embeddings)
+            emb = self.truncate_embeddings(emb, truncate_dim, normalize_embeddings)
         if precision is not Precision.FLOAT32:
             emb = quantize_embeddings(emb, precision)
         if single:
@@ -349,41 +389,111 @@ class Encoder:
             start += rows
         return batches
 
-    def _truncate(self, emb: np.ndarray, truncate_dim: int | None, normalize_embeddings: bool = False) -> np.ndarray:
-        """Keep the first ``truncate_dim`` dimensions of rows ``emb`` (Matryoshka), then L2-normalise when asked or
-        when the cut vectors of a model that ends in Normalize must stay unit length."""
+    def truncate_embeddings(self, embeddings: np.ndarray, truncate_dim: int | None,
+                            normalize_embeddings: bool = False) -> np.ndarray:
+        """Encode's output rule on rows ``embeddings`` (from ``encode_tokenized``): keep the first
+        ``truncate_dim`` dimensions (Matryoshka), then L2-normalise when asked, or when the cut vectors of a
+        model that ends in Normalize must stay unit length.
+
+        Args:
+            embeddings: float32 ``(N, D)``.
+            truncate_dim: dimensions to keep; None (or ``>= D``) keeps them all.
+            normalize_embeddings: L2-normalise the (possibly cut) rows.
+
+        Returns:
+            float32 ``(N, min(D, truncate_dim))``; ``embeddings`` itself when nothing changes.
+
+        Raises:
+            InputError: ``truncate_dim`` is not a positive int.
+        """
+        truncate_dim = self._check_truncate_dim(truncate_dim)
+        emb = embeddings
         if truncate_dim and truncate_dim < emb.shape[1]:
             emb = np.ascontiguousarray(emb[:, :truncate_dim])
-            # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is not one;
-            # re-normalise so dot product stays cosine. sentence-transformers leaves the cut vector as is; ST's
-            # encode(truncate_dim=k, normalize_embeddings=True) equals ours.
+            # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is not
+            # one; re-normalise so dot product stays cosine. sentence-transformers leaves the cut vector as is;
+            # ST's encode(truncate_dim=k, normalize_embeddings=True) equals ours.
             normalize_embeddings = normalize_embeddings or self._normalized_output
         if normalize_embeddings:
             emb = normalize(emb).astype(np.float32, copy=False)
         return emb
 
-    def _encode_counted(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``encode(texts, batch_size)`` for a non-empty list, and the tokens each text ran with (the default
-        prompt and special tokens included, after truncation): for servers that report usage."""
-        return self._embed(texts, self._resolve_prompt(None, None), batch_size, self.max_batch_tokens, None)
+    def tokenize(self, sentences: str | Sequence[str], prompt_name: str | None = None,
+                 prompt: str | None = None) -> TokenizedTexts:
+        """The first half of ``encode``: token ids of each text, as ``encode`` would run them.
+
+        ``encode(texts)`` equals ``truncate_embeddings(encode_tokenized(tokenize(texts)), ...)``; servers call
+        the halves apart to batch the texts of many requests, to bound batches by tokens and to report usage.
+
+        Args:
+            sentences: a str or a list of str.
+            prompt_name: key of ``self.prompts`` to prepend (default: the model's default prompt, if any).
+            prompt: a literal prompt to prepend; overrides ``prompt_name``.
+
+        Returns:
+            ``TokenizedTexts``: ids per text (special tokens and prompt included, truncated at
+            ``max_seq_length``, unpadded) and the prompt length the graph needs.
+
+        Raises:
+            InputError: None, bytes, a non-str element, a nested list, an unknown prompt_name.
+        """
+        texts, _ = _validate_texts(sentences)
+        return self._tokenize(texts, self._resolve_prompt(prompt, prompt_name))
+
+    def encode_tokenized(self, tokens: TokenizedTexts, batch_size: int = 32,
+                         max_batch_tokens: int | None = None) -> np.ndarray:
+        """The second half of ``encode``: run the graph on ``tokenize``'s output.
+
+        Args:
+            tokens: from ``tokenize`` (or ``TokenizedTexts.concat`` of several with the same prompt length).
+            batch_size: rows per graph run.
+            max_batch_tokens: cap rows x padded length per graph run; None uses the Encoder's default.
+
+        Returns:
+            float32 ``(N, D)``, before ``truncate_embeddings``; ``(0, D)`` for no texts.
+
+        Raises:
+            InputError: an invalid batch_size or max_batch_tokens.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+            raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
+        if not isinstance(tokens, TokenizedTexts):
+            raise InputError(f"tokens must be the TokenizedTexts of Encoder.tokenize, "
+                             f"got {type(tokens).__name__}")
+        if not tokens.ids:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return self._run_tokenized(tokens, batch_size, budget, None)
+
+    def _tokenize(self, texts: list[str], prompt: str | None) -> TokenizedTexts:
+        """Token ids of ``texts`` with ``prompt`` prepended, and the prompt length the graph takes."""
+        if prompt:
+            texts = [prompt + t for t in texts]
+        prompt_length = None
+        if "prompt_length" in self.input_names:
+            prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
+        return TokenizedTexts(self.tokenizer.encode_ids(texts), prompt_length)
 
     def _embed(self, texts: list[str], prompt: str | None, batch_size: int, budget: int | None,
                show_progress_bar: bool | None) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of ``texts`` (with ``prompt`` prepended) and their token counts."""
-        if prompt:
-            texts = [prompt + t for t in texts]
+        tokens = self._tokenize(texts, prompt)
+        return self._run_tokenized(tokens, batch_size, budget, show_progress_bar), tokens.lengths
+
+    def _run_tokenized(self, tokens: TokenizedTexts, batch_size: int, budget: int | None,
+                       show_progress_bar: bool | None) -> np.ndarray:
+        rows = tokens.ids
         prompt_feed = None
-        if "prompt_length" in self.input_names:
-            k = self.tokenizer.prompt_length(prompt) if prompt else 0
-            prompt_feed = np.array([k], dtype=np.int64)
-        rows = self.tokenizer.encode_ids(texts)
+        if tokens.prompt_length is not None:
+            prompt_feed = np.array([tokens.prompt_length], dtype=np.int64)
         out = np.empty((len(rows), self._dim), dtype=np.float32)
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if len(rows) == 1:  # NOTE: single-text fast path: no sorting, no index bookkeeping
             ids, mask = self.tokenizer.pad(rows)
             out[:] = self._run(ids, mask, prompt_feed)
-            return out, lengths
-        batches = self._batches(lengths, min(batch_size, self._row_cap or batch_size), budget)
+            return out
+        batches = self._batches(tokens.lengths, min(batch_size, self._row_cap or batch_size), budget)
         bar = None
         if show_progress_bar:
             try:
@@ -399,7 +509,7 @@ class Encoder:
                 bar.update(len(idx))
         if bar is not None:
             bar.close()
-        return out, lengths
+        return out
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
         # NOTE: plain run() on every provider. IO binding with bind_cpu_input made the same host-to-device and
