@@ -1,22 +1,27 @@
-"""Requests/s and p50/p99 latency of ``embedrt serve`` at several client concurrencies.
+"""``embedrt serve`` side by side: the lean server, Ray Serve and in-process ``Encoder.encode``, in one run.
 
-    python benchmarks/bench_serve.py /tmp/ray-minilm --corpus ../shared/data/corpus-qnli.txt
+    python benchmarks/bench_serve.py minilm.embedrt --corpus ../shared/data/corpus-qnli.txt
 
-Needs ``embedrt[ray,test]`` (Ray Serve for the server, httpx for the clients).
+Needs ``embedrt[serve]`` for the lean server and ``embedrt[ray]`` for Ray Serve (``--modes lean`` skips Ray).
 
-Starts ``embedrt serve`` on a free loopback port (or measures ``--url``), checks the served vectors against
-``Encoder.encode`` first (and stops if they differ by more than 1e-5), warms up, then for each concurrency runs
-closed-loop clients (each sends its next request when the previous answer arrived), one text per request,
-``--repeats`` times, alternating the concurrencies, and reports medians. The mean dynamic batch size comes from
-the server's /metrics. The peer is the same single-text ``Encoder.encode`` called in this process with no server
-(concurrency 1), measured in the same run: the difference is the cost of HTTP and Ray Serve. The clients run on the same machine as the server, so
-they compete with it for the CPU: on a small machine the figures are a floor, not the server's capacity.
+Starts both servers on free loopback ports (127.0.0.1 only), checks each one's vectors against
+``Encoder.encode`` first (and stops if they differ by more than 1e-5), warms up, then runs closed-loop clients
+(each sends its next request when the previous answer arrived, over one kept-alive connection) at each
+concurrency (1, 8, 32), with one text and with 32 texts per request, alternating the modes round by round, and
+reports the medians over the rounds: requests/s, texts/s, p50/p99 latency, and the mean dynamic batch from each
+server's /metrics. The in-process peer is ``Encoder.encode`` called in this process, one request's texts at a
+time, with no server. Every level is bounded: ``--requests`` requests or ``--level-seconds`` seconds, whichever
+comes first. The clients run on the same machine as the servers and compete with them for the CPU.
+
+At the end it checks the serving targets on the one-text rows: lean >= 3x Ray Serve's req/s at 8 and 32
+clients; lean 1-client p50 <= in-process p50 + 3 ms; lean 32-client texts/s >= 1.2x in-process one-at-a-time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import platform
@@ -26,39 +31,49 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+HOST = "127.0.0.1"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def served(export_dir: str, serve_args: list[str]):
-    import httpx
+def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
 
+
+@contextlib.contextmanager
+def served(export_dir: str, serve_args: list[str], log_path: Path | None):
+    """``embedrt serve`` in a subprocess on a free loopback port; SIGTERM (then SIGKILL of its group) at exit."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "embedrt.cli", "serve", export_dir, "--port", str(port), "-q", *serve_args]
-    log = open(os.devnull, "wb")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "embedrt.cli", "serve", export_dir, "--host", HOST, "--port", str(port), "-q",
+           *serve_args]
+    log = open(log_path, "wb") if log_path else open(os.devnull, "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"embedrt serve exited with {proc.returncode}: {' '.join(cmd)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+            with contextlib.suppress(OSError):
+                if _get(port, "/health")[0] == 200:
                     break
             if time.monotonic() > deadline:
-                raise SystemExit("embedrt serve not healthy after 300 s")
-            time.sleep(1)
-        yield base
+                raise SystemExit(f"embedrt serve not healthy after 300 s: {' '.join(cmd)}")
+            time.sleep(0.5)
+        yield port
     finally:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -69,146 +84,238 @@ def served(export_dir: str, serve_args: list[str]):
         log.close()
 
 
-def batch_stats(base: str) -> tuple[float, float]:
-    import httpx
-
-    text = httpx.get(f"{base}/metrics", timeout=10).text
-    vals = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith(("embedrt_batch_size_sum", "embedrt_batch_size_count"))}
+def batch_stats(port: int) -> tuple[float, float]:
+    text = _get(port, "/metrics")[1].decode()
+    vals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("embedrt_batch_size_sum", "embedrt_batch_size_count")):
+            name = line.split("{")[0]
+            vals[name] = vals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return vals.get("embedrt_batch_size_sum", 0.0), vals.get("embedrt_batch_size_count", 0.0)
 
 
-def run_level(base: str, texts: list[str], concurrency: int, requests: int) -> dict:
-    import httpx
+def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    conn.request("POST", "/v1/embeddings", body=body, headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.read()
 
+
+def run_level(port: int, bodies: list[bytes], texts_per_request: int, concurrency: int, requests: int,
+              seconds: float) -> dict:
+    """Closed-loop clients, one kept-alive connection each, until ``requests`` or ``seconds`` run out."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     counter = iter(range(requests))
+    stop_at = time.perf_counter() + seconds
 
-    def client(_: int) -> None:
-        with httpx.Client(timeout=60) as c:
-            while True:
+    def client() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=120)
+        try:
+            while time.perf_counter() < stop_at:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 t0 = time.perf_counter()
-                r = c.post(f"{base}/v1/embeddings", json={"input": texts[i % len(texts)]})
+                try:
+                    status, data = post(conn, bodies[i % len(bodies)])
+                except (OSError, http.client.HTTPException) as e:
+                    status, data = -1, repr(e).encode()
+                    conn.close()
+                    conn = http.client.HTTPConnection(HOST, port, timeout=120)
                 dt = time.perf_counter() - t0
                 with lock:
-                    (latencies.append(dt) if r.status_code == 200 else errors.append(f"{r.status_code} {r.text}"))
+                    if status == 200:
+                        latencies.append(dt)
+                    else:
+                        errors.append(f"{status} {data[:200]!r}")
+        finally:
+            conn.close()
 
-    s0, n0 = batch_stats(base)
+    s0, n0 = batch_stats(port)
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(client, range(concurrency)))
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     wall = time.perf_counter() - t0
-    s1, n1 = batch_stats(base)
-    lat = np.array(latencies) * 1000
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
-            "first_error": errors[0] if errors else None, "wall_s": wall, "rps": len(latencies) / wall,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "mean_batch": (s1 - s0) / (n1 - n0) if n1 > n0 else float("nan")}
+    s1, n1 = batch_stats(port)
+    return _row(latencies, wall, texts_per_request, errors, (s1 - s0) / (n1 - n0) if n1 > n0 else float("nan"))
 
 
-def run_direct(enc, texts: list[str], requests: int) -> dict:
+def _row(latencies: list[float], wall: float, texts_per_request: int, errors: list[str], mean_batch: float) -> dict:
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {"requests": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else None,
+            "wall_s": wall, "rps": len(latencies) / wall, "texts_s": len(latencies) * texts_per_request / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_batch": mean_batch}
+
+
+def run_direct(enc, batches: list[list[str]], requests: int, seconds: float) -> dict:
+    """``Encoder.encode`` of one request's texts at a time, in this process: the peer with no server."""
     lat = []
+    stop_at = time.perf_counter() + seconds
     t0 = time.perf_counter()
     for i in range(requests):
+        if time.perf_counter() >= stop_at:
+            break
+        texts = batches[i % len(batches)]
         t = time.perf_counter()
-        enc.encode(texts[i % len(texts)])
+        enc.encode(texts[0] if len(texts) == 1 else texts)
         lat.append(time.perf_counter() - t)
-    wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1000
-    return {"concurrency": "direct", "requests": requests, "errors": 0, "first_error": None, "wall_s": wall,
-            "rps": requests / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_batch": 1.0}
-
-
-def median_row(c, rs: list[dict]) -> dict:
-    row = {k: float(np.median([r[k] for r in rs])) for k in ("rps", "p50_ms", "p99_ms", "mean_batch", "wall_s")}
-    return {"concurrency": c, "requests": sum(r["requests"] for r in rs), "errors": sum(r["errors"] for r in rs),
-            **row, "runs": rs}
-
-
-def _threads(serve_args: str) -> int | None:
-    a = serve_args.split()
-    for flag in ("--threads", "--num-cpus"):
-        if flag in a:
-            return max(1, int(float(a[a.index(flag) + 1])))
-    return 1
+    return _row(lat, time.perf_counter() - t0, len(batches[0]), [], float(len(batches[0])))
 
 
 def machine() -> str:
-    cpu = "?"
+    cpu, flags = "?", ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "?":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                flags = line
+    isa = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else \
+        "avx2" if "avx2" in flags else "other"
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     import onnxruntime
-    import ray
 
     import embedrt
 
-    return (f"{cpu}, {os.cpu_count()} cores, load average {load[0]:.2f} at start; Python {platform.python_version()}, "
-            f"embedrt {embedrt.__version__}, onnxruntime {onnxruntime.__version__}, ray {ray.__version__}")
+    versions = [f"Python {platform.python_version()}", f"embedrt {embedrt.__version__}",
+                f"onnxruntime {onnxruntime.__version__}"]
+    for mod in ("uvicorn", "starlette", "ray"):
+        with contextlib.suppress(ImportError):
+            versions.append(f"{mod} {__import__(mod).__version__}")
+    return (f"{cpu} ({isa}), {os.cpu_count()} cores, load average {load[0]:.2f} at start; " + ", ".join(versions))
+
+
+def check_vectors(port: int, enc, probe: list[str]) -> float:
+    c = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        status, data = post(c, json.dumps({"input": probe}).encode())
+    finally:
+        c.close()
+    if status != 200:
+        raise SystemExit(f"validation request failed: {status} {data[:300]!r}")
+    got = np.array([d["embedding"] for d in json.loads(data)["data"]], dtype=np.float32)
+    return float(np.abs(got - enc.encode(probe)).max())
+
+
+def targets(rows: dict) -> list[tuple[str, float, float, bool]]:
+    """(name, measured, threshold, met) for the serving targets on one-text requests."""
+    out = []
+    d = rows.get(("direct", 1, 1))
+    for c in (8, 32):
+        lean, ray = rows.get(("lean", 1, c)), rows.get(("ray", 1, c))
+        if lean and ray:
+            r = lean["rps"] / ray["rps"]
+            out.append((f"lean / Ray Serve req/s at {c} clients", r, 3.0, r >= 3.0))
+    lean1 = rows.get(("lean", 1, 1))
+    if lean1 and d:
+        extra = lean1["p50_ms"] - d["p50_ms"]
+        out.append(("lean 1-client p50 minus in-process encode p50 (ms)", extra, 3.0, extra <= 3.0))
+    lean32 = rows.get(("lean", 1, 32))
+    if lean32 and d:
+        r = lean32["texts_s"] / d["texts_s"]
+        out.append(("lean 32-client texts/s / in-process one-at-a-time texts/s", r, 1.2, r >= 1.2))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("export_dir")
     p.add_argument("--corpus", required=True, help="text file, one request text per line")
+    p.add_argument("--modes", default="lean,ray", help="servers to run (default lean,ray)")
     p.add_argument("--concurrency", default="1,8,32", help="client concurrencies (default 1,8,32)")
-    p.add_argument("--requests", type=int, default=400, help="requests per concurrency (default 400)")
-    p.add_argument("--warmup", type=int, default=50, help="requests before timing (default 50)")
-    p.add_argument("--repeats", type=int, default=3, help="rounds over all concurrencies; medians (default 3)")
-    p.add_argument("--url", default=None, help="measure this running server instead of starting one")
-    p.add_argument("--serve-args", default="--replicas 1 --num-cpus 2 --device cpu",
-                   help="extra arguments for embedrt serve (default: '--replicas 1 --num-cpus 2 --device cpu')")
+    p.add_argument("--sizes", default="1,32", help="texts per request (default 1,32)")
+    p.add_argument("--requests", type=int, default=300, help="one-text requests per level (default 300)")
+    p.add_argument("--batch-requests", type=int, default=40, help="multi-text requests per level (default 40)")
+    p.add_argument("--level-seconds", type=float, default=20.0, help="time bound of one level (default 20)")
+    p.add_argument("--warmup", type=int, default=50, help="requests per server before timing (default 50)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians (default 3)")
+    p.add_argument("--lean-args", default="--device cpu", help="extra arguments of the lean server")
+    p.add_argument("--ray-args", default="--ray --replicas 1 --num-cpus 2 --device cpu",
+                   help="extra arguments of the Ray Serve server")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads of the in-process Encoder "
+                                                             "(default: all cores, as the lean server)")
+    p.add_argument("--logs", default=None, help="directory for the servers' logs")
     p.add_argument("--json", default=None, help="also write the results as JSON")
+    p.add_argument("--markdown", default=None, help="also write the table as markdown")
     args = p.parse_args(argv)
-
-    import httpx
 
     from embedrt import Encoder
 
-    texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()][:5000]
+    corpus = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()][:4000]
     levels = [int(c) for c in args.concurrency.split(",")]
-    ctx = contextlib.nullcontext(args.url) if args.url else served(args.export_dir, args.serve_args.split())
+    sizes = [int(s) for s in args.sizes.split(",")]
+    modes = [m for m in args.modes.split(",") if m]
     host = machine()  # NOTE: once, at the start: its load average is the one the run started under
     print(host, flush=True)
-    enc = Encoder(args.export_dir, device="cpu", intra_op_threads=_threads(args.serve_args))
-    with ctx as base:
-        # validate before timing: the served vectors are Encoder.encode's
-        probe = texts[:16]
-        r = httpx.post(f"{base}/v1/embeddings", json={"input": probe}, timeout=120)
-        r.raise_for_status()
-        got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
-        diff = float(np.abs(got - enc.encode(probe)).max())
-        print(f"served vs Encoder.encode: max abs diff {diff:.1e} over {len(probe)} texts", flush=True)
-        if diff > 1e-5:
-            raise SystemExit("the server's vectors differ from Encoder.encode; not timing it")
-        run_level(base, texts, min(8, max(levels)), args.warmup)
-        runs: dict = {c: [] for c in ["direct", *levels]}
+    enc = Encoder(args.export_dir, device="cpu", intra_op_threads=args.threads)
+    batches = {n: [corpus[i:i + n] for i in range(0, len(corpus) - n + 1, n)] for n in sizes}
+    bodies = {n: [json.dumps({"input": b[0] if n == 1 else b}).encode() for b in batches[n]] for n in sizes}
+    logs = Path(args.logs) if args.logs else None
+    if logs:
+        logs.mkdir(parents=True, exist_ok=True)
+    runs: dict[tuple, list[dict]] = {}
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for m in modes:
+            extra = (args.lean_args if m == "lean" else args.ray_args).split()
+            t0 = time.perf_counter()
+            ports[m] = stack.enter_context(served(args.export_dir, extra, logs / f"{m}.log" if logs else None))
+            diff = check_vectors(ports[m], enc, corpus[:16])
+            print(f"{m}: healthy after {time.perf_counter() - t0:.1f} s; served vs Encoder.encode: max abs diff "
+                  f"{diff:.1e} over 16 texts", flush=True)
+            if diff > 1e-5:
+                raise SystemExit(f"{m}: the server's vectors differ from Encoder.encode; not timing it")
+            run_level(ports[m], bodies[1], 1, 8, args.warmup, args.level_seconds)
+        run_direct(enc, batches[1], args.warmup, args.level_seconds)
         for rep in range(args.repeats):
-            runs["direct"].append(run_direct(enc, texts, args.requests))
-            for c in levels:
-                runs[c].append(run_level(base, texts, c, args.requests))
+            order = modes if rep % 2 == 0 else modes[::-1]  # NOTE: A B, B A, ...: neither always goes first
+            for n in sizes:
+                budget = args.requests if n == 1 else args.batch_requests
+                runs.setdefault(("direct", n, 1), []).append(run_direct(enc, batches[n], budget, args.level_seconds))
+                for m in order:
+                    for c in levels:
+                        runs.setdefault((m, n, c), []).append(
+                            run_level(ports[m], bodies[n], n, c, budget, args.level_seconds))
             print(f"  round {rep + 1}/{args.repeats}: " + ", ".join(
-                f"{c}: {runs[c][-1]['rps']:.1f} req/s" for c in runs), flush=True)
-    rows = [median_row(c, rs) for c, rs in runs.items()]
-    print("\n| clients | requests | req/s | p50 ms | p99 ms | mean batch | errors |\n|---|---|---|---|---|---|---|")
-    for r in rows:
-        name = "Encoder.encode in-process (no server)" if r["concurrency"] == "direct" else r["concurrency"]
-        print(f"| {name} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{r['mean_batch']:.1f} | {r['errors']} |")
-    print(f"medians of {args.repeats} rounds; embedrt serve {args.serve_args}")
+                f"{m}/{n}x{c}: {rs[-1]['rps']:.0f} req/s" for (m, n, c), rs in runs.items()), flush=True)
+    keys = ("rps", "texts_s", "p50_ms", "p99_ms", "mean_batch")
+    rows = {k: {**{f: float(np.median([r[f] for r in rs])) for f in keys},
+                "requests": sum(r["requests"] for r in rs), "errors": sum(r["errors"] for r in rs),
+                "first_error": next((r["first_error"] for r in rs if r["first_error"]), None)}
+            for k, rs in runs.items()}
+    names = {"direct": "in-process `Encoder.encode`", "lean": "`embedrt serve` (lean)", "ray": "`embedrt serve --ray`"}
+    lines = ["| server | texts/request | clients | requests | req/s | texts/s | p50 ms | p99 ms | mean batch | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        for m in ["direct", *modes]:
+            for c in ([1] if m == "direct" else levels):
+                r = rows[(m, n, c)]
+                lines.append(f"| {names[m]} | {n} | {c} | {r['requests']} | {r['rps']:.1f} | {r['texts_s']:.0f} | "
+                             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.1f} | {r['errors']} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    print(f"medians of {args.repeats} alternating rounds; lean: {args.lean_args}; ray: {args.ray_args}")
+    checks = targets(rows)
+    for name, value, threshold, ok in checks:
+        print(f"{'MET ' if ok else 'MISSED'} {name}: {value:.2f} (target {'<=' if 'minus' in name else '>='} "
+              f"{threshold:g})")
+    for k, r in rows.items():
+        if r["first_error"]:
+            print(f"first error of {k}: {r['first_error']}")
+    if args.markdown:
+        Path(args.markdown).write_text(f"{host}\n\n{table}\n", encoding="utf-8")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": host, "serve_args": args.serve_args, "rows": rows},
-                                              indent=2, default=str), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(
+            {"machine": host, "lean_args": args.lean_args, "ray_args": args.ray_args, "repeats": args.repeats,
+             "rows": [{"server": m, "texts_per_request": n, "clients": c, **r} for (m, n, c), r in rows.items()],
+             "runs": {f"{m}/{n}/{c}": rs for (m, n, c), rs in runs.items()},
+             "targets": [{"name": a, "value": b, "threshold": t, "met": ok} for a, b, t, ok in checks]},
+            indent=2), encoding="utf-8")
     return 0
 
 

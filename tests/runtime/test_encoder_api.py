@@ -235,3 +235,60 @@ def test_thread_safety(pair):
     assert len(results) == 24
     for v in results.values():
         close(v, expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the two halves of encode (what servers call)
+def test_tokenize_then_encode_tokenized_equals_encode(pair, pair_unnormalized):
+    from embedrt.runtime import TokenizedTexts
+
+    for _, enc in (pair, pair_unnormalized):
+        tokens = enc.tokenize(TEXTS)
+        assert isinstance(tokens, TokenizedTexts) and len(tokens) == len(TEXTS)
+        assert tokens.lengths.tolist() == [len(r) for r in enc.tokenizer.encode_ids(TEXTS)]
+        assert np.array_equal(enc.encode_tokenized(tokens, batch_size=7), enc.encode(TEXTS, batch_size=7))
+        assert np.array_equal(enc.encode_tokenized(enc.tokenize(TEXTS[3])), enc.encode([TEXTS[3]]))
+        assert enc.encode_tokenized(enc.tokenize([])).shape == (0, enc.get_sentence_embedding_dimension())
+
+
+def test_tokenize_applies_prompts_like_encode(pair):
+    _, enc = pair
+    for kw in ({"prompt_name": "query"}, {"prompt": "custom: "}):
+        tokens = enc.tokenize(TEXTS, **kw)
+        assert tokens.lengths.sum() > enc.tokenize(TEXTS).lengths.sum()
+        np.testing.assert_allclose(enc.encode_tokenized(tokens), enc.encode(TEXTS, **kw), atol=1e-6, rtol=0)
+
+
+def test_concat_runs_many_requests_in_one_call(pair):
+    from embedrt.runtime import TokenizedTexts
+
+    _, enc = pair
+    parts = [enc.tokenize(TEXTS[:3]), enc.tokenize(TEXTS[3:4]), enc.tokenize(TEXTS[4:])]
+    joined = TokenizedTexts.concat(parts)
+    assert joined.ids == enc.tokenize(TEXTS).ids
+    np.testing.assert_allclose(enc.encode_tokenized(joined), enc.encode(TEXTS), atol=1e-6, rtol=0)
+    with pytest.raises(InputError, match="different prompt lengths"):
+        TokenizedTexts.concat([TokenizedTexts([[1]], 0), TokenizedTexts([[1]], 2)])
+    with pytest.raises(InputError, match="at least one"):
+        TokenizedTexts.concat([])
+
+
+@pytest.mark.parametrize("fixture", ["pair", "pair_unnormalized"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_truncate_embeddings_is_encodes_output_rule(request, fixture, normalize):
+    _, enc = request.getfixturevalue(fixture)
+    raw = enc.encode_tokenized(enc.tokenize(TEXTS))
+    for dim in (None, 8, 10_000):
+        assert np.array_equal(enc.truncate_embeddings(raw, dim, normalize),
+                              enc.encode(TEXTS, truncate_dim=dim, normalize_embeddings=normalize))
+
+
+def test_public_halves_reject_bad_arguments(pair):
+    _, enc = pair
+    with pytest.raises(InputError, match="sentences\\[1\\] is int"):
+        enc.tokenize(["a", 1])
+    with pytest.raises(InputError, match="TokenizedTexts"):
+        enc.encode_tokenized([[101, 102]])
+    with pytest.raises(InputError, match="batch_size"):
+        enc.encode_tokenized(enc.tokenize("a"), batch_size=0)
+    with pytest.raises(InputError, match="truncate_dim"):
+        enc.truncate_embeddings(np.zeros((1, 4), np.float32), 0)
