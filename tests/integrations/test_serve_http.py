@@ -1,4 +1,7 @@
-"""``embedrt serve`` end to end: a real subprocess on loopback, real HTTP, always torn down.
+"""``embedrt serve --ray`` (Ray Serve) end to end: a real subprocess on loopback, real HTTP, always torn down.
+
+The replicas run the lean server's app (tests/integrations/test_serve_lean.py covers its routes and limits in
+depth); this checks that it serves the same on Ray Serve, batches there, and that Serve's backpressure holds.
 
 One server for the module (starting Ray Serve costs tens of seconds on this machine), configured so that 32
 concurrent clients fit (max-ongoing-requests 48) and a flood does not (max-queued-requests 4).
@@ -41,7 +44,7 @@ def _free_port() -> int:
 def _serve(export_dir, log, *args):
     port = _free_port()
     cmd = [sys.executable, "-m", "embedrt.cli", "serve", str(export_dir), "--port", str(port), "--device", "cpu",
-           "--replicas", "1", "--num-cpus", "1", "--model-name", "tiny", *args]
+           "--ray", "--replicas", "1", "--num-cpus", "1", "--model-name", "tiny", *args]
     with open(log, "wb") as out:
         # NOTE: a new session, so teardown can kill every process Ray started (its agents outlive ray.shutdown)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -150,6 +153,18 @@ def test_bad_input_is_400_with_json_error(server, body, match):
     assert match in r.json()["error"]["message"]
 
 
+def test_lone_surrogate_is_400(server):
+    base, _ = server
+    r = httpx.post(f"{base}/v1/embeddings", content=b'{"input": "\\ud800"}', timeout=30)
+    assert r.status_code == 400 and "not valid Unicode" in r.json()["error"]["message"]
+
+
+def test_rerank_route_on_an_embedding_export_is_404(server):
+    base, _ = server
+    r = httpx.post(f"{base}/v1/rerank", json={"query": "q", "documents": ["d"]}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "route_not_found"
+
+
 def test_invalid_json_is_400(server):
     base, _ = server
     r = httpx.post(f"{base}/v1/embeddings", content=b"{not json", timeout=30)
@@ -213,7 +228,8 @@ def test_overload_gives_503_not_a_hang(small_server):
     codes = [c for c, _ in results]
     assert set(codes) <= {200, 503}, codes
     assert codes.count(503) > 0 and codes.count(200) > 0, codes
-    assert "backpressure" in next(text for c, text in results if c == 503)
+    refused = next(text for c, text in results if c == 503)
+    assert "backpressure" in refused or "overloaded" in refused, refused
     print(f"\n40 concurrent heavy requests: {codes.count(200)} x 200, {codes.count(503)} x 503, "
           f"{time.monotonic() - t0:.1f} s")
     # and the server is fine afterwards

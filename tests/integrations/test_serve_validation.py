@@ -1,4 +1,4 @@
-"""Request validation and encoding of ``/v1/embeddings``: pure functions, no Ray needed."""
+"""Request validation, the batcher and the padding split of ``embedrt serve``: pure functions, no server."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def parse(body):
     ({"input": "a", "encoding_format": "int8"}, "encoding_format", r"valid choices: \['float', 'base64'\]"),
     ({"input": "a", "dimensions": 0}, "dimensions", r"\[1, 32\]"),
     ({"input": "a", "dimensions": 33}, "dimensions", r"\[1, 32\]"),
-    ({"input": "a", "model": "other"}, "model", r"serves \['m'\]"),
+    ({"input": "a", "model": "other"}, "model", r"serves 'm' \(start it with --accept-any-model"),
+    ({"input": "\ud800"}, "input", r"'input\[0\]' is not valid Unicode"),
     ({}, "input", "'input' is required"),
     ([], None, "JSON object"),
 ])
@@ -90,6 +91,222 @@ def test_cli_does_not_import_ray_or_pyarrow():
     import sys
 
     code = ("import sys, embedrt.cli; embedrt.cli.build_parser(); import embedrt.integrations.ray, "
-            "embedrt.integrations.serve; bad = [m for m in ('ray', 'pyarrow', 'fastapi') if m in sys.modules]; "
-            "assert not bad, bad")
+            "embedrt.integrations.serve; bad = [m for m in ('ray', 'pyarrow', 'fastapi', 'starlette', 'uvicorn') "
+            "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_accept_any_model_and_no_model():
+    from embedrt.integrations.serve import parse_request
+
+    assert parse_request({"input": "a", "model": "text-embedding-ada-002"}, LIMITS, 32, ("m",),
+                         accept_any_model=True).texts == ["a"]
+    assert parse_request({"input": "a"}, LIMITS, 32, ("m",)).texts == ["a"]
+
+
+def test_hub_alias_never_a_local_path(tmp_path):
+    from embedrt.integrations.serve import hub_alias
+
+    assert hub_alias("sentence-transformers/all-MiniLM-L6-v2") == ("sentence-transformers/all-MiniLM-L6-v2",)
+    assert hub_alias(str(tmp_path / "model")) == ()
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "name").mkdir()
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert hub_alias("org/name") == ()  # an existing relative directory is a path, not a hub id
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"inputs": ["a", 1]}, r"inputs\[1\]' is an int"),
+    ({"inputs": "a", "normalize": 1}, "'normalize' must be true or false"),
+    ({"inputs": "a", "dimensions": 40}, r"\[1, 32\]"),
+])
+def test_parse_embed(body, match):
+    from embedrt.integrations.serve import RequestError, parse_embed
+
+    with pytest.raises(RequestError, match=match):
+        parse_embed(body, LIMITS, 32)
+    r = parse_embed({"inputs": "hi", "normalize": False, "truncate": False}, LIMITS, 32)
+    assert (r.texts, r.normalize, r.dimensions) == (["hi"], False, None)
+    assert parse_embed({"inputs": ["a", "b"]}, LIMITS, 32).normalize is True  # TEI's default
+
+
+def test_parse_rerank_shapes():
+    from embedrt.integrations.serve import Limits, RequestError, parse_rerank, parse_tei_rerank
+
+    lim = Limits(max_documents=3, max_text_chars=10)
+    r = parse_rerank({"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1, "return_documents": True},
+                     lim, ("m",))
+    assert (r.query, r.documents, r.top_n, r.return_documents, r.raw_scores) == ("q", ["a", "b"], 1, True, False)
+    r = parse_tei_rerank({"query": "q", "texts": ["a"], "raw_scores": True, "return_text": True}, lim)
+    assert (r.documents, r.raw_scores, r.return_documents) == (["a"], True, True)
+    with pytest.raises(RequestError, match="4 documents; at most 3"):
+        parse_rerank({"query": "q", "documents": ["a"] * 4}, lim, ("m",))
+    with pytest.raises(RequestError, match="'query' has 11 characters; at most 10"):
+        parse_tei_rerank({"query": "q" * 11, "texts": ["a"]}, lim)
+    with pytest.raises(RequestError, match=r"documents\[0\]' is dict"):
+        parse_rerank({"query": "q", "documents": [{"title": "no text"}]}, lim, ("m",))
+
+
+def test_config_checks_queue_holds_a_request():
+    with pytest.raises(InputError, match="max_queued_texts .* must hold one whole request"):
+        ServeConfig(export_dir="x", model_name="m", max_queued_texts=10, max_inputs=64).check()
+    with pytest.raises(InputError, match="max_body_bytes must be a positive int"):
+        ServeConfig(export_dir="x", model_name="m", max_body_bytes=0).check()
+
+
+def test_missing_serve_extra_gives_the_install_hint(monkeypatch):
+    import builtins
+
+    from embedrt.errors import MissingDependencyError
+    from embedrt.integrations.serve import require_lean
+
+    real = builtins.__import__
+
+    def no_uvicorn(name, *a, **k):
+        if name == "uvicorn" or name.startswith("uvicorn."):
+            raise ImportError("No module named 'uvicorn'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_uvicorn)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'embedrt\[serve\]'"):
+        require_lean()
+
+
+# ---------------------------------------------------------------- the batcher (no server, no model)
+def _batcher(run, **kw):
+    from embedrt.integrations._batcher import Batcher, Metrics
+
+    args = dict(max_batch_size=8, max_batch_tokens=1000, wait_s=0.0, max_queued_texts=100)
+    args.update(kw)
+    return Batcher(run, metrics=Metrics("t", "m"), **args)
+
+
+def test_batcher_joins_concurrent_jobs_and_keeps_keys_apart():
+    import asyncio
+    import threading
+
+    seen = []
+    gate = threading.Event()
+
+    def run(key, parts):
+        gate.wait(5)  # NOTE: hold the first batch, so the next ones queue behind it
+        seen.append((key, [len(p) for p in parts]))
+        return [[key] * len(p) for p in parts]
+
+    b = _batcher(run)
+
+    async def main():
+        first = asyncio.ensure_future(b.submit("a", [(["x"], 1, 1)]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(b.submit(k, [(["x"] * n, n, n)])) for k, n in
+                [("a", 3), ("b", 2), ("a", 4), ("a", 2)]]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = asyncio.run(main())
+    b.close()
+    assert first == ([["a"]], 1)
+    assert [r[0] for r in rest] == [[["a"] * 3], [["b"] * 2], [["a"] * 4], [["a"] * 2]]
+    # the second batch took the queued "a" jobs that fit in 8 texts (3 + 4), leaving "b" and the last "a"
+    assert seen == [("a", [1]), ("a", [3, 4]), ("b", [2]), ("a", [2])]
+    assert b.metrics.batch_size.count == 4 and b.metrics.batch_size.sum == 12
+
+
+def test_batcher_token_budget_and_wait():
+    import asyncio
+
+    seen = []
+
+    def run(key, parts):
+        seen.append(len(parts))
+        return [None] * len(parts)
+
+    b = _batcher(run, max_batch_tokens=10, wait_s=0.2)
+
+    async def main():
+        return await asyncio.gather(*[b.submit("k", [(["x"], 1, 4)]) for _ in range(5)])
+
+    asyncio.run(main())
+    b.close()
+    assert seen == [2, 2, 1]  # 4 tokens each, at most 10 per batch; the wait let all five queue first
+
+
+def test_batcher_refuses_when_full_or_closed_and_passes_errors_on():
+    import asyncio
+    import threading
+
+    from embedrt.integrations._batcher import Overloaded
+
+    gate = threading.Event()
+
+    def run(key, parts):
+        gate.wait(5)
+        if key == "boom":
+            raise ValueError("graph failed")
+        return [None] * len(parts)
+
+    b = _batcher(run, max_queued_texts=10)
+
+    async def main():
+        held = asyncio.ensure_future(b.submit("k", [(None, 1, 1)]))
+        await asyncio.sleep(0.05)  # the encode thread holds it; the queue is empty again
+        queued = asyncio.ensure_future(b.submit("k", [(None, 5, 1), (None, 4, 1)]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="queue is full"):
+            await b.submit("k", [(None, 2, 1)])
+        boom = asyncio.ensure_future(b.submit("boom", [(None, 1, 1)]))
+        gate.set()
+        await held, await queued
+        with pytest.raises(ValueError, match="graph failed"):
+            await boom
+
+    asyncio.run(main())
+    b.close()
+
+    async def after():
+        with pytest.raises(Overloaded, match="shutting down"):
+            await b.submit("k", [(None, 1, 1)])
+
+    asyncio.run(after())
+
+
+def test_batcher_close_runs_what_is_queued():
+    import asyncio
+
+    b = _batcher(lambda key, parts: [1] * len(parts), wait_s=10.0)  # NOTE: would wait 10 s to fill
+
+    async def main():
+        job = asyncio.ensure_future(b.submit("k", [(None, 1, 1)]))
+        await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, b.close)
+        return await job
+
+    import time
+
+    t0 = time.monotonic()
+    assert asyncio.run(main()) == ([1], 1)
+    assert time.monotonic() - t0 < 5
+
+
+def test_padding_groups_bound_waste_and_tokens():
+    pytest.importorskip("starlette")
+    from embedrt.integrations._http_app import RUN_OVERHEAD_TOKENS, padding_groups
+
+    lengths = np.array([20, 256, 18, 22, 30, 25, 200, 19])
+    groups = padding_groups(lengths, 16384)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    padded = sum(len(g) * lengths[g].max() for g in groups)
+    assert padded < 1.3 * lengths.sum()  # one run would pad all 8 to 256: 2048 tokens for 590
+    one_run = RUN_OVERHEAD_TOKENS + len(lengths) * lengths.max()
+    assert len(groups) * RUN_OVERHEAD_TOKENS + padded < one_run
+    assert [len(g) for g in padding_groups(np.full(10, 20), 16384)] == [10]  # equal lengths: one run
+    for g in padding_groups(np.full(10, 100), 250):
+        assert len(g) * 100 <= 250
+    assert [len(g) for g in padding_groups(np.array([5000]), 100)] == [1]  # one row always runs

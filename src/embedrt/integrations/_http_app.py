@@ -7,12 +7,15 @@ Routes, validation, limits, batching and metrics are written once, here and in `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -413,6 +416,20 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
     bound = sock.getsockname()[1]
 
     class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # NOTE: uvicorn re-raises the signal once it has shut down, so the process would die of SIGTERM; a
+            # graceful shutdown is a success here: exit 0.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             if not service.draining:
                 print("shutting down: finishing the requests in flight, refusing new ones", file=sys.stderr,
