@@ -41,7 +41,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:8000", help="an embedding server")
     p.add_argument("--rerank-url", default=None, help="a cross-encoder server (optional)")
-    p.add_argument("--export", default=None, help="the export the server serves, to compare with Encoder.encode")
+    p.add_argument(
+        "--export", default=None, help="the export the server serves, to compare with Encoder.encode"
+    )
     args = p.parse_args()
 
     status, health = http(f"{args.url}/health")
@@ -64,8 +66,10 @@ def main() -> int:
         client = openai.OpenAI(base_url=f"{args.url}/v1", api_key="unused", max_retries=0)
         res = client.embeddings.create(model=health["model"], input=TEXTS)  # NOTE: asks for base64 itself
         got = [d.embedding for d in res.data]
-        print(f"openai {openai.__version__} embeddings.create: {len(got)} x {len(got[0])}, "
-              f"max abs diff {max_diff(got, reference):.1e}, usage {res.usage.prompt_tokens} tokens")
+        print(
+            f"openai {openai.__version__} embeddings.create: {len(got)} x {len(got[0])}, "
+            f"max abs diff {max_diff(got, reference):.1e}, usage {res.usage.prompt_tokens} tokens"
+        )
         try:
             client.embeddings.create(model=health["model"], input=[1, 2, 3])
         except openai.BadRequestError as e:
@@ -77,33 +81,43 @@ def main() -> int:
         import langchain_openai
         from langchain_openai import OpenAIEmbeddings
 
-        # NOTE: check_embedding_ctx_length=False sends the texts as strings; by default LangChain tokenizes them
-        # with tiktoken (which downloads its vocabulary) and sends OpenAI token ids, which no other model reads.
+        # NOTE: check_embedding_ctx_length=False sends the texts as strings; by default LangChain tokenizes
+        # them with tiktoken (which downloads its vocabulary) and sends OpenAI token ids, which no other model
+        # reads.
         # It sends its own default model name: the server runs with --accept-any-model.
         emb = OpenAIEmbeddings(base_url=f"{args.url}/v1", api_key="unused", check_embedding_ctx_length=False)
         docs = emb.embed_documents(TEXTS)
         query = emb.embed_query(TEXTS[0])
-        print(f"langchain-openai {langchain_openai.__version__ if hasattr(langchain_openai, '__version__') else ''}"
-              f" OpenAIEmbeddings(model={emb.model!r}): embed_documents {len(docs)} x {len(docs[0])}, "
-              f"max abs diff {max_diff(docs, reference):.1e}; embed_query max abs diff "
-              f"{max_diff([query], reference[:1]):.1e}")
+        print(
+            f"langchain-openai {getattr(langchain_openai, '__version__', '')}"
+            f" OpenAIEmbeddings(model={emb.model!r}): embed_documents {len(docs)} x {len(docs[0])}, "
+            f"max abs diff {max_diff(docs, reference):.1e}; embed_query max abs diff "
+            f"{max_diff([query], reference[:1]):.1e}"
+        )
     except ImportError:
         print("langchain-openai: not installed, skipped (pip install langchain-openai)")
 
     status, tei = http(f"{args.url}/embed", {"inputs": TEXTS, "normalize": True})
-    print(f"TEI-style POST /embed: {status}, {len(tei)} x {len(tei[0])}, max abs diff {max_diff(tei, reference):.1e}"
-          " (normalize: true; this model's vectors are unit length already)")
+    print(
+        f"TEI-style POST /embed: {status}, {len(tei)} x {len(tei[0])}, "
+        f"max abs diff {max_diff(tei, reference):.1e}"
+        " (normalize: true; this model's vectors are unit length already)"
+    )
     status, err = http(f"{args.url}/embed", {"inputs": []})
     print(f"  bad request -> {status} {err['error']['message']!r}")
 
     if args.rerank_url:
         q = "Who plays the guitar?"
         status, ranked = http(f"{args.rerank_url}/rerank", {"query": q, "texts": TEXTS, "return_text": True})
-        print(f"TEI-style POST /rerank: {status}, best first: " +
-              ", ".join(f"{r['index']} ({r['score']:.4f})" for r in ranked))
+        print(
+            f"TEI-style POST /rerank: {status}, best first: "
+            + ", ".join(f"{r['index']} ({r['score']:.4f})" for r in ranked)
+        )
         status, cohere = http(f"{args.rerank_url}/v1/rerank", {"query": q, "documents": TEXTS, "top_n": 2})
-        print(f"Cohere-style POST /v1/rerank: {status}, top 2: " +
-              ", ".join(f"{r['index']} ({r['relevance_score']:.4f})" for r in cohere["results"]))
+        print(
+            f"Cohere-style POST /v1/rerank: {status}, top 2: "
+            + ", ".join(f"{r['index']} ({r['relevance_score']:.4f})" for r in cohere["results"])
+        )
         status, err = http(f"{args.url}/rerank", {"query": q, "texts": TEXTS})
         print(f"  /rerank on the embedding server -> {status} {err['error']['message'][:90]!r}...")
     return 0

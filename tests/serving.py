@@ -1,5 +1,5 @@
-"""Start ``embedrt serve`` as a real subprocess on a free loopback port, wait until it is healthy, always tear it
-down (the whole process group: Ray's agents outlive ray.shutdown)."""
+"""Start ``embedrt serve`` as a real subprocess on a free loopback port, wait until it is healthy, always tear
+it down (the whole process group: Ray's agents outlive ray.shutdown)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,18 @@ def serve(export_dir, log: Path, *args: str, timeout: float = 120.0):
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-m", "embedrt.cli", "serve", str(export_dir), "--port", str(port), "--device", "cpu",
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedrt.cli",
+        "serve",
+        str(export_dir),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        *args,
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -67,5 +77,8 @@ def metric(base: str, name: str) -> float:
     import httpx
 
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )

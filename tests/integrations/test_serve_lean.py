@@ -21,25 +21,46 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette", reason="needs embedrt[serve]")
 pytest.importorskip("uvicorn", reason="needs embedrt[serve]")
 
-from serving import metric, serve  # noqa: E402
-
 from embedrt import CrossEncoder, Encoder  # noqa: E402
 from embedrt.integrations.serve import decode_base64  # noqa: E402
+from serving import metric, serve  # noqa: E402
 
 MAX_INPUTS, MAX_CHARS, MAX_DOCS, MAX_BODY = 64, 2000, 16, 100_000
-TEXTS = ["A man is playing a guitar.", "", "Someone plays an instrument on a stage in front of a crowd.",
-         "Ünïcödé, 漢字 and emoji 👍🏽", "x " * 300]
+TEXTS = [
+    "A man is playing a guitar.",
+    "",
+    "Someone plays an instrument on a stage in front of a crowd.",
+    "Ünïcödé, 漢字 and emoji 👍🏽",
+    "x " * 300,
+]
 DOCS = ["the man plays guitar", "pizza is food", "a guitar on a stage", "", "who plays the guitar"]
-LIMIT_ARGS = ("--max-inputs", str(MAX_INPUTS), "--max-text-chars", str(MAX_CHARS), "--max-documents",
-              str(MAX_DOCS), "--max-body-bytes", str(MAX_BODY))
+LIMIT_ARGS = (
+    "--max-inputs",
+    str(MAX_INPUTS),
+    "--max-text-chars",
+    str(MAX_CHARS),
+    "--max-documents",
+    str(MAX_DOCS),
+    "--max-body-bytes",
+    str(MAX_BODY),
+)
 
 
 @pytest.fixture(scope="module")
 def server(tiny_bert, tmp_path_factory):
     _, export_dir = tiny_bert
     log = tmp_path_factory.mktemp("lean") / "serve.log"
-    with serve(export_dir, log, "--model-name", "tiny", "--max-batch-size", "32", "--batch-wait-timeout-ms", "2",
-               *LIMIT_ARGS) as s:
+    with serve(
+        export_dir,
+        log,
+        "--model-name",
+        "tiny",
+        "--max-batch-size",
+        "32",
+        "--batch-wait-timeout-ms",
+        "2",
+        *LIMIT_ARGS,
+    ) as s:
         yield s.base, Encoder(export_dir, device="cpu")
 
 
@@ -69,8 +90,13 @@ def test_health_models_and_metrics(server):
     assert httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"] == "tiny"
     assert post(base, "/v1/embeddings", {"input": "warm"}).status_code == 200
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    for name in ("embedrt_queue_duration_seconds", "embedrt_tokenization_duration_seconds",
-                 "embedrt_inference_duration_seconds", "embedrt_request_duration_seconds", "embedrt_batch_size"):
+    for name in (
+        "embedrt_queue_duration_seconds",
+        "embedrt_tokenization_duration_seconds",
+        "embedrt_inference_duration_seconds",
+        "embedrt_request_duration_seconds",
+        "embedrt_batch_size",
+    ):
         assert f"# TYPE {name} histogram" in text and f"{name}_count" in text
     assert metric(base, "embedrt_inference_duration_seconds_count") >= 1
 
@@ -102,8 +128,12 @@ def test_tei_embed_equals_encoder(server):
     assert r.status_code == 200, r.text
     got = np.array(r.json(), dtype=np.float32)
     np.testing.assert_allclose(got, enc.encode(TEXTS, normalize_embeddings=True), atol=1e-6, rtol=0)
-    got = np.array(post(base, "/embed", {"inputs": "one text", "normalize": False, "truncate": True,
-                                         "dimensions": 8}).json(), dtype=np.float32)
+    got = np.array(
+        post(
+            base, "/embed", {"inputs": "one text", "normalize": False, "truncate": True, "dimensions": 8}
+        ).json(),
+        dtype=np.float32,
+    )
     np.testing.assert_allclose(got, enc.encode(["one text"], truncate_dim=8), atol=1e-6, rtol=0)
 
 
@@ -112,8 +142,9 @@ def test_openai_client(server):
     base, enc = server
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
     res = client.embeddings.create(model="tiny", input=TEXTS[:3])  # NOTE: the client asks for base64 itself
-    np.testing.assert_allclose(np.array([d.embedding for d in res.data], dtype=np.float32),
-                               enc.encode(TEXTS[:3]), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        np.array([d.embedding for d in res.data], dtype=np.float32), enc.encode(TEXTS[:3]), atol=1e-6, rtol=0
+    )
     res = client.embeddings.create(model="tiny", input="hello", encoding_format="float", dimensions=8)
     np.testing.assert_allclose(res.data[0].embedding, enc.encode("hello", truncate_dim=8), atol=1e-6, rtol=0)
     with pytest.raises(openai.BadRequestError, match="unknown model"):
@@ -129,8 +160,9 @@ def test_rerank_equals_cross_encoder_rank(rerank_server):
     body = r.json()
     ref = ce.rank(q, DOCS, return_documents=True)
     assert [x["index"] for x in body["results"]] == [x["corpus_id"] for x in ref]
-    np.testing.assert_allclose([x["relevance_score"] for x in body["results"]], [x["score"] for x in ref],
-                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        [x["relevance_score"] for x in body["results"]], [x["score"] for x in ref], atol=1e-6, rtol=0
+    )
     assert [x["document"]["text"] for x in body["results"]] == [x["text"] for x in ref]
     top = post(base, "/v1/rerank", {"query": q, "documents": [{"text": d} for d in DOCS], "top_n": 2}).json()
     assert [x["index"] for x in top["results"]] == [x["corpus_id"] for x in ref[:2]]
@@ -145,20 +177,32 @@ def test_tei_rerank_equals_cross_encoder_rank(rerank_server):
         assert r.status_code == 200, r.text
         ref = ce.rank(q, DOCS, return_documents=True, activation_fn=act)
         assert [x["index"] for x in r.json()] == [x["corpus_id"] for x in ref]
-        np.testing.assert_allclose([x["score"] for x in r.json()], [x["score"] for x in ref], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(
+            [x["score"] for x in r.json()], [x["score"] for x in ref], atol=1e-6, rtol=0
+        )
         assert [x["text"] for x in r.json()] == [x["text"] for x in ref]
     assert "text" not in post(base, "/rerank", {"query": q, "texts": DOCS}).json()[0]
 
 
 # ---------------------------------------------------------------- the wrong route
-@pytest.mark.parametrize("route, match", [("/v1/rerank", "cross-encoder"), ("/rerank", "cross-encoder"),
-                                          ("/v1/nothing", "no route POST /v1/nothing")])
+@pytest.mark.parametrize(
+    "route, match",
+    [
+        ("/v1/rerank", "cross-encoder"),
+        ("/rerank", "cross-encoder"),
+        ("/v1/nothing", "no route POST /v1/nothing"),
+    ],
+)
 def test_wrong_route_on_embedding_server_is_404(server, route, match):
     base, _ = server
     r = post(base, route, {"query": "q", "documents": ["d"]})
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
     err = r.json()["error"]
-    assert match in err["message"] and "POST /v1/embeddings" in err["message"] and err["code"] == "route_not_found"
+    assert (
+        match in err["message"]
+        and "POST /v1/embeddings" in err["message"]
+        and err["code"] == "route_not_found"
+    )
 
 
 @pytest.mark.parametrize("route", ["/v1/embeddings", "/embed"])
@@ -171,7 +215,11 @@ def test_embedding_routes_on_rerank_server_are_404(rerank_server, route):
 def test_wrong_method_is_405(server):
     base, _ = server
     r = httpx.get(f"{base}/v1/embeddings", timeout=10)
-    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"]["code"] == "method_not_allowed"
+    assert (
+        r.status_code == 405
+        and r.headers["allow"] == "POST"
+        and r.json()["error"]["code"] == "method_not_allowed"
+    )
 
 
 # ---------------------------------------------------------------- bad input: 400
@@ -201,33 +249,47 @@ def test_bad_embeddings_request_is_400(server, body, param, match):
     assert match in err["message"] and err["param"] == param and err["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("body, match", [
-    ({"input": "x"}, "'inputs' is required"),
-    ({"inputs": []}, "empty list"),
-    ({"inputs": "x", "normalize": "yes"}, "'normalize' must be true or false"),
-    ({"inputs": "x", "truncation_direction": "Left"}, "truncation_direction"),
-    ({"inputs": "x", "prompt_name": "query"}, "'prompt_name' is not supported"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"input": "x"}, "'inputs' is required"),
+        ({"inputs": []}, "empty list"),
+        ({"inputs": "x", "normalize": "yes"}, "'normalize' must be true or false"),
+        ({"inputs": "x", "truncation_direction": "Left"}, "truncation_direction"),
+        ({"inputs": "x", "prompt_name": "query"}, "'prompt_name' is not supported"),
+    ],
+)
 def test_bad_tei_embed_request_is_400(server, body, match):
     base, _ = server
     r = post(base, "/embed", body)
     assert r.status_code == 400 and match in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("route, body, match", [
-    ("/v1/rerank", {"documents": ["d"]}, "'query' is required"),
-    ("/v1/rerank", {"query": 3, "documents": ["d"]}, "'query' is an int"),
-    ("/v1/rerank", {"query": "q", "documents": []}, "empty list"),
-    ("/v1/rerank", {"query": "q", "documents": "d"}, "must be a list of strings"),
-    ("/v1/rerank", {"query": "q", "documents": ["d", 5]}, "documents[1]' is an int"),
-    ("/v1/rerank", {"query": "q", "documents": ["d"] * (MAX_DOCS + 1)}, f"at most {MAX_DOCS} per request"),
-    ("/v1/rerank", {"query": "q", "documents": ["z" * (MAX_CHARS + 1)]}, f"at most {MAX_CHARS}"),
-    ("/v1/rerank", {"query": "q", "documents": ["d"], "top_n": 0}, "'top_n' must be a positive int"),
-    ("/v1/rerank", {"query": "q", "documents": ["d"], "return_documents": 1}, "'return_documents' must be"),
-    ("/v1/rerank", {"query": "q", "documents": ["d"], "model": "other"}, "unknown model 'other'"),
-    ("/rerank", {"query": "q"}, "'texts' must be a list"),
-    ("/rerank", {"query": "q", "texts": ["d"], "raw_scores": "no"}, "'raw_scores' must be true or false"),
-])
+@pytest.mark.parametrize(
+    "route, body, match",
+    [
+        ("/v1/rerank", {"documents": ["d"]}, "'query' is required"),
+        ("/v1/rerank", {"query": 3, "documents": ["d"]}, "'query' is an int"),
+        ("/v1/rerank", {"query": "q", "documents": []}, "empty list"),
+        ("/v1/rerank", {"query": "q", "documents": "d"}, "must be a list of strings"),
+        ("/v1/rerank", {"query": "q", "documents": ["d", 5]}, "documents[1]' is an int"),
+        (
+            "/v1/rerank",
+            {"query": "q", "documents": ["d"] * (MAX_DOCS + 1)},
+            f"at most {MAX_DOCS} per request",
+        ),
+        ("/v1/rerank", {"query": "q", "documents": ["z" * (MAX_CHARS + 1)]}, f"at most {MAX_CHARS}"),
+        ("/v1/rerank", {"query": "q", "documents": ["d"], "top_n": 0}, "'top_n' must be a positive int"),
+        (
+            "/v1/rerank",
+            {"query": "q", "documents": ["d"], "return_documents": 1},
+            "'return_documents' must be",
+        ),
+        ("/v1/rerank", {"query": "q", "documents": ["d"], "model": "other"}, "unknown model 'other'"),
+        ("/rerank", {"query": "q"}, "'texts' must be a list"),
+        ("/rerank", {"query": "q", "texts": ["d"], "raw_scores": "no"}, "'raw_scores' must be true or false"),
+    ],
+)
 def test_bad_rerank_request_is_400(rerank_server, route, body, match):
     base, _, _ = rerank_server
     r = post(base, route, body)
@@ -243,11 +305,14 @@ def test_unknown_model_error_names_no_local_path(rerank_server):
     assert "/" not in message.split("serves", 1)[1] and str(export_dir.parent) not in message, message
 
 
-@pytest.mark.parametrize("route, raw", [
-    ("/v1/embeddings", b'{"input": "\\ud800"}'),
-    ("/v1/embeddings", b'{"input": ["fine", "a\\udfffb"]}'),
-    ("/embed", b'{"inputs": "\\ud800"}'),
-])
+@pytest.mark.parametrize(
+    "route, raw",
+    [
+        ("/v1/embeddings", b'{"input": "\\ud800"}'),
+        ("/v1/embeddings", b'{"input": ["fine", "a\\udfffb"]}'),
+        ("/embed", b'{"inputs": "\\ud800"}'),
+    ],
+)
 def test_lone_surrogate_is_400_not_500(server, route, raw):
     base, _ = server
     r = httpx.post(f"{base}{route}", content=raw, headers={"content-type": "application/json"}, timeout=30)
@@ -273,7 +338,9 @@ def test_invalid_json_is_400(server, raw):
 # ---------------------------------------------------------------- the body limit: 413 before it is read whole
 def test_body_over_the_limit_is_413(server):
     base, enc = server
-    r = httpx.post(f"{base}/v1/embeddings", content=json.dumps({"input": "a" * MAX_BODY}).encode(), timeout=30)
+    r = httpx.post(
+        f"{base}/v1/embeddings", content=json.dumps({"input": "a" * MAX_BODY}).encode(), timeout=30
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
     def chunks():  # NOTE: no Content-Length: the server must count while the body streams
@@ -295,8 +362,10 @@ def test_huge_content_length_is_refused_without_reading_the_body(server):
     base, _ = server
     port = int(base.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 1000000000\r\n\r\n{\"input\": \"")
+        s.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000000000\r\n\r\n{"input": "'
+        )
         t0 = time.monotonic()
         data = b""
         while b"\r\n\r\n" not in data or b"}}" not in data:
@@ -348,9 +417,23 @@ def small_server(tiny_bert, tmp_path):
     """4 requests in flight at most, 100 texts queued at most; batches wait 200 ms to fill, so a burst
     overlaps for sure."""
     _, export_dir = tiny_bert
-    with serve(export_dir, tmp_path / "serve.log", "--model-name", "tiny", "--max-ongoing-requests", "4",
-               "--max-queued-texts", "100", "--max-inputs", "64", "--max-documents", "16",
-               "--batch-wait-timeout-ms", "200", "--accept-any-model") as s:
+    with serve(
+        export_dir,
+        tmp_path / "serve.log",
+        "--model-name",
+        "tiny",
+        "--max-ongoing-requests",
+        "4",
+        "--max-queued-texts",
+        "100",
+        "--max-inputs",
+        "64",
+        "--max-documents",
+        "16",
+        "--batch-wait-timeout-ms",
+        "200",
+        "--accept-any-model",
+    ) as s:
         yield s.base, Encoder(export_dir, device="cpu")
 
 
@@ -373,8 +456,9 @@ def test_flood_gets_503_at_once_and_the_server_recovers(small_server):
     refused = [(text, dt) for c, text, dt in results if c == 503]
     for text, _ in refused:
         err = json.loads(text)["error"]
-        assert err["type"] == "overloaded_error" and ("in flight" in err["message"] or "queue is full" in
-                                                       err["message"])
+        assert err["type"] == "overloaded_error" and (
+            "in flight" in err["message"] or "queue is full" in err["message"]
+        )
     assert min(dt for _, dt in refused) < 5  # refused at once, not after waiting
     # and a normal request right after answers; --accept-any-model takes the name LangChain sends
     r = post(base, "/v1/embeddings", {"input": "still alive", "model": "text-embedding-ada-002"})
@@ -432,8 +516,9 @@ def test_cli_errors_are_typed_with_exit_2(tiny_bert, tmp_path):
     _, export_dir = tiny_bert
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", *args], capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "embedrt.cli", "serve", *args], capture_output=True, text=True, timeout=120
+        )
 
     r = run(str(tmp_path / "missing"))
     assert r.returncode == 2 and "error: ArtifactError" in r.stderr and "Traceback" not in r.stderr

@@ -237,7 +237,7 @@ def test_thread_safety(pair):
         close(v, expected, atol=1e-6)
 
 
-# ---------------------------------------------------------------- the two halves of encode (what servers call)
+# ------------------------------------------------------------ the two halves of encode (what servers call)
 def test_tokenize_then_encode_tokenized_equals_encode(pair, pair_unnormalized):
     from embedrt.runtime import TokenizedTexts
 

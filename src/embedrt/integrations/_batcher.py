@@ -1,7 +1,8 @@
 """In-process dynamic batching and the server's Prometheus metrics: pure Python, no web framework, no Ray.
 
-One encode thread takes jobs (a request's texts, or a slice of them) from a bounded queue, joins the ones that
-can share a graph run into one batch, runs it, and hands each job its rows back on the event loop it came from.
+One encode thread takes jobs (a request's texts, or a slice of them) from a bounded queue, joins the ones
+that can share a graph run into one batch, runs it, and hands each job its rows back on the event loop it came
+from.
 While a batch runs, the next one fills: under load batches grow by themselves, and a lone request never waits.
 """
 
@@ -17,8 +18,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: seconds; from 0.1 ms (a queue hop) to 10 s (a long request behind a full queue)
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                   5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -48,8 +65,11 @@ class Histogram:
         with self._lock:
             counts, total, n = list(self.counts), self.sum, self.count
         out = [f'{name}_bucket{{{labels},le="{b:g}"}} {c}' for b, c in zip(self.buckets, counts, strict=True)]
-        return out + [f'{name}_bucket{{{labels},le="+Inf"}} {n}', f"{name}_sum{{{labels}}} {total:.9g}",
-                      f"{name}_count{{{labels}}} {n}"]
+        return out + [
+            f'{name}_bucket{{{labels},le="+Inf"}} {n}',
+            f"{name}_sum{{{labels}}} {total:.9g}",
+            f"{name}_count{{{labels}}} {n}",
+        ]
 
 
 class Metrics:
@@ -81,24 +101,32 @@ class Metrics:
 
     def render(self) -> str:
         lab = f'replica="{self.replica}",model="{self.model}"'
-        lines = ["# HELP embedrt_requests_total Requests by route and HTTP status.",
-                 "# TYPE embedrt_requests_total counter"]
+        lines = [
+            "# HELP embedrt_requests_total Requests by route and HTTP status.",
+            "# TYPE embedrt_requests_total counter",
+        ]
         with self._lock:
             requests = sorted(self.requests.items())
             inputs, tokens, ongoing, queued = self.inputs, self.tokens, self.ongoing, self.queued_texts
         lines += [f'embedrt_requests_total{{{lab},route="{r}",status="{s}"}} {n}' for (r, s), n in requests]
         for name, kind, value, help_ in (
-                ("embedrt_inputs_total", "counter", inputs, "Texts (or rerank documents) processed."),
-                ("embedrt_prompt_tokens_total", "counter", tokens, "Tokens embedded (after truncation)."),
-                ("embedrt_ongoing_requests", "gauge", ongoing, "Requests admitted and not yet answered."),
-                ("embedrt_queued_texts", "gauge", queued, "Texts waiting for the encode thread.")):
+            ("embedrt_inputs_total", "counter", inputs, "Texts (or rerank documents) processed."),
+            ("embedrt_prompt_tokens_total", "counter", tokens, "Tokens embedded (after truncation)."),
+            ("embedrt_ongoing_requests", "gauge", ongoing, "Requests admitted and not yet answered."),
+            ("embedrt_queued_texts", "gauge", queued, "Texts waiting for the encode thread."),
+        ):
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name}{{{lab}}} {value}"]
         for name, hist, help_ in (
-                ("embedrt_batch_size", self.batch_size, "Texts (or pairs) per dynamic batch."),
-                ("embedrt_request_duration_seconds", self.request_seconds, "Successful requests, end to end."),
-                ("embedrt_queue_duration_seconds", self.queue_seconds, "Time a job waited for the encode thread."),
-                ("embedrt_tokenization_duration_seconds", self.tokenize_seconds, "Tokenization per request."),
-                ("embedrt_inference_duration_seconds", self.inference_seconds, "Graph runs per dynamic batch.")):
+            ("embedrt_batch_size", self.batch_size, "Texts (or pairs) per dynamic batch."),
+            ("embedrt_request_duration_seconds", self.request_seconds, "Successful requests, end to end."),
+            (
+                "embedrt_queue_duration_seconds",
+                self.queue_seconds,
+                "Time a job waited for the encode thread.",
+            ),
+            ("embedrt_tokenization_duration_seconds", self.tokenize_seconds, "Tokenization per request."),
+            ("embedrt_inference_duration_seconds", self.inference_seconds, "Graph runs per dynamic batch."),
+        ):
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} histogram", *hist.render(name, lab)]
         return "\n".join(lines) + "\n"
 
@@ -137,8 +165,16 @@ class Batcher:
         metrics: where queue time, inference time and batch sizes go.
     """
 
-    def __init__(self, run: Callable[[Hashable, list[Any]], list[Any]], *, max_batch_size: int,
-                 max_batch_tokens: int, wait_s: float, max_queued_texts: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        run: Callable[[Hashable, list[Any]], list[Any]],
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        wait_s: float,
+        max_queued_texts: int,
+        metrics: Metrics,
+    ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -180,8 +216,10 @@ class Batcher:
             if self._closed:
                 raise Overloaded("the server is shutting down")
             if self._queued_texts + texts > self.max_queued_texts:
-                raise Overloaded(f"the queue is full ({self._queued_texts} texts waiting, at most "
-                                 f"{self.max_queued_texts}); retry later")
+                raise Overloaded(
+                    f"the queue is full ({self._queued_texts} texts waiting, at most "
+                    f"{self.max_queued_texts}); retry later"
+                )
             self._queue.extend(queued)
             self._queued_texts += texts
             self.metrics.queued_texts = self._queued_texts
@@ -231,8 +269,11 @@ class Batcher:
         rest: deque[_Job] = deque()
         while self._queue and size < self.max_batch_size:
             job = self._queue.popleft()
-            if (job.key == first.key and size + job.size <= self.max_batch_size
-                    and tokens + job.tokens <= self.max_batch_tokens):
+            if (
+                job.key == first.key
+                and size + job.size <= self.max_batch_size
+                and tokens + job.tokens <= self.max_batch_tokens
+            ):
                 batch.append(job)
                 size += job.size
                 tokens += job.tokens
@@ -270,7 +311,7 @@ class Batcher:
 
 
 def split_evenly(n: int, max_size: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` slices of ``range(n)`` into the fewest parts of at most ``max_size``, of even sizes."""
+    """``(start, stop)`` slices of ``range(n)``: the fewest parts of at most ``max_size``, of even sizes."""
     parts = max(1, math.ceil(n / max_size))
     bounds = [round(k * n / parts) for k in range(parts + 1)]
     return [(bounds[k], bounds[k + 1]) for k in range(parts)]

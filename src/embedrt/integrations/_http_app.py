@@ -1,5 +1,6 @@
-"""The ASGI app behind ``embedrt serve``, for both modes: the lean server runs it on uvicorn, Ray Serve runs it in
-each replica (``_serve_app``). Needs ``embedrt[serve]`` (starlette, uvicorn) or Ray Serve, which brings both.
+"""The ASGI app behind ``embedrt serve``, for both modes: the lean server runs it on uvicorn, Ray Serve runs
+it in each replica (``_serve_app``). Needs ``embedrt[serve]`` (starlette, uvicorn) or Ray Serve, which brings
+both.
 
 Routes, validation, limits, batching and metrics are written once, here and in ``serve`` / ``_batcher``.
 """
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -43,7 +45,8 @@ RERANK_ROUTES = (("POST", "/v1/rerank"), ("POST", "/rerank"))
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
-#: the fixed cost of one graph run, in padded tokens. NOTE: from all-MiniLM-L6-v2 on CPU: one text of ~20 tokens
+#: the fixed cost of one graph run, in padded tokens. NOTE: from all-MiniLM-L6-v2 on CPU: one text of ~20
+#: tokens
 #: takes ~2.1 ms and a text in a length-sorted batch of 32 ~1.5 ms (README's performance tables), so a run
 #: costs ~0.06 ms per padded token plus ~0.9 ms, about 16 tokens' worth. Padding is the larger cost.
 RUN_OVERHEAD_TOKENS = 16
@@ -52,8 +55,9 @@ RUN_OVERHEAD_TOKENS = 16
 def padding_groups(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
     """Split one dynamic batch into graph runs that waste little on padding.
 
-    A batch of concurrent requests mixes short and long texts, and one graph run pads every row to the longest:
-    a 256-token text among 15 short ones would make the run ~8x more work than the texts need. Sorted by length
+    A batch of concurrent requests mixes short and long texts, and one graph run pads every row to the
+    longest: a 256-token text among 15 short ones would make the run ~8x more work than the texts need. Sorted
+    by length
     (longest first, stable), the texts are cut into consecutive runs that minimise ``sum(RUN_OVERHEAD_TOKENS +
     rows x longest)`` (dynamic programming, exact), each within ``max_tokens`` padded tokens.
 
@@ -75,15 +79,24 @@ def padding_groups(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
     groups = []
     j = n
     while j > 0:
-        groups.append(order[cut[j]:j])
+        groups.append(order[cut[j] : j])
         j = int(cut[j])
     return groups[::-1]
 
 
-def _error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
+        status_code=status,
+        headers=headers,
+    )
 
 
 class Service:
@@ -112,24 +125,40 @@ class Service:
         self.encoder: Any = None
         self.cross: Any = None
         if self.task == "cross-encoder":
-            self.cross = CrossEncoder(cfg.export_dir, device=cfg.device, variant=cfg.variant,
-                                      intra_op_threads=threads, max_batch_tokens=cfg.max_batch_tokens)
+            self.cross = CrossEncoder(
+                cfg.export_dir,
+                device=cfg.device,
+                variant=cfg.variant,
+                intra_op_threads=threads,
+                max_batch_tokens=cfg.max_batch_tokens,
+            )
             run: Callable = self._run_rerank
             routes = RERANK_ROUTES
         else:
-            self.encoder = Encoder(cfg.export_dir, device=cfg.device, variant=cfg.variant,
-                                   intra_op_threads=threads)
+            self.encoder = Encoder(
+                cfg.export_dir, device=cfg.device, variant=cfg.variant, intra_op_threads=threads
+            )
             self.dim = self.encoder.get_sentence_embedding_dimension()
             run = self._run_embeddings
             routes = EMBEDDING_ROUTES
         handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
-            "/v1/embeddings": self.embeddings, "/embed": self.embed, "/v1/rerank": self.rerank,
-            "/rerank": self.tei_rerank, "/v1/models": self.models, "/health": self.health,
-            "/metrics": self.render_metrics}
+            "/v1/embeddings": self.embeddings,
+            "/embed": self.embed,
+            "/v1/rerank": self.rerank,
+            "/rerank": self.tei_rerank,
+            "/v1/models": self.models,
+            "/health": self.health,
+            "/metrics": self.render_metrics,
+        }
         self.routes = {(m, p): handlers[p] for m, p in (*routes, *COMMON_ROUTES)}
-        self.batcher = Batcher(run, max_batch_size=cfg.max_batch_size, max_batch_tokens=cfg.max_batch_tokens,
-                               wait_s=cfg.batch_wait_timeout_s, max_queued_texts=cfg.max_queued_texts,
-                               metrics=self.metrics)
+        self.batcher = Batcher(
+            run,
+            max_batch_size=cfg.max_batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
+            wait_s=cfg.batch_wait_timeout_s,
+            max_queued_texts=cfg.max_queued_texts,
+            metrics=self.metrics,
+        )
         # NOTE: large requests are tokenized here, off the event loop (tokenizers releases the GIL), so one
         # 2048-text request does not stall every other client's parsing.
         self._tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-tokenize")
@@ -162,12 +191,22 @@ class Service:
         route = path
         if self.draining:
             self.metrics.count_request(route, 503)
-            return _error(503, "the server is shutting down", "overloaded_error", "shutting_down",
-                          headers={"connection": "close"})
+            return _error(
+                503,
+                "the server is shutting down",
+                "overloaded_error",
+                "shutting_down",
+                headers={"connection": "close"},
+            )
         if self.ongoing >= self.cfg.max_ongoing_requests:
             self.metrics.count_request(route, 503)
-            return _error(503, f"too many requests in flight (at most {self.cfg.max_ongoing_requests}); retry "
-                               "later", "overloaded_error", "overloaded", headers={"retry-after": "1"})
+            return _error(
+                503,
+                f"too many requests in flight (at most {self.cfg.max_ongoing_requests}); retry later",
+                "overloaded_error",
+                "overloaded",
+                headers={"retry-after": "1"},
+            )
         self.ongoing += 1
         self.metrics.ongoing = self.ongoing
         t0 = time.perf_counter()
@@ -181,7 +220,9 @@ class Service:
         except InputError as e:  # NOTE: the runtime's own checks, after ours: still the client's input
             response = _error(400, str(e), "invalid_request_error")
         except ClientDisconnect:
-            response = _error(400, "the client disconnected before the body was read", "invalid_request_error")
+            response = _error(
+                400, "the client disconnected before the body was read", "invalid_request_error"
+            )
         except Exception as e:  # noqa: BLE001 - a JSON 500 that names the error, and the traceback in the log
             log.exception("%s %s failed", method, path)
             response = _error(500, f"{type(e).__name__}: {e}", "server_error")
@@ -197,17 +238,29 @@ class Service:
         paths = {p for _, p in self.routes}
         if path in paths:
             allowed = ", ".join(m for m, p in self.routes if p == path)
-            return _error(405, f"{method} {path} is not allowed; use {allowed}", "invalid_request_error",
-                          "method_not_allowed", headers={"allow": allowed})
+            return _error(
+                405,
+                f"{method} {path} is not allowed; use {allowed}",
+                "invalid_request_error",
+                "method_not_allowed",
+                headers={"allow": allowed},
+            )
         if (method, path) in RERANK_ROUTES:
-            why = (f"{path} serves cross-encoder (reranker) exports; this server serves the embedding model "
-                   f"{self.cfg.model_name!r}")
+            why = (
+                f"{path} serves cross-encoder (reranker) exports; this server serves the embedding model "
+                f"{self.cfg.model_name!r}"
+            )
         elif (method, path) in EMBEDDING_ROUTES:
-            why = (f"{path} serves embedding exports; this server serves the cross-encoder {self.cfg.model_name!r} "
-                   "(a reranker)")
+            why = (
+                f"{path} serves embedding exports; this server serves the cross-encoder "
+                f"{self.cfg.model_name!r} "
+                "(a reranker)"
+            )
         else:
             why = f"no route {method} {path}"
-        return _error(404, f"{why}. Routes here: {self.route_list}", "invalid_request_error", "route_not_found")
+        return _error(
+            404, f"{why}. Routes here: {self.route_list}", "invalid_request_error", "route_not_found"
+        )
 
     async def _json(self, request: Request) -> Any:
         """The body as JSON, refused with 413 before it is read whole when it is larger than the limit."""
@@ -219,7 +272,9 @@ class Service:
             except ValueError:
                 raise RequestError(f"Content-Length {length!r} is not a number") from None
             if n > limit:
-                raise RequestError(f"the body has {n} bytes; at most {limit}", status=413, code="body_too_large")
+                raise RequestError(
+                    f"the body has {n} bytes; at most {limit}", status=413, code="body_too_large"
+                )
         chunks: list[bytes] = []
         total = 0
         async for chunk in request.stream():
@@ -234,13 +289,14 @@ class Service:
 
     # ------------------------------------------------------------------ embeddings
     async def _embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
-        """Vectors of ``texts`` (``(N, D)``, before truncation), their tokens, the largest batch they rode in."""
+        """Vectors of ``texts`` (``(N, D)``, not truncated), their tokens, the largest batch they rode in."""
         t0 = time.perf_counter()
         if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
             tokens = self.encoder.tokenize(texts)
         else:
-            tokens = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, self.encoder.tokenize,
-                                                                      texts)
+            tokens = await asyncio.get_running_loop().run_in_executor(
+                self._tokenize_pool, self.encoder.tokenize, texts
+            )
         self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
         lengths = tokens.lengths
         jobs = []
@@ -271,26 +327,36 @@ class Service:
         emb = np.empty((len(tokens), self.dim), dtype=np.float32)
         for idx in padding_groups(tokens.lengths, self.cfg.max_batch_tokens):
             group = TokenizedTexts([tokens.ids[i] for i in idx], tokens.prompt_length)
-            emb[idx] = self.encoder.encode_tokenized(group, batch_size=len(idx),
-                                                     max_batch_tokens=self.cfg.max_batch_tokens)
+            emb[idx] = self.encoder.encode_tokenized(
+                group, batch_size=len(idx), max_batch_tokens=self.cfg.max_batch_tokens
+            )
         out, o = [], 0
         for p in parts:
-            out.append(emb[o:o + len(p)])
+            out.append(emb[o : o + len(p)])
             o += len(p)
         return out
 
     async def embeddings(self, request: Request) -> Response:
         """OpenAI ``POST /v1/embeddings``."""
-        req = parse_request(await self._json(request), self.limits, self.dim, self.model_names,
-                            self.cfg.accept_any_model)
+        req = parse_request(
+            await self._json(request), self.limits, self.dim, self.model_names, self.cfg.accept_any_model
+        )
         emb, tokens, batch = await self._embed_texts(req.texts)
         # NOTE: `dimensions` cuts exactly as Encoder.encode(truncate_dim=N) does
         vectors = self.encoder.truncate_embeddings(emb, req.dimensions)
-        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, req.encoding_format)}
-                for i, v in enumerate(vectors)]
-        return JSONResponse({"object": "list", "data": data, "model": self.cfg.model_name,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
-                            headers={"x-embedrt-batch-size": str(batch)})
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(v, req.encoding_format)}
+            for i, v in enumerate(vectors)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": self.cfg.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers={"x-embedrt-batch-size": str(batch)},
+        )
 
     async def embed(self, request: Request) -> Response:
         """TEI ``POST /embed``: a JSON list of vectors."""
@@ -310,11 +376,12 @@ class Service:
     def _run_rerank(self, raw: Any, parts: list[Any]) -> list[np.ndarray]:
         pairs = [p for part in parts for p in part]
         # NOTE: raw scores are the logits, as CrossEncoder.rank(activation_fn="identity") gives them
-        scores = self.cross.predict(pairs, batch_size=self.cfg.max_batch_size,
-                                    activation_fn="identity" if raw else None)
+        scores = self.cross.predict(
+            pairs, batch_size=self.cfg.max_batch_size, activation_fn="identity" if raw else None
+        )
         out, o = [], 0
         for p in parts:
-            out.append(scores[o:o + len(p)])
+            out.append(scores[o : o + len(p)])
             o += len(p)
         return out
 
@@ -324,7 +391,9 @@ class Service:
 
     async def rerank(self, request: Request) -> Response:
         """Cohere/Jina ``POST /v1/rerank``."""
-        req = parse_rerank(await self._json(request), self.limits, self.model_names, self.cfg.accept_any_model)
+        req = parse_rerank(
+            await self._json(request), self.limits, self.model_names, self.cfg.accept_any_model
+        )
         scores, batch = await self._scores(req.query, req.documents, raw=False)
         results = []
         for i, s in self._ranked(scores, req.top_n):
@@ -332,9 +401,15 @@ class Service:
             if req.return_documents:
                 r["document"] = {"text": req.documents[i]}
             results.append(r)
-        return JSONResponse({"object": "list", "model": self.cfg.model_name, "results": results,
-                             "usage": {"documents": len(req.documents)}},
-                            headers={"x-embedrt-batch-size": str(batch)})
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": self.cfg.model_name,
+                "results": results,
+                "usage": {"documents": len(req.documents)},
+            },
+            headers={"x-embedrt-batch-size": str(batch)},
+        )
 
     async def tei_rerank(self, request: Request) -> Response:
         """TEI ``POST /rerank``: ``[{"index", "score"[, "text"]}]``, best first."""
@@ -350,15 +425,25 @@ class Service:
 
     # ------------------------------------------------------------------ info
     async def models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": self.cfg.model_name, "object": "model",
-                                                         "owned_by": "embedrt"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": self.cfg.model_name, "object": "model", "owned_by": "embedrt"}],
+            }
+        )
 
     async def health(self, request: Request) -> Response:
         model = self.encoder or self.cross
-        body: dict[str, Any] = {"status": "draining" if self.draining else "ok", "model": self.cfg.model_name,
-                                "task": self.task, "max_seq_length": model.max_seq_length,
-                                "variant": self.cfg.variant, "providers": model.active_providers,
-                                "replica": self.metrics.replica, "routes": [f"{m} {p}" for m, p in self.routes]}
+        body: dict[str, Any] = {
+            "status": "draining" if self.draining else "ok",
+            "model": self.cfg.model_name,
+            "task": self.task,
+            "max_seq_length": model.max_seq_length,
+            "variant": self.cfg.variant,
+            "providers": model.active_providers,
+            "replica": self.metrics.replica,
+            "routes": [f"{m} {p}" for m, p in self.routes],
+        }
         if self.encoder is not None:
             body["dim"] = self.dim
         return JSONResponse(body, status_code=503 if self.draining else 200)
@@ -368,7 +453,7 @@ class Service:
 
 
 class App:
-    """The ASGI application: lifespan starts and stops the service, every HTTP request goes to ``dispatch``."""
+    """The ASGI application: lifespan starts and stops the service; requests go to ``dispatch``."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -388,6 +473,16 @@ class App:
                     await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+
+
+def lean_threads() -> int:
+    """onnxruntime threads of the lean server by default: every core this process may use but one, which the
+    event loop (HTTP, JSON, tokenization) needs while a batch runs; at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # NOTE: not on every OS
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -412,7 +507,7 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
     import uvicorn
 
     sock = _bind(host, port)  # NOTE: before loading the model, so a busy port fails fast
-    service = Service(cfg, replica="lean", threads=cfg.threads)
+    service = Service(cfg, replica="lean", threads=cfg.threads if cfg.threads is not None else lean_threads())
     bound = sock.getsockname()[1]
 
     class _Server(uvicorn.Server):
@@ -432,8 +527,11 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if not service.draining:
-                print("shutting down: finishing the requests in flight, refusing new ones", file=sys.stderr,
-                      flush=True)
+                print(
+                    "shutting down: finishing the requests in flight, refusing new ones",
+                    file=sys.stderr,
+                    flush=True,
+                )
             service.begin_drain()
             super().handle_exit(sig, frame)
 
@@ -441,10 +539,19 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
             await super().startup(sockets=sockets)
             if not self.should_exit:
                 kind = f"dim {service.dim}" if service.encoder is not None else "cross-encoder"
-                print(f"serving {cfg.model_name} ({kind}, {cfg.variant}) on http://{host}:{bound}  "
-                      f"{service.route_list}", flush=True)
+                print(
+                    f"serving {cfg.model_name} ({kind}, {cfg.variant}) on http://{host}:{bound}  "
+                    f"{service.route_list}",
+                    flush=True,
+                )
 
-    config = uvicorn.Config(App(service), lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=cfg.graceful_timeout_s or None, backlog=2048)
+    config = uvicorn.Config(
+        App(service),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=cfg.graceful_timeout_s or None,
+        backlog=2048,
+    )
     _Server(config).run(sockets=[sock])
     return 0

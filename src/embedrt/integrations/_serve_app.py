@@ -39,11 +39,17 @@ def make_deployment(cfg: ServeConfig) -> Any:
         from ._http_app import App, Service
 
         c = ServeConfig(**{**cfg_dict, "model_aliases": tuple(cfg_dict["model_aliases"])})
-        return App(Service(c, replica=_replica_name(), threads=default_threads(c.threads, c.num_cpus,
-                                                                                c.num_gpus)))
+        return App(
+            Service(c, replica=_replica_name(), threads=default_threads(c.threads, c.num_cpus, c.num_gpus))
+        )
 
-    @serve.deployment(name="embedrt", num_replicas=cfg.replicas, max_ongoing_requests=cfg.max_ongoing_requests,
-                      max_queued_requests=cfg.max_queued_requests, ray_actor_options=actor_options)
+    @serve.deployment(
+        name="embedrt",
+        num_replicas=cfg.replicas,
+        max_ongoing_requests=cfg.max_ongoing_requests,
+        max_queued_requests=cfg.max_queued_requests,
+        ray_actor_options=actor_options,
+    )
     @serve.ingress(build_asgi_app)
     class EmbedrtReplica:
         pass

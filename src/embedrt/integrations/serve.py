@@ -11,7 +11,7 @@ Routes (the export's task decides which exist; the others answer a JSON 404 that
     GET  /metrics         Prometheus text: requests, batch sizes, queue/tokenization/inference latency
 
 Both modes run the same ASGI app (``_http_app.App``) with the same in-process dynamic batcher
-(``_batcher.Batcher``): the lean server runs it on uvicorn, Ray Serve runs it in each replica behind its proxy.
+(``_batcher.Batcher``): the lean server runs it on uvicorn, Ray Serve in each replica behind its proxy.
 This module holds what needs neither: the settings, the request validation (pure functions, unit-tested on
 their own) and the command line.
 """
@@ -76,30 +76,50 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raises InputError for an out-of-range value, naming it."""
-        for name in ("replicas", "max_batch_size", "max_batch_tokens", "max_ongoing_requests", "max_queued_texts",
-                     "max_inputs", "max_text_chars", "max_documents", "max_body_bytes"):
+        for name in (
+            "replicas",
+            "max_batch_size",
+            "max_batch_tokens",
+            "max_ongoing_requests",
+            "max_queued_texts",
+            "max_inputs",
+            "max_text_chars",
+            "max_documents",
+            "max_body_bytes",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise InputError(f"{name} must be a positive int, got {v!r}")
         if self.max_queued_requests != -1 and self.max_queued_requests <= 0:
-            raise InputError(f"max_queued_requests must be positive or -1 (no limit), got {self.max_queued_requests}")
+            raise InputError(
+                f"max_queued_requests must be positive or -1 (no limit), got {self.max_queued_requests}"
+            )
         if self.max_queued_texts < max(self.max_inputs, self.max_documents):
-            raise InputError(f"max_queued_texts ({self.max_queued_texts}) must hold one whole request: at least "
-                             f"max_inputs ({self.max_inputs}) and max_documents ({self.max_documents})")
+            raise InputError(
+                f"max_queued_texts ({self.max_queued_texts}) must hold one whole request: at least "
+                f"max_inputs ({self.max_inputs}) and max_documents ({self.max_documents})"
+            )
         if not self.batch_wait_timeout_s >= 0:
             raise InputError(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
         if not self.graceful_timeout_s >= 0:
             raise InputError(f"graceful_timeout_s must be >= 0, got {self.graceful_timeout_s}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 0):
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0
+        ):
             raise InputError(f"threads must be a non-negative int, got {self.threads!r}")
 
 
 class RequestError(Exception):
     """A bad request: an HTTP error (400 unless ``status`` says otherwise) with an OpenAI-style JSON body."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400,
-                 type_: str = "invalid_request_error", code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = 400,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.param = param
         self.status = status
@@ -159,8 +179,10 @@ def check_text(text: Any, where: str, param: str, limits: Limits) -> str:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise RequestError(f"'{where}' is not valid Unicode: {e.reason} at character {e.start} "
-                               f"({text[e.start]!r})", param) from None
+            raise RequestError(
+                f"'{where}' is not valid Unicode: {e.reason} at character {e.start} ({text[e.start]!r})",
+                param,
+            ) from None
     return text
 
 
@@ -210,12 +232,17 @@ def check_model(body: dict, model_names: tuple[str, ...], accept_any_model: bool
     if model not in model_names:
         # NOTE: names only, never a path: the export's source may be a local directory, and a server does not
         # tell its clients about its filesystem.
-        raise RequestError(f"unknown model {model!r}; this server serves {model_names[0]!r} (start it with "
-                           "--accept-any-model to accept any name)", "model", code="model_not_found")
+        raise RequestError(
+            f"unknown model {model!r}; this server serves {model_names[0]!r} (start it with "
+            "--accept-any-model to accept any name)",
+            "model",
+            code="model_not_found",
+        )
 
 
-def parse_request(body: Any, limits: Limits, dim: int, model_names: tuple[str, ...],
-                  accept_any_model: bool = False) -> EmbeddingRequest:
+def parse_request(
+    body: Any, limits: Limits, dim: int, model_names: tuple[str, ...], accept_any_model: bool = False
+) -> EmbeddingRequest:
     """Validate an OpenAI embeddings request body (``POST /v1/embeddings``).
 
     Raises:
@@ -230,8 +257,9 @@ def parse_request(body: Any, limits: Limits, dim: int, model_names: tuple[str, .
     if fmt is None:
         fmt = "float"
     if fmt not in ENCODING_FORMATS:
-        raise RequestError(f"unknown encoding_format {fmt!r}; valid choices: {list(ENCODING_FORMATS)}",
-                           "encoding_format")
+        raise RequestError(
+            f"unknown encoding_format {fmt!r}; valid choices: {list(ENCODING_FORMATS)}", "encoding_format"
+        )
     return EmbeddingRequest(texts=texts, encoding_format=fmt, dimensions=_dimensions(body, dim))
 
 
@@ -250,11 +278,14 @@ def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
     _optional_bool(body, "truncate", True)
     direction = body.get("truncation_direction")
     if direction is not None and str(direction).lower() != "right":
-        raise RequestError(f"truncation_direction {direction!r} is not supported; valid choices: ['right']",
-                           "truncation_direction")
+        raise RequestError(
+            f"truncation_direction {direction!r} is not supported; valid choices: ['right']",
+            "truncation_direction",
+        )
     if body.get("prompt_name") is not None:
-        raise RequestError("'prompt_name' is not supported: the server applies the model's default prompt",
-                           "prompt_name")
+        raise RequestError(
+            "'prompt_name' is not supported: the server applies the model's default prompt", "prompt_name"
+        )
     return EmbedRequest(texts=texts, normalize=normalize, dimensions=_dimensions(body, dim))
 
 
@@ -264,7 +295,9 @@ def _documents(raw: Any, name: str, limits: Limits) -> list[str]:
     if not raw:
         raise RequestError(f"'{name}' is an empty list; send at least one document", name)
     if len(raw) > limits.max_documents:
-        raise RequestError(f"'{name}' has {len(raw)} documents; at most {limits.max_documents} per request", name)
+        raise RequestError(
+            f"'{name}' has {len(raw)} documents; at most {limits.max_documents} per request", name
+        )
     docs = []
     for i, d in enumerate(raw):
         if isinstance(d, dict) and "text" in d:  # NOTE: Cohere and Jina also take {"text": ...} objects
@@ -279,8 +312,9 @@ def _query(body: dict, limits: Limits) -> str:
     return check_text(body["query"], "query", "query", limits)
 
 
-def parse_rerank(body: Any, limits: Limits, model_names: tuple[str, ...],
-                 accept_any_model: bool = False) -> RerankRequest:
+def parse_rerank(
+    body: Any, limits: Limits, model_names: tuple[str, ...], accept_any_model: bool = False
+) -> RerankRequest:
     """Validate a Cohere/Jina ``POST /v1/rerank`` body: ``query``, ``documents`` (strings or ``{"text"}``),
     ``top_n``, ``return_documents`` (default false), ``model``.
 
@@ -307,8 +341,13 @@ def parse_tei_rerank(body: Any, limits: Limits) -> RerankRequest:
     body = _object(body)
     query = _query(body, limits)
     texts = _documents(body.get("texts"), "texts", limits)
-    return RerankRequest(query, texts, None, _optional_bool(body, "return_text", False),
-                         raw_scores=_optional_bool(body, "raw_scores", False))
+    return RerankRequest(
+        query,
+        texts,
+        None,
+        _optional_bool(body, "return_text", False),
+        raw_scores=_optional_bool(body, "raw_scores", False),
+    )
 
 
 def encode_vector(v: np.ndarray, encoding_format: str) -> list[float] | str:
@@ -329,8 +368,10 @@ def require_lean() -> None:
         try:
             __import__(module)
         except ImportError as e:
-            raise MissingDependencyError(f"embedrt serve needs {module}, which is not installed: {SERVE_HINT} "
-                                         "(or --ray with 'embedrt[ray]')") from e
+            raise MissingDependencyError(
+                f"embedrt serve needs {module}, which is not installed: {SERVE_HINT} "
+                "(or --ray with 'embedrt[ray]')"
+            ) from e
 
 
 def require_serve() -> Any:
@@ -383,16 +424,28 @@ def config_from_args(args: Any) -> ServeConfig:
     manifest = check_export(export_dir, args.variant)
     source = source_model_of(export_dir, manifest)
     cfg = ServeConfig(
-        export_dir=export_dir, model_name=args.model_name or model_name_of(export_dir, manifest),
-        replicas=args.replicas, max_batch_size=args.max_batch_size, max_batch_tokens=args.max_batch_tokens,
+        export_dir=export_dir,
+        model_name=args.model_name or model_name_of(export_dir, manifest),
+        replicas=args.replicas,
+        max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         batch_wait_timeout_s=args.batch_wait_timeout_ms / 1000.0,
-        max_ongoing_requests=args.max_ongoing_requests, max_queued_texts=args.max_queued_texts,
+        max_ongoing_requests=args.max_ongoing_requests,
+        max_queued_texts=args.max_queued_texts,
         max_queued_requests=args.max_queued_requests,
-        max_inputs=args.max_inputs, max_text_chars=args.max_text_chars, max_documents=args.max_documents,
-        max_body_bytes=args.max_body_bytes, device=args.device, variant=args.variant,
-        threads=args.threads, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+        max_inputs=args.max_inputs,
+        max_text_chars=args.max_text_chars,
+        max_documents=args.max_documents,
+        max_body_bytes=args.max_body_bytes,
+        device=args.device,
+        variant=args.variant,
+        threads=args.threads,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
         model_aliases=() if args.model_name else hub_alias(source),
-        accept_any_model=args.accept_any_model, graceful_timeout_s=args.graceful_timeout_s)
+        accept_any_model=args.accept_any_model,
+        graceful_timeout_s=args.graceful_timeout_s,
+    )
     cfg.check()
     return cfg
 
@@ -403,7 +456,7 @@ def use_ray(args: Any) -> bool:
 
 
 def run_cli(args: Any) -> int:
-    """``embedrt serve``: the lean server, or Ray Serve (``--ray``, ``--ray-address``, ``--replicas N > 1``)."""
+    """``embedrt serve``: the lean server, or Ray Serve (``--ray``, ``--ray-address``, ``--replicas N``)."""
     cfg = config_from_args(args)
     if use_ray(args):
         return run_ray(cfg, args)
@@ -427,8 +480,11 @@ def run_ray(cfg: ServeConfig, args: Any) -> int:
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    ray.init(address=args.ray_address, include_dashboard=False if args.ray_address is None else None,
-             log_to_driver=not args.quiet)
+    ray.init(
+        address=args.ray_address,
+        include_dashboard=False if args.ray_address is None else None,
+        log_to_driver=not args.quiet,
+    )
     # NOTE: after ray.init, which installs its own SIGTERM handler: ours shuts Serve and Ray down in order, so
     # no Ray process outlives the command.
     signal.signal(signal.SIGTERM, on_signal)
@@ -436,8 +492,10 @@ def run_ray(cfg: ServeConfig, args: Any) -> int:
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name="embedrt", route_prefix="/")
-        print(f"serving {cfg.model_name} on Ray Serve ({cfg.replicas} replica(s)) on http://{args.host}:{args.port}",
-              flush=True)
+        print(
+            f"serving {cfg.model_name} on Ray Serve ({cfg.replicas} replica(s)) on http://{args.host}:{args.port}",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
         print("shutting down", file=sys.stderr, flush=True)
@@ -451,55 +509,131 @@ def run_ray(cfg: ServeConfig, args: Any) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``serve`` on the ``embedrt`` subcommand parser."""
-    p = sub.add_parser("serve", help="serve an export over HTTP: OpenAI /v1/embeddings, TEI /embed, /v1/rerank, "
-                                     "/rerank (one process; --ray for Ray Serve)")
-    p.add_argument("export_dir", help="directory written by export-model (on a cluster: the same path on every node)")
+    p = sub.add_parser(
+        "serve",
+        help="serve an export over HTTP: OpenAI /v1/embeddings, TEI /embed, /v1/rerank, "
+        "/rerank (one process; --ray for Ray Serve)",
+    )
+    p.add_argument(
+        "export_dir", help="directory written by export-model (on a cluster: the same path on every node)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1; 0.0.0.0 to expose)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     d = ServeConfig(export_dir="", model_name="")  # NOTE: the defaults below are the config's own
-    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                   help=f"texts (or rerank pairs) per dynamic batch (default {d.max_batch_size})")
-    p.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens,
-                   help=f"tokens per dynamic batch and per graph run (default {d.max_batch_tokens})")
-    p.add_argument("--batch-wait-timeout-ms", type=float, default=d.batch_wait_timeout_s * 1000.0,
-                   help="how long a batch waits to fill once the encode thread is free (default "
-                        f"{d.batch_wait_timeout_s * 1000:g} ms: texts that arrive while a batch runs form the next)")
-    p.add_argument("--max-ongoing-requests", type=int, default=d.max_ongoing_requests,
-                   help=f"requests admitted at once, per replica; more get 503 (default {d.max_ongoing_requests})")
-    p.add_argument("--max-queued-texts", type=int, default=d.max_queued_texts,
-                   help=f"texts waiting for the encode thread; a request that does not fit gets 503 "
-                        f"(default {d.max_queued_texts})")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=d.max_batch_size,
+        help=f"texts (or rerank pairs) per dynamic batch (default {d.max_batch_size})",
+    )
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=d.max_batch_tokens,
+        help=f"tokens per dynamic batch and per graph run (default {d.max_batch_tokens})",
+    )
+    p.add_argument(
+        "--batch-wait-timeout-ms",
+        type=float,
+        default=d.batch_wait_timeout_s * 1000.0,
+        help="how long a batch waits to fill once the encode thread is free (default "
+        f"{d.batch_wait_timeout_s * 1000:g} ms: texts that arrive while a batch runs form the next)",
+    )
+    p.add_argument(
+        "--max-ongoing-requests",
+        type=int,
+        default=d.max_ongoing_requests,
+        help=f"requests admitted at once, per replica; more get 503 (default {d.max_ongoing_requests})",
+    )
+    p.add_argument(
+        "--max-queued-texts",
+        type=int,
+        default=d.max_queued_texts,
+        help=f"texts waiting for the encode thread; a request that does not fit gets 503 "
+        f"(default {d.max_queued_texts})",
+    )
     lim = Limits()
-    p.add_argument("--max-inputs", type=int, default=lim.max_inputs,
-                   help=f"texts per embeddings request, else 400 (default {lim.max_inputs})")
-    p.add_argument("--max-text-chars", type=int, default=lim.max_text_chars,
-                   help=f"characters per text, else 400 (default {lim.max_text_chars})")
-    p.add_argument("--max-documents", type=int, default=lim.max_documents,
-                   help=f"documents per rerank request, else 400 (default {lim.max_documents})")
-    p.add_argument("--max-body-bytes", type=int, default=lim.max_body_bytes,
-                   help=f"request body size, else 413 (default {lim.max_body_bytes})")
-    p.add_argument("--model-name", default=None,
-                   help="name reported and accepted as 'model' (default: the source model, e.g. all-MiniLM-L6-v2)")
-    p.add_argument("--accept-any-model", action="store_true",
-                   help="accept any 'model' in requests (LangChain's OpenAIEmbeddings sends its own default)")
+    p.add_argument(
+        "--max-inputs",
+        type=int,
+        default=lim.max_inputs,
+        help=f"texts per embeddings request, else 400 (default {lim.max_inputs})",
+    )
+    p.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=lim.max_text_chars,
+        help=f"characters per text, else 400 (default {lim.max_text_chars})",
+    )
+    p.add_argument(
+        "--max-documents",
+        type=int,
+        default=lim.max_documents,
+        help=f"documents per rerank request, else 400 (default {lim.max_documents})",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=lim.max_body_bytes,
+        help=f"request body size, else 413 (default {lim.max_body_bytes})",
+    )
+    p.add_argument(
+        "--model-name",
+        default=None,
+        help="name reported and accepted as 'model' (default: the source model, e.g. all-MiniLM-L6-v2)",
+    )
+    p.add_argument(
+        "--accept-any-model",
+        action="store_true",
+        help="accept any 'model' in requests (LangChain's OpenAIEmbeddings sends its own default)",
+    )
     p.add_argument("--device", default=d.device, help=f"auto, cpu, cuda or tensorrt (default: {d.device})")
-    p.add_argument("--variant", default=d.variant, help=f"graph variant from the manifest (default: {d.variant})")
-    p.add_argument("--threads", type=int, default=None,
-                   help="onnxruntime threads (default: all cores; on Ray: --num-cpus per replica)")
-    p.add_argument("--graceful-timeout-s", type=float, default=d.graceful_timeout_s,
-                   help=f"on SIGTERM, how long requests in flight may finish (default {d.graceful_timeout_s:g})")
+    p.add_argument(
+        "--variant", default=d.variant, help=f"graph variant from the manifest (default: {d.variant})"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="onnxruntime threads (default: all cores but one, which serves HTTP; on Ray: --num-cpus "
+        "per replica)",
+    )
+    p.add_argument(
+        "--graceful-timeout-s",
+        type=float,
+        default=d.graceful_timeout_s,
+        help=f"on SIGTERM, how long requests in flight may finish (default {d.graceful_timeout_s:g})",
+    )
     g = p.add_argument_group("Ray Serve (many replicas, a cluster; needs embedrt[ray])")
     g.add_argument("--ray", action="store_true", help="serve on Ray Serve instead of one process")
-    g.add_argument("--replicas", type=int, default=d.replicas,
-                   help=f"replicas on Ray Serve; more than 1 implies --ray (default {d.replicas})")
-    g.add_argument("--ray-address", default=None, help="Ray cluster address (auto, ray://host:10001, ...); implies "
-                                                       "--ray; default: start a local Ray")
-    g.add_argument("--max-queued-requests", type=int, default=d.max_queued_requests,
-                   help=f"requests waiting at Serve's proxy; more get 503 at once "
-                        f"(default {d.max_queued_requests}; -1: no limit)")
-    g.add_argument("--num-cpus", type=float, default=d.num_cpus, help=f"CPUs per replica (default {d.num_cpus:g})")
-    g.add_argument("--num-gpus", type=float, default=d.num_gpus,
-                   help=f"GPUs per replica (default {d.num_gpus:g}; use with --device cuda)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no access log (Ray: do not forward replica logs)")
+    g.add_argument(
+        "--replicas",
+        type=int,
+        default=d.replicas,
+        help=f"replicas on Ray Serve; more than 1 implies --ray (default {d.replicas})",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster address (auto, ray://host:10001, ...); implies --ray; default: start a local Ray",
+    )
+    g.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=d.max_queued_requests,
+        help=f"requests waiting at Serve's proxy; more get 503 at once "
+        f"(default {d.max_queued_requests}; -1: no limit)",
+    )
+    g.add_argument(
+        "--num-cpus", type=float, default=d.num_cpus, help=f"CPUs per replica (default {d.num_cpus:g})"
+    )
+    g.add_argument(
+        "--num-gpus",
+        type=float,
+        default=d.num_gpus,
+        help=f"GPUs per replica (default {d.num_gpus:g}; use with --device cuda)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no access log (Ray: do not forward replica logs)"
+    )
     p.set_defaults(func=run_cli)
-
