@@ -7,7 +7,7 @@ Needs ``embedrt[serve]`` for the lean server and ``embedrt[ray]`` for Ray Serve 
 Starts both servers on free loopback ports (127.0.0.1 only), checks each one's vectors against
 ``Encoder.encode`` first (and stops if they differ by more than 1e-5), warms up, then runs closed-loop clients
 (each sends its next request when the previous answer arrived, over one kept-alive connection) at each
-concurrency (1, 8, 32), with one text and with 32 texts per request, alternating the modes round by round, and
+concurrency (1, 8, 32), with one text and with 32 texts per request, the modes back to back at each level and
 reports the medians over the rounds: requests/s, texts/s, p50/p99 latency, and the mean dynamic batch from
 each server's /metrics. Both servers run the model with the same onnxruntime threads (``--threads``, default
 the lean server's: all cores but one). The in-process peers are ``Encoder.encode`` called in this process, one
@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs.setdefault((name, n, 1), []).append(
                         run_direct(e, batches[n], budget, args.level_seconds)
                     )
-                for m in order:
-                    for c in levels:
+                for c in levels:  # NOTE: the modes back to back at each level, so they see the same load
+                    for m in order:
                         runs.setdefault((m, n, c), []).append(
                             run_level(ports[m], bodies[n], n, c, budget, args.level_seconds)
                         )
