@@ -311,3 +311,16 @@ def test_padding_groups_bound_waste_and_tokens():
     for g in padding_groups(np.full(10, 100), 250):
         assert len(g) * 100 <= 250
     assert [len(g) for g in padding_groups(np.array([5000]), 100)] == [1]  # one row always runs
+
+
+def test_metrics_text_format_and_label_escaping():
+    from embedrt.integrations._batcher import Metrics
+
+    m = Metrics("r1", 'my "model"')
+    m.count_request("/v1/embeddings", 200)
+    m.queue_seconds.observe(0.003)
+    text = m.render()
+    assert 'embedrt_requests_total{replica="r1",model="my \\"model\\"",route="/v1/embeddings",status="200"} 1' in text
+    assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.0025"} 0' in text
+    assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.005"} 1' in text
+    assert 'embedrt_queue_duration_seconds_count{replica="r1",model="my \\"model\\""} 1' in text

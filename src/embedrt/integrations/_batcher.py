@@ -72,6 +72,11 @@ class Histogram:
         ]
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped (a model name may hold quotes or backslashes)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class Metrics:
     """The server's counters and histograms, rendered in the Prometheus text format (0.0.4)."""
 
@@ -100,7 +105,7 @@ class Metrics:
             self.tokens += tokens
 
     def render(self) -> str:
-        lab = f'replica="{self.replica}",model="{self.model}"'
+        lab = f'replica="{_label(self.replica)}",model="{_label(self.model)}"'
         lines = [
             "# HELP embedrt_requests_total Requests by route and HTTP status.",
             "# TYPE embedrt_requests_total counter",
