@@ -320,7 +320,8 @@ def test_metrics_text_format_and_label_escaping():
     m.count_request("/v1/embeddings", 200)
     m.queue_seconds.observe(0.003)
     text = m.render()
-    assert 'embedrt_requests_total{replica="r1",model="my \\"model\\"",route="/v1/embeddings",status="200"} 1' in text
+    lab = 'replica="r1",model="my \\"model\\""'
+    assert f'embedrt_requests_total{{{lab},route="/v1/embeddings",status="200"}} 1' in text
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.0025"} 0' in text
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.005"} 1' in text
     assert 'embedrt_queue_duration_seconds_count{replica="r1",model="my \\"model\\""} 1' in text
