@@ -507,6 +507,9 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
     import uvicorn
 
     sock = _bind(host, port)  # NOTE: before loading the model, so a busy port fails fast
+    # NOTE: requests are tokenized one by one (or in a tokenizer thread); a rayon pool per call would only
+    # compete with onnxruntime for the cores. Ray's replicas get the same setting (RAY_ENV).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     service = Service(cfg, replica="lean", threads=cfg.threads if cfg.threads is not None else lean_threads())
     bound = sock.getsockname()[1]
 
