@@ -326,7 +326,7 @@ def _summarize(runs, labels, cfg, report, agreement) -> dict[str, Any]:
         sps = _median([_headline(r, cfg) for r in ok])
         entry: dict[str, Any] = {
             "runs_ok": len(ok), "provider": ok[0].get("provider"), "version": ok[0].get("version"),
-            "graph": ok[0].get("graph"),
+            "graph": ok[0].get("graph"), "cpu_kernels": ok[0].get("cpu_kernels"),
             "sentences_per_s": sps, "tokens_per_s": sps * tokens / n if sps else None,
             "sweep_sentences_per_s": {str(bs): _median([r["throughput"][str(bs)]["sentences_per_s"] for r in ok])
                                       for bs in cfg.batch_sizes},
@@ -424,6 +424,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     graphs = [f"{label}: {s[label]['graph']}" for label in labels if s[label].get("graph")]
     if graphs:
         lines += ["", "Graph each embedrt runner ran: " + "; ".join(graphs) + "."]
+    kernels = next((s[label]["cpu_kernels"] for label in labels if s[label].get("cpu_kernels")), None)
+    if kernels:
+        lines += ["", f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
+                  f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}."]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"

@@ -20,8 +20,11 @@ def _embedrt(cfg):
 
     enc = Encoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"),
                   **cfg.get("encoder_kwargs", {}))
+    from embedrt.runtime.native import cpu_kernels
+
     info = {"provider": enc.active_providers[0], "version": _version("embedrt"),
-            "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status}
+            "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status,
+            "cpu_kernels": cpu_kernels()}
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info
 
 
@@ -62,7 +65,7 @@ RUNNERS = {
     "embedrt": _embedrt,
     "st-torch": lambda cfg: _st(cfg, "torch"),
     "st-onnx": lambda cfg: _st(cfg, "onnx"),
-    "st-onnx-int8": lambda cfg: _st(cfg, "onnx", "onnx/model_qint8_avx512_vnni.onnx"),
+    "st-onnx-int8": lambda cfg: _st(cfg, "onnx", f"onnx/model_qint8_{st_int8_preset()}.onnx"),
     "fastembed": _fastembed,
 }
 #: What each peer needs importable; a missing one means "not installed here", and the peer is skipped.
@@ -124,21 +127,43 @@ def run(cfg):
     return out
 
 
+def st_int8_preset() -> str:
+    """sentence-transformers' int8 preset for this CPU: avx512_vnni, avx512, avx2 (x86) or arm64."""
+    import platform
+
+    if platform.machine() in ("aarch64", "arm64"):
+        return "arm64"
+    flags: set = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+
+
 def prepare(cfg):
-    """Export the sentence-transformers ONNX copies once (fp32 and the avx512_vnni int8 preset)."""
+    """Export the sentence-transformers ONNX copies once (fp32 and the int8 preset for this CPU)."""
     import shutil
 
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     dst = cfg["onnx_model_dir"]
-    if os.path.isfile(os.path.join(dst, "onnx", "model_qint8_avx512_vnni.onnx")):
-        return {"ok": True, "cached": True}
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(cfg["model_dir"], dst)
-    model = SentenceTransformer(dst, backend="onnx", device="cpu")
-    model.save_pretrained(dst)
-    export_dynamic_quantized_onnx_model(model, "avx512_vnni", dst)
-    return {"ok": True, "cached": False}
+    preset = st_int8_preset()
+    if os.path.isfile(os.path.join(dst, "onnx", f"model_qint8_{preset}.onnx")):
+        return {"ok": True, "cached": True, "int8_preset": preset}
+    if not os.path.isfile(os.path.join(dst, "onnx", "model.onnx")):
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(cfg["model_dir"], dst)
+        model = SentenceTransformer(dst, backend="onnx", device="cpu")
+        model.save_pretrained(dst)
+    else:
+        model = SentenceTransformer(dst, backend="onnx", device="cpu")
+    export_dynamic_quantized_onnx_model(model, preset, dst)
+    return {"ok": True, "cached": False, "int8_preset": preset}
 
 
 def roofline(cfg):
