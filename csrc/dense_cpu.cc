@@ -161,6 +161,9 @@ void PackDenseWeights(const float* W, int64_t K, int64_t N, float* packed) {
 
 void DenseBlock(const float* x, const float* packed, const float* bias, float* y, int64_t K, int64_t N,
                 int64_t r0, int64_t r1, int64_t p0, int64_t p1, const DenseLayout& layout, Isa isa) {
+#if !defined(__x86_64__)
+  (void)isa;  // the portable path only
+#endif
   const int64_t rows = r1 - r0;
   if (rows <= 0) return;
   const int64_t tiles = (rows + kDenseRows - 1) / kDenseRows;
