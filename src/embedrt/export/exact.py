@@ -47,7 +47,12 @@ def _run_one_node(a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int) -> np.nda
 
 def _compare(name: str, a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int,
              got: np.ndarray) -> dict[str, Any]:
-    exact = (a_u8.reshape(-1, a_u8.shape[-1]).astype(np.int64) - zero_point) @ w_s8.astype(np.int64)
+    # NOTE: float64 products of integers: exact while every partial sum stays below 2**53 (here at most
+    # 255 * 128 * K), and BLAS-fast, where numpy's int64 matmul is a naive loop
+    if 255 * 128 * a_u8.shape[-1] >= 2**53:
+        raise ValueError(f"K = {a_u8.shape[-1]} is too large for an exact float64 product")
+    exact = np.rint((a_u8.reshape(-1, a_u8.shape[-1]).astype(np.float64) - zero_point)
+                    @ w_s8.astype(np.float64)).astype(np.int64)
     got = got.reshape(exact.shape).astype(np.int64)
     err = np.abs(got - exact)
     return {"node": name, "rows": int(exact.shape[0]), "max_abs_error": int(err.max()) if err.size else 0,
