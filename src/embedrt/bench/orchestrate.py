@@ -227,7 +227,10 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
                   "normalize": manifest["normalize"], "dim": manifest["dim"]}
         for peer in cfg.peers:
             progress.phase(f"probe {peer}")
-            res = _call_worker(peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}", 120)
+            # NOTE: the probe imports the peer's libraries (optimum, onnxruntime, torch): on a busy machine that
+            # alone took over 120 s
+            res = _call_worker(peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}",
+                               min(600.0, cfg.worker_timeout_s))
             progress.step()
             if not res.get("ok"):
                 reason = "not installed: " + ", ".join(res.get("missing", [])) if res.get("missing") else \
