@@ -21,12 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from embedrt.evaluate import read_sts, sts_spearman
 from embedrt.export.exact import capture_graph
+from embedrt.export.gate import _cos
 from embedrt.export.quantize import INT8_SCHEMES, Int8Config, quantize_int8
-from embedrt.export.verify import probe_texts
+from embedrt.export.verify import compare, probe_texts
 from embedrt.manifest import read_manifest
 from embedrt.runtime import native
 from embedrt.runtime.tokenize import TextTokenizer
@@ -38,6 +40,18 @@ from compare_int8_schemes import Runner, measure  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 
 
+def quality(name, runner: Runner, ref_emb, texts, sts) -> dict:
+    """measure() without the speed rounds."""
+    emb = runner.embed(texts)
+    agreement = compare(emb, ref_emb)
+    s1, s2, gold = sts
+    pick = slice(0, 64 * 16, 16)
+    alone = np.concatenate([runner.embed([t]) for t in texts[pick]])
+    return {"scheme": name, "mean_cos": agreement["mean_cosine"], "min_cos": agreement["min_cosine"],
+            "sts": sts_spearman(runner.embed(s1), runner.embed(s2), gold),
+            "batch_invariance_min_cos": float(_cos(emb[pick], alone).min())}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export_dir")
@@ -46,6 +60,8 @@ def main() -> int:
     p.add_argument("--speed-texts", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--schemes", default=",".join(INT8_SCHEMES))
+    p.add_argument("--every-linear-only", action="store_true", help="skip the FFN-down-in-fp32 variants")
+    p.add_argument("--no-speed", action="store_true", help="agreement, STS and batch invariance only")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     if native.library_path() is None:
@@ -70,15 +86,16 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="exact-int8-") as work:
         for scheme in args.schemes.split(","):
-            for exclude in ((), ("ffn_down",)):
+            for exclude in ((),) if args.every_linear_only else ((), ("ffn_down",)):
                 name = f"{scheme}, " + ("every Linear" if not exclude else "FFN down in fp32")
                 path = Path(work) / f"{scheme}-{len(exclude)}.onnx"
                 cfg = Int8Config(exclude_roles=exclude, scheme=scheme, quantize_op="native",
                                  dequantize_op="native")
                 quantize_int8(source, path, cfg)
                 checks = capture_graph(path, feeds, register=native.register)
-                row = measure(name, Runner(path, tok, int(m["dim"]), True), ref, ref_emb, texts, sts,
-                              speed_texts, args.rounds)
+                runner = Runner(path, tok, int(m["dim"]), True)
+                row = (quality(name, runner, ref_emb, texts, sts) if args.no_speed else
+                       measure(name, runner, ref, ref_emb, texts, sts, speed_texts, args.rounds))
                 row["int32_max_abs_error"] = max(c["max_abs_error"] for c in checks)
                 row["sts_delta"] = row["sts"] - base
                 rows.append(row)
@@ -87,9 +104,11 @@ def main() -> int:
           "| speed vs fp32 | int32 max error here |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
+        speed = (f"{r['speed_vs_fp32']:.2f}x ({r['speed_range'][0]:.2f}-{r['speed_range'][1]:.2f})"
+                 if "speed_vs_fp32" in r else "–")
         print(f"| {r['scheme']} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {r['sts']:.2f} "
-              f"({r['sts_delta']:+.2f}) | {r['batch_invariance_min_cos']:.6f} | {r['speed_vs_fp32']:.2f}x "
-              f"({r['speed_range'][0]:.2f}-{r['speed_range'][1]:.2f}) | {r['int32_max_abs_error']} |")
+              f"({r['sts_delta']:+.2f}) | {r['batch_invariance_min_cos']:.6f} | {speed} | "
+              f"{r['int32_max_abs_error']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
