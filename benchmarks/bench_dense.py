@@ -2,7 +2,8 @@
 on CPU: the 36 Linears of all-MiniLM-L6-v2 alone, then end to end (Encoder on model.packed.onnx against
 model.fused.onnx, the same export).
 
-Run:  python benchmarks/bench_dense.py [--export DIR] [--rounds 3] [--rows 1 27 64 256]
+Run:  python benchmarks/bench_dense.py [--export DIR] [--rounds 3] [--rows 1 27 64 256] [--chain-only]
+      EMBEDRT_OPS_ISA=avx2 python benchmarks/bench_dense.py ...    (the AVX2 tile on an AVX-512 CPU)
 
 Every measurement runs in its own process (two sessions in one process would share the CPU with each other's
 spinning thread pools), the two sides alternating A B A B with the order flipping every round; the figure is
@@ -107,6 +108,7 @@ def main() -> int:
     p.add_argument("--export", default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--rows", type=int, nargs="+", default=[1, 27, 64, 256])
+    p.add_argument("--chain-only", action="store_true", help="only the Linear chain, not the Encoder")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -116,7 +118,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     flops_per_row = 2 * sum(k * n for k, n in SHAPES) * 6
-    print(f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds, each side in its own process\n")
+    print(f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds, each side in its own process, "
+          f"EMBEDRT_OPS_ISA={os.environ.get('EMBEDRT_OPS_ISA', '(unset)')}\n")
     print("| rows | onnxruntime MatMul+Add ms | PackedMatMul ms | ratio | PackedMatMul GFLOP/s |")
     print("|---|---|---|---|---|")
     for rows in args.rows:
@@ -131,6 +134,8 @@ def main() -> int:
         assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(a).max()), "the two chains disagree"
         s, k = np.median(times["standard"]), np.median(times["packed"])
         print(f"| {rows} | {s:.3f} | {k:.3f} | {k / s:.2f}x | {rows * flops_per_row / k / 1e6:.0f} |")
+    if args.chain_only:
+        return 0
     export = args.export
     tmp = None
     if export is None:

@@ -25,8 +25,14 @@ constexpr float kNormEps = 1e-12f;
 
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
-// Best ISA this CPU supports, unless EMBEDRT_OPS_ISA (scalar|avx2|avx512) asks for a lower one.
+// The best kernel ISA this CPU supports (cpuid; kScalar on every other architecture).
+Isa CpuIsa();
+// CpuIsa, unless EMBEDRT_OPS_ISA (scalar|avx2|avx512) asks for a lower one.
 Isa SelectIsa();
+// cpuid feature bits, for reporting (the runtime's native.cpu_kernels): kFeat* below; 0 off x86-64.
+constexpr unsigned kFeatAvx2 = 1u << 0, kFeatFma = 1u << 1, kFeatF16c = 1u << 2, kFeatAvx512f = 1u << 3,
+                   kFeatAvx512bw = 1u << 4, kFeatAvx512Vnni = 1u << 5, kFeatAvxVnni = 1u << 6;
+unsigned CpuFeatures();
 const char* IsaName(Isa isa);
 
 // Pools rows [row_begin, row_end) of x[B,T,H] (float32, or float16 given as raw uint16 bits) into out[B,H].

@@ -12,7 +12,9 @@
 //   the 2-core CPU it was written on (benchmarks/bench_native_pool.py). The standard-op chain
 //   (Cast, Unsqueeze, Mul, ReduceSum x2, Clip, Div, ReduceL2, Clip, Div) writes and re-reads a B*T*H
 //   temporary for the Mul, so it moves about 3x the bytes.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <cmath>
 #include <cstdlib>
@@ -65,6 +67,7 @@ void MaxScalar(float* acc, const T* x, int64_t H) {
   for (int64_t h = 0; h < H; ++h) acc[h] = std::fmax(acc[h], Load(x, h));
 }
 
+#if defined(__x86_64__)
 __attribute__((target("avx2,fma,f16c"))) void AxpyAvx2(float* acc, float w, const float* x, int64_t H) {
   const __m256 vw = _mm256_set1_ps(w);
   int64_t h = 0;
@@ -128,6 +131,8 @@ __attribute__((target("avx512f"))) void MaxAvx512(float* acc, const uint16_t* x,
   for (; h < H; ++h) acc[h] = std::fmax(acc[h], HalfToFloat(x[h]));
 }
 
+#endif  // __x86_64__
+
 template <typename T>
 struct Kernels {
   void (*axpy)(float*, float, const T*, int64_t);
@@ -137,10 +142,12 @@ struct Kernels {
 template <typename T>
 Kernels<T> KernelsFor(Isa isa) {
   switch (isa) {
+#if defined(__x86_64__)
     case Isa::kAvx512: return {static_cast<void (*)(float*, float, const T*, int64_t)>(AxpyAvx512),
                                static_cast<void (*)(float*, const T*, int64_t)>(MaxAvx512)};
     case Isa::kAvx2: return {static_cast<void (*)(float*, float, const T*, int64_t)>(AxpyAvx2),
                              static_cast<void (*)(float*, const T*, int64_t)>(MaxAvx2)};
+#endif
     default: return {AxpyScalar<T>, MaxScalar<T>};
   }
 }
@@ -187,14 +194,36 @@ void PoolRows(const T* x, const int64_t* mask, float* out, int64_t row_begin, in
 
 }  // namespace
 
-Isa SelectIsa() {
-  __builtin_cpu_init();
+Isa CpuIsa() {
   Isa best = Isa::kScalar;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) {
     best = Isa::kAvx512;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     best = Isa::kAvx2;
   }
+#endif
+  return best;
+}
+
+unsigned CpuFeatures() {
+  unsigned bits = 0;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) bits |= kFeatAvx2;
+  if (__builtin_cpu_supports("fma")) bits |= kFeatFma;
+  if (__builtin_cpu_supports("f16c")) bits |= kFeatF16c;
+  if (__builtin_cpu_supports("avx512f")) bits |= kFeatAvx512f;
+  if (__builtin_cpu_supports("avx512bw")) bits |= kFeatAvx512bw;
+  if (__builtin_cpu_supports("avx512vnni")) bits |= kFeatAvx512Vnni;
+  if (__builtin_cpu_supports("avxvnni")) bits |= kFeatAvxVnni;
+#endif
+  return bits;
+}
+
+Isa SelectIsa() {
+  Isa best = CpuIsa();
   const char* want = std::getenv("EMBEDRT_OPS_ISA");
   if (want != nullptr) {
     Isa asked = best;

@@ -346,6 +346,7 @@ int64_t OptionalIntAttr(Ort::ShapeInferContext& ctx, const char* name) {
 struct QuantizeKernel {
   Isa isa = SelectIsa();
   bool heads_in = false;  // attribute heads_in: x [B, H, S, D] quantized as rows of [B, S, H*D]
+  int qmax = kQuantMax;   // attribute qmax: the activations' range [-qmax, qmax], zero point qmax + 1
 
   struct Job {
     const float* x;
@@ -353,10 +354,11 @@ struct QuantizeKernel {
     float* scale;
     int64_t K;
     Isa isa;
+    int qmax;
     int64_t H = 0, S = 0, D = 0;  // heads_in only
     void Run(int64_t begin, int64_t end) const {
       if (H == 0) {
-        QuantizeRows(x, q, scale, begin, end, K, isa);
+        QuantizeRows(x, q, scale, begin, end, K, isa, qmax);
         return;
       }
       // gather each token's heads into one row (as Transpose + Reshape would), then the same quantization
@@ -365,7 +367,7 @@ struct QuantizeKernel {
         const int64_t b = r / S, s = r % S;
         for (int64_t h = 0; h < H; ++h)
           std::memcpy(row.data() + h * D, x + ((b * H + h) * S + s) * D, static_cast<size_t>(D) * sizeof(float));
-        QuantizeRows(row.data(), q + r * K, scale + r, 0, 1, K, isa);
+        QuantizeRows(row.data(), q + r * K, scale + r, 0, 1, K, isa, qmax);
       }
     }
   };
@@ -392,7 +394,7 @@ struct QuantizeKernel {
       const int64_t rows = K > 0 ? static_cast<int64_t>(info.GetElementCount()) / K : 0;
       if (rows == 0) return nullptr;
       Job job{x.GetTensorData<float>(), q.GetTensorMutableData<uint8_t>(),
-              scale.GetTensorMutableData<float>(), K, isa};
+              scale.GetTensorMutableData<float>(), K, isa, qmax};
       if (heads_in) {
         job.H = xs[1];
         job.S = xs[2];
@@ -511,8 +513,12 @@ struct QuantizeOp : Ort::CustomOpBase<QuantizeOp, QuantizeKernel, /*WithStatus=*
     const int64_t heads_in = IntAttr(api, info, "heads_in", 0);
     if (heads_in != 0 && heads_in != 1)
       return Error("QuantizePerToken: attribute heads_in must be 0 or 1, got " + std::to_string(heads_in));
+    const int64_t qmax = IntAttr(api, info, "qmax", kQuantMax);
+    if (qmax < 1 || qmax > 127)
+      return Error("QuantizePerToken: attribute qmax must be in [1, 127], got " + std::to_string(qmax));
     auto kernel = std::make_unique<QuantizeKernel>();
     kernel->heads_in = heads_in == 1;
+    kernel->qmax = static_cast<int>(qmax);
     *op_kernel = kernel.release();
     return nullptr;
   }
@@ -797,6 +803,12 @@ EMBEDRT_EXPORT const char* EmbedrtOpsBuildInfo() {
 #define EMBEDRT_STR(x) EMBEDRT_STR2(x)
   return "cuda=" EMBEDRT_CUDA_FLAG ";ort_api=" EMBEDRT_STR(ORT_API_VERSION);
 }
+
+// What the kernels run on this CPU, for the runtime's report (runtime/native.py cpu_kernels, through ctypes):
+// the ISA the kernels choose (EMBEDRT_OPS_ISA applied), the CPU's best, and its cpuid feature bits (kFeat*).
+EMBEDRT_EXPORT const char* EmbedrtKernelIsa() { return embedrt::IsaName(embedrt::SelectIsa()); }
+EMBEDRT_EXPORT const char* EmbedrtCpuIsa() { return embedrt::IsaName(embedrt::CpuIsa()); }
+EMBEDRT_EXPORT unsigned EmbedrtCpuFeatures() { return embedrt::CpuFeatures(); }
 
 // ORT calls it from SessionOptions.register_custom_ops_library.
 EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {

@@ -6,8 +6,9 @@
 // MatMulInteger, with the same float operations in the same order, so the outputs are bit-identical:
 //
 //   QuantizePerToken(x float [..., K]) -> (q uint8 [..., K], scale float [..., 1])
-//     scale[r] = max(max_k |x[r,k]|, 1e-12) / 127                          (Abs, ReduceMax, Max, Div)
-//     q[r,k]   = uint8(round_half_even(x[r,k] / scale[r]) + 128)            (Div, Round, Add, Cast)
+//     attribute qmax = Q in [1, 127] (default 127: 8-bit activations; 63: the 7-bit ones of scheme w8a7)
+//     scale[r] = max(max_k |x[r,k]|, 1e-12) / Q                            (Abs, ReduceMax, Max, Div)
+//     q[r,k]   = uint8(round_half_even(x[r,k] / scale[r]) + (Q + 1))        (Div, Round, Add, Cast)
 //   DequantizeRows(acc int32 [..., N], row_scale float [..., 1], col_scale float [N], bias float [N] optional)
 //     -> float [..., N]
 //     y[r,n]   = (float(acc[r,n]) * col_scale[n]) * row_scale[r] (+ bias[n])   (Cast, Mul, Mul, the Linear's Add)
@@ -20,12 +21,11 @@
 namespace embedrt {
 
 constexpr float kQuantEps = 1e-12f;
-constexpr float kQuantMax = 127.0f;
-constexpr float kQuantOffset = 128.0f;
+constexpr int kQuantMax = 127;  // the default qmax
 
-// Rows [row_begin, row_end) of x[rows, K].
+// Rows [row_begin, row_end) of x[rows, K], at qmax (1..127).
 void QuantizeRows(const float* x, uint8_t* q, float* scale, int64_t row_begin, int64_t row_end, int64_t K,
-                  Isa isa);
+                  Isa isa, int qmax = kQuantMax);
 // bias may be null.
 void DequantizeRows(const int32_t* acc, const float* row_scale, const float* col_scale, const float* bias, float* y,
                     int64_t row_begin, int64_t row_end, int64_t N, Isa isa);

@@ -8,7 +8,9 @@
 // memory with its own temporary; on all-MiniLM-L6-v2 they took about 40% of the int8 graph's kernel time
 // (benchmarks/profile_ops.py). Here the input is read twice (absmax, then quantize, the row still in L1) and
 // the output once. Bytes per row of K floats: read 4K (twice, from cache the second time), write K + 4.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <cmath>
 
@@ -20,7 +22,7 @@ namespace {
 // NOTE: the order of float operations matches the standard-op chain exactly (x / scale, not x * (1/scale);
 // round half to even; + 128 in float; scale = max(amax, eps) / 127), so the bytes are identical.
 // The row's scale from its absmax, as the standard graph computes it (Max with eps, then Div by 127).
-inline float RowScale(float amax) { return std::fmax(amax, kQuantEps) / kQuantMax; }
+inline float RowScale(float amax, float qmax) { return std::fmax(amax, kQuantEps) / qmax; }
 
 // absmax of the lanes of a vector register, then of the scalar tail x[k..K).
 inline float AbsMax(const float* lanes, int n, const float* x, int64_t k, int64_t K) {
@@ -30,27 +32,29 @@ inline float AbsMax(const float* lanes, int n, const float* x, int64_t k, int64_
   return amax;
 }
 
-inline uint8_t QuantizeOne(float x, float scale) {
-  const float r = std::nearbyint(x / scale) + kQuantOffset;
+inline uint8_t QuantizeOne(float x, float scale, float offset) {
+  const float r = std::nearbyint(x / scale) + offset;
   return static_cast<uint8_t>(static_cast<int32_t>(r));
 }
 
-void QuantizeRowScalar(const float* x, uint8_t* q, float* scale, int64_t K) {
-  const float s = RowScale(AbsMax(nullptr, 0, x, 0, K));
+void QuantizeRowScalar(const float* x, uint8_t* q, float* scale, int64_t K, float qmax) {
+  const float s = RowScale(AbsMax(nullptr, 0, x, 0, K), qmax), offset = qmax + 1.0f;
   *scale = s;
-  for (int64_t k = 0; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+  for (int64_t k = 0; k < K; ++k) q[k] = QuantizeOne(x[k], s, offset);
 }
 
-__attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t* q, float* scale, int64_t K) {
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t* q, float* scale, int64_t K,
+                                                         float qmax) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 vmax = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, vmax);
-  const float s = RowScale(AbsMax(lanes, 8, x, k, K));
+  const float s = RowScale(AbsMax(lanes, 8, x, k, K), qmax), offset = qmax + 1.0f;
   *scale = s;
-  const __m256 vs = _mm256_set1_ps(s), off = _mm256_set1_ps(kQuantOffset);
+  const __m256 vs = _mm256_set1_ps(s), off = _mm256_set1_ps(offset);
   alignas(32) int32_t ints[8];
   for (k = 0; k + 8 <= K; k += 8) {
     const __m256 r = _mm256_add_ps(
@@ -59,28 +63,32 @@ __attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t
     _mm256_store_si256(reinterpret_cast<__m256i*>(ints), _mm256_cvtps_epi32(r));
     for (int i = 0; i < 8; ++i) q[k + i] = static_cast<uint8_t>(ints[i]);
   }
-  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s, offset);
 }
 
-__attribute__((target("avx512f"))) void QuantizeRowAvx512(const float* x, uint8_t* q, float* scale, int64_t K) {
+__attribute__((target("avx512f"))) void QuantizeRowAvx512(const float* x, uint8_t* q, float* scale, int64_t K,
+                                                          float qmax) {
   __m512 vmax = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
   // NOTE: not _mm512_reduce_max_ps: GCC 12's version of it trips -Wuninitialized inside avx512fintrin.h.
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, vmax);
-  const float s = RowScale(AbsMax(lanes, 16, x, k, K));
+  const float s = RowScale(AbsMax(lanes, 16, x, k, K), qmax), offset = qmax + 1.0f;
   *scale = s;
-  const __m512 vs = _mm512_set1_ps(s), off = _mm512_set1_ps(kQuantOffset);
+  const __m512 vs = _mm512_set1_ps(s), off = _mm512_set1_ps(offset);
   for (k = 0; k + 16 <= K; k += 16) {
     const __m512 r = _mm512_add_ps(
         _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
         off);
-    // values are integers in [1, 255]: the conversion is exact and the saturating narrow never saturates
+    // values are integers in [1, 2 * qmax + 1] <= 255: the conversion is exact and the saturating narrow never
+    // saturates
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(r)));
   }
-  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s);
+  for (; k < K; ++k) q[k] = QuantizeOne(x[k], s, offset);
 }
+
+#endif  // __x86_64__
 
 void DequantizeRowScalar(const int32_t* acc, float rs, const float* cs, const float* b, float* y, int64_t N) {
   for (int64_t n = 0; n < N; ++n) y[n] = (static_cast<float>(acc[n]) * cs[n]) * rs;
@@ -88,6 +96,7 @@ void DequantizeRowScalar(const int32_t* acc, float rs, const float* cs, const fl
     for (int64_t n = 0; n < N; ++n) y[n] += b[n];
 }
 
+#if defined(__x86_64__)
 // NOTE: the bias is added after both multiplications, unfused (mul then add, no FMA), as the Add node did.
 __attribute__((target("avx2,fma"))) void DequantizeRowAvx2(const int32_t* acc, float rs, const float* cs,
                                                           const float* b, float* y, int64_t N) {
@@ -115,16 +124,22 @@ __attribute__((target("avx512f"))) void DequantizeRowAvx512(const int32_t* acc, 
   for (; n < N; ++n) y[n] = (static_cast<float>(acc[n]) * cs[n]) * rs + (b != nullptr ? b[n] : 0.0f);
 }
 
+#endif  // __x86_64__
+
 }  // namespace
 
-void QuantizeRows(const float* x, uint8_t* q, float* scale, int64_t row_begin, int64_t row_end, int64_t K, Isa isa) {
+void QuantizeRows(const float* x, uint8_t* q, float* scale, int64_t row_begin, int64_t row_end, int64_t K, Isa isa,
+                  int qmax) {
+  const float qm = static_cast<float>(qmax);
   for (int64_t r = row_begin; r < row_end; ++r) {
     const float* xr = x + r * K;
     uint8_t* qr = q + r * K;
     switch (isa) {
-      case Isa::kAvx512: QuantizeRowAvx512(xr, qr, scale + r, K); break;
-      case Isa::kAvx2: QuantizeRowAvx2(xr, qr, scale + r, K); break;
-      default: QuantizeRowScalar(xr, qr, scale + r, K);
+#if defined(__x86_64__)
+      case Isa::kAvx512: QuantizeRowAvx512(xr, qr, scale + r, K, qm); break;
+      case Isa::kAvx2: QuantizeRowAvx2(xr, qr, scale + r, K, qm); break;
+#endif
+      default: QuantizeRowScalar(xr, qr, scale + r, K, qm);
     }
   }
 }
@@ -133,8 +148,10 @@ void DequantizeRows(const int32_t* acc, const float* row_scale, const float* col
                     int64_t row_begin, int64_t row_end, int64_t N, Isa isa) {
   for (int64_t r = row_begin; r < row_end; ++r) {
     switch (isa) {
+#if defined(__x86_64__)
       case Isa::kAvx512: DequantizeRowAvx512(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N); break;
       case Isa::kAvx2: DequantizeRowAvx2(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N); break;
+#endif
       default: DequantizeRowScalar(acc + r * N, row_scale[r], col_scale, bias, y + r * N, N);
     }
   }

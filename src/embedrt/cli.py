@@ -35,6 +35,10 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                    help="STS file (score<TAB>s1<TAB>s2): Spearman of every variant goes into the manifest")
     p.add_argument("--int8-exclude", default="",
                    help="comma-separated Linear roles kept fp32 in int8: attention, ffn_up, ffn_down (default: none)")
+    p.add_argument("--int8-scheme", default="w7a8", choices=["w7a8", "w8a7", "w8a8-vnni"],
+                   help="int8 integer ranges: w7a8 (default: 7-bit weights x 8-bit activations) and w8a7 "
+                        "give the same vectors on every CPU; w8a8-vnni (8-bit x 8-bit) is exact only on CPUs "
+                        "with VNNI (elsewhere onnxruntime's int8 kernel saturates)")
     p.add_argument("--optimize", action="store_true",
                    help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
                         "verification still holds (default off: no gain measured, and the graph stays portable)")
@@ -64,7 +68,7 @@ def _run_export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     manifest = export_model(args.model, output, force=args.force, atol=args.atol, opset=args.opset,
                             log=None if args.quiet else lambda m: print(m, flush=True), variants=variants,
-                            int8=Int8Config(exclude_roles=exclude),
+                            int8=Int8Config(exclude_roles=exclude, scheme=args.int8_scheme),
                             thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
                             calibration=[c for c in calibration if c.strip()] if calibration else None,
                             eval_sts=args.eval_sts, optimize=args.optimize,
@@ -304,9 +308,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 def _run_info(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
+    from .runtime.native import cpu_kernels
 
     m = read_manifest(args.export_dir)
-    print(json.dumps(m, indent=2, ensure_ascii=False))
+    # NOTE: not part of the manifest: what this machine's CPU gives the native ops and the int8 GEMM
+    print(json.dumps({**m, "this_machine": {"cpu_kernels": cpu_kernels()}}, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -389,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_data.add_parser(sub)
     _ray_serve.add_parser(sub)
 
-    p = sub.add_parser("info", help="print an export's manifest")
+    p = sub.add_parser("info", help="print an export's manifest and this CPU's kernels")
     p.add_argument("export_dir")
     p.set_defaults(func=_run_info)
 

@@ -25,11 +25,12 @@ def _reference(st_dir, texts, **kwargs):
 
 
 def _packed_expected() -> bool:
-    """Whether Encoder's default CPU graph here is model.packed.onnx (PackedMatMul): built library and AVX-512
-    (from the fused-pooling graph, or from model.onnx for poolings without a fused op)."""
+    """Whether Encoder's default CPU graph here is model.packed.onnx (PackedMatMul): built library and an
+    AVX-512 or AVX2+FMA tile (from the fused-pooling graph, or from model.onnx for poolings without a fused
+    op)."""
     from embedrt.runtime import native
 
-    return native.library_path() is not None and native.cpu_has_avx512()
+    return native.library_path() is not None and native.packed_off() is None
 
 
 def _worst(a, b):

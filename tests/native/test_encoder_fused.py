@@ -59,11 +59,12 @@ def test_fused_equals_standard(ops_library, tiny_bert):
 
 
 @pytest.fixture
-def avx512():
+def packed_tile():
     from embedrt.runtime import native
 
-    if not native.cpu_has_avx512():
-        pytest.skip("the packed graph runs on AVX-512 CPUs only")
+    off = native.packed_off()
+    if off:
+        pytest.skip(f"the packed graph runs on CPUs with an AVX-512 or AVX2+FMA tile only ({off})")
 
 
 def test_export_writes_a_packed_graph(tiny_bert):
@@ -82,7 +83,7 @@ def test_export_writes_a_packed_graph(tiny_bert):
     assert sum(ops.values()) < sum(std.values())
 
 
-def test_packed_graph_runs_and_equals_standard(ops_library, avx512, tiny_bert, monkeypatch):
+def test_packed_graph_runs_and_equals_standard(ops_library, packed_tile, tiny_bert, monkeypatch):
     _, export_dir = tiny_bert
     packed = Encoder(export_dir, device="cpu")
     assert "model.packed.onnx" in packed.fused_pooling_status, packed.fused_pooling_status
@@ -96,7 +97,7 @@ def test_packed_graph_runs_and_equals_standard(ops_library, avx512, tiny_bert, m
     assert "model.fused.onnx" in plain.fused_pooling_status, plain.fused_pooling_status
 
 
-def test_corrupted_packed_graph_falls_back_or_raises(ops_library, avx512, tiny_bert, tmp_path):
+def test_corrupted_packed_graph_falls_back_or_raises(ops_library, packed_tile, tiny_bert, tmp_path):
     _, export_dir = tiny_bert
     copy = tmp_path / "export"
     shutil.copytree(export_dir, copy)
@@ -172,7 +173,7 @@ def test_pooling_without_a_fused_op_gets_a_packed_graph(ops_library, tiny_factor
     from embedrt.runtime import native
 
     standard = Encoder(export_dir, device="cpu", fused_pooling=False)
-    if native.cpu_has_avx512():
+    if native.packed_off() is None:
         enc = Encoder(export_dir, device="cpu")
         assert enc.fused_pooling is True and "model.packed.onnx" in enc.fused_pooling_status
         assert np.abs(enc.encode(TEXTS) - standard.encode(TEXTS)).max() <= 1e-6

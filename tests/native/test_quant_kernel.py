@@ -12,9 +12,9 @@ from reference import session as _session
 F32 = np.float32
 
 
-def quantize_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = np.maximum(np.abs(x).max(-1, keepdims=True), F32(1e-12)) / F32(127.0)
-    q = (np.round(x / s) + F32(128.0)).astype(np.uint8)  # np.round: half to even, as ONNX Round
+def quantize_numpy(x: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    s = np.maximum(np.abs(x).max(-1, keepdims=True), F32(1e-12)) / F32(qmax)
+    q = (np.round(x / s) + F32(qmax + 1)).astype(np.uint8)  # np.round: half to even, as ONNX Round
     return q, s.astype(F32)
 
 
@@ -147,3 +147,17 @@ def test_head_layout_errors(ops_library):
     sess = _session(dequantize_custom(3, False, head_size=16), ops_library)
     with pytest.raises(Exception, match="head_size 16 needs acc"):
         sess.run(None, {"acc": np.ones((1, 2, 24), np.int32), "rs": np.ones((1, 2, 1), F32), "cs": np.ones(24, F32)})
+
+
+def test_quantize_at_7_bits_matches_numpy_bit_for_bit(ops_library, isa):
+    # qmax = 63 (the w8a7 scheme): q - 64 in [-63, 63], stored as u8 in [1, 127]
+    rng = np.random.default_rng(4)
+    for shape in SHAPES:
+        x = _activations(rng, shape)
+        q, s = _session(quantize_custom(len(shape), qmax=63), ops_library).run(None, {"x": x})
+        q_np, s_np = quantize_numpy(x, 63)
+        np.testing.assert_array_equal(s, s_np)
+        np.testing.assert_array_equal(q, q_np)
+        assert q.min() >= 1 and q.max() <= 127 and (q.reshape(-1, shape[-1])[0] == 64).all()
+    with pytest.raises(Exception, match=r"qmax must be in \[1, 127\], got 128"):
+        _session(quantize_custom(2, qmax=128), ops_library)

@@ -338,7 +338,12 @@ def _probe_peers(
     could be made); the others go to ``skipped`` with their reason."""
     for peer in peers:
         progress.phase(f"probe {peer}")
-        res = call_worker(peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}", 120)
+        # NOTE: the probe imports the peer's libraries (optimum, onnxruntime, torch); on a loaded machine that
+        # alone can take over 120 s
+        res = call_worker(
+            peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}",
+            min(600.0, cfg.worker_timeout_s),
+        )
         progress.step()
         if not res.get("ok"):
             reason = (
@@ -489,6 +494,7 @@ def _summarize(spec: TaskSpec, runs, labels, cfg, report, agreement) -> dict[str
         }
         if spec.report_graph:
             entry["graph"] = ok[0].get("graph")
+            entry["cpu_kernels"] = ok[0].get("cpu_kernels")
         entry.update(
             {
                 rate: per_s,
@@ -606,6 +612,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     graphs = [f"{label}: {s[label]['graph']}" for label in labels if s[label].get("graph")]
     if graphs:
         lines += ["", "Graph each embedrt runner ran: " + "; ".join(graphs) + "."]
+    kernels = next((s[label]["cpu_kernels"] for label in labels if s[label].get("cpu_kernels")), None)
+    if kernels:
+        lines += ["", f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
+                  f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}."]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"

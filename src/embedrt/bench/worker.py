@@ -65,10 +65,13 @@ def _embedrt(cfg):
     enc = Encoder(
         cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"), **cfg.get("encoder_kwargs", {})
     )
+    from embedrt.runtime.native import cpu_kernels
+
     info = {
         "provider": enc.active_providers[0],
         "version": _version("embedrt"),
         "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status,
+        "cpu_kernels": cpu_kernels(),
     }
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info
 
@@ -145,21 +148,52 @@ def _st_cross(cfg, backend="torch"):
 # --- the ONNX copies some peers run on, made once per workdir (mode "prepare") ---
 
 
+def st_int8_preset() -> str:
+    """sentence-transformers' int8 preset for this CPU: avx512_vnni, avx512, avx2 (x86) or arm64."""
+    import platform
+
+    if platform.machine() in ("aarch64", "arm64"):
+        return "arm64"
+    flags: set = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+
+
+def st_int8_file(preset: str) -> str:
+    """The file sentence-transformers writes for a preset: ``model_<weights dtype>_<preset>.onnx``.
+
+    NOTE: optimum's avx2 preset quantizes weights to uint8 (u8 x u8 cannot saturate without VNNI), the others
+    to int8, and the file name carries that dtype.
+    """
+    return f"onnx/model_{'quint8' if preset == 'avx2' else 'qint8'}_{preset}.onnx"
+
+
 def _prepare_embedding(cfg):
-    """Export the sentence-transformers ONNX copies once (fp32 and the avx512_vnni int8 preset)."""
+    """Export the sentence-transformers ONNX copies once (fp32 and the int8 preset for this CPU)."""
     import shutil
 
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     dst = cfg["onnx_model_dir"]
-    if os.path.isfile(os.path.join(dst, "onnx", "model_qint8_avx512_vnni.onnx")):
-        return {"ok": True, "cached": True}
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(cfg["model_dir"], dst)
-    model = SentenceTransformer(dst, backend="onnx", device="cpu")
-    model.save_pretrained(dst)
-    export_dynamic_quantized_onnx_model(model, "avx512_vnni", dst)
-    return {"ok": True, "cached": False}
+    preset = st_int8_preset()
+    if os.path.isfile(os.path.join(dst, st_int8_file(preset))):
+        return {"ok": True, "cached": True, "int8_preset": preset}
+    if not os.path.isfile(os.path.join(dst, "onnx", "model.onnx")):
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(cfg["model_dir"], dst)
+        model = SentenceTransformer(dst, backend="onnx", device="cpu")
+        model.save_pretrained(dst)
+    else:
+        model = SentenceTransformer(dst, backend="onnx", device="cpu")
+    export_dynamic_quantized_onnx_model(model, preset, dst)
+    return {"ok": True, "cached": False, "int8_preset": preset}
 
 
 def _prepare_cross(cfg):
@@ -226,7 +260,7 @@ PEERS = {
         {"embedding": lambda cfg: _st(cfg, "onnx"), "cross-encoder": lambda cfg: _st_cross(cfg, "onnx")},
     ),
     "st-onnx-int8": Peer(
-        _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", "onnx/model_qint8_avx512_vnni.onnx")}
+        _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", st_int8_file(st_int8_preset()))}
     ),
     "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
 }

@@ -2,10 +2,15 @@
 
 int8 scheme (measured in docs/quantization.md): every selected Linear ``y = x W + b`` becomes
 
-    s_row = max(|x| over the hidden axis) / 127          one scale per token: batch-invariant by construction
-    q     = Round(x / s_row) + 128  -> uint8            u8 activations: the VNNI path (s8 x s8 is ~6x slower)
-    acc   = MatMulInteger(q, W_s8, a_zero_point=128)    int32, exact
-    y     = Cast(acc) * s_row * s_col + b                s_col: per-output-channel symmetric weight scales
+    s_row = max(|x| over the hidden axis) / A            one scale per token: batch-invariant by construction
+    q     = Round(x / s_row) + (A + 1)  -> uint8         u8 activations (s8 x s8 is ~6x slower in onnxruntime)
+    acc   = MatMulInteger(q, W_s8, a_zero_point=A + 1)   int32
+    y     = Cast(acc) * s_row * s_col + b                s_col = max |W[:, n]| / B: per-channel, symmetric
+
+with (A, B) from the scheme (``INT8_SCHEMES``). Without VNNI, onnxruntime's u8 x s8 kernel (x86 AVX2 and
+AVX-512BW) adds pairs of u8 * s8 products in a saturating int16 (pmaddubsw): 255 * 127 * 2 does not fit, so
+the 8-bit x 8-bit scheme's int32 sums, and the vectors, depend on the CPU. ``w7a8`` (the default) keeps
+|w| <= 63: a pair is at most 255 * 63 * 2 = 32,130 < 32,767, exact on every ISA.
 
 Linears reading the same tensor (query/key/value) share one quantization. Optional SmoothQuant-style
 per-channel smoothing (``alpha``) moves activation outliers into the weights using static factors from
@@ -28,6 +33,54 @@ from ..runtime.native import OP_DOMAIN as NATIVE_DOMAIN
 ROLES = ("attention", "ffn_up", "ffn_down")
 
 
+@dataclass(frozen=True)
+class Int8Scheme:
+    """The integer ranges of one int8 scheme: activations q - zero_point in [-act_max, act_max] (u8 storage,
+    zero point act_max + 1), weights in [-weight_max, weight_max] (s8)."""
+
+    name: str
+    act_max: int
+    weight_max: int
+    machine_independent: bool
+    summary: str
+
+    @property
+    def act_zero_point(self) -> int:
+        return self.act_max + 1
+
+    @property
+    def max_pair_sum(self) -> int:
+        """The largest |u8 * s8 + u8 * s8| a pmaddubsw pair can reach: <= 32,767 means no saturation."""
+        return 2 * (self.act_zero_point + self.act_max) * self.weight_max
+
+
+INT8_SCHEMES = {s.name: s for s in (
+    Int8Scheme("w7a8", 127, 63, True,
+               "per-token symmetric 8-bit u8 activations x per-channel symmetric 7-bit s8 weights "
+               "(|w| <= 63), MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every "
+               "CPU"),
+    Int8Scheme("w8a7", 63, 127, True,
+               "per-token symmetric 7-bit u8 activations (zero point 64) x per-channel symmetric 8-bit s8 "
+               "weights, MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every CPU"),
+    Int8Scheme("w8a8-vnni", 127, 127, False,
+               "per-token symmetric 8-bit u8 activations x per-channel symmetric 8-bit s8 weights, "
+               "MatMulInteger: exact only where onnxruntime's u8 x s8 kernel does not saturate (VNNI, AMX, "
+               "ARM64); on AVX2 and AVX-512 without VNNI the int32 sums saturate and the vectors differ"),
+)}
+DEFAULT_INT8_SCHEME = "w7a8"
+
+
+def int8_scheme(name: str) -> Int8Scheme:
+    """The scheme called ``name``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
+    if name not in INT8_SCHEMES:
+        raise ValueError(f"unknown int8 scheme {name!r}; valid choices: {', '.join(INT8_SCHEMES)}")
+    return INT8_SCHEMES[name]
+
+
 @dataclass
 class Int8Config:
     """Which Linears become int8, and how."""
@@ -41,13 +94,18 @@ class Int8Config:
     quantize_op: QuantizeOp = QuantizeOp.OPS
     #: how each accumulator is rescaled to float (``modes.DequantizeOp``; its name is accepted too)
     dequantize_op: DequantizeOp = DequantizeOp.OPS
+    #: the integer ranges (INT8_SCHEMES): "w7a8" (default), "w8a7", or the saturating opt-in "w8a8-vnni"
+    scheme: str = DEFAULT_INT8_SCHEME
 
     def __post_init__(self) -> None:
         self.quantize_op = QuantizeOp.parse(self.quantize_op, "quantize_op")
         self.dequantize_op = DequantizeOp.parse(self.dequantize_op, "dequantize_op")
 
     def describe(self) -> dict:
-        return {"scheme": "per-token symmetric u8 activations x per-channel s8 weights (MatMulInteger)",
+        sch = int8_scheme(self.scheme)
+        return {"scheme": sch.summary, "scheme_name": sch.name, "activation_max": sch.act_max,
+                "activation_zero_point": sch.act_zero_point, "weight_max": sch.weight_max,
+                "machine_independent": sch.machine_independent,
                 "quantize_op": self.quantize_op.value, "dequantize_op": self.dequantize_op.value,
                 "exclude_roles": list(self.exclude_roles), "exclude_layers": list(self.exclude_layers),
                 "smooth_alpha": self.smooth_alpha, "smooth_roles": list(self.smooth_roles) if self.smooth_alpha
@@ -162,6 +220,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    sch = int8_scheme(cfg.scheme)
     model = onnx.load(str(fp32_path))
     if cfg.quantize_op == "blocked":
         from onnx import version_converter
@@ -192,9 +251,12 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     axes = const("embedrt_q_axes", np.array([-1], dtype=np.int64))
     zero = const("embedrt_q_zero", np.array(0.0, dtype=np.float32))
     one = const("embedrt_q_one", np.array(1.0, dtype=np.float32))
-    c127 = const("embedrt_q_127", np.array(127.0, dtype=np.float32))
-    c128 = const("embedrt_q_128f", np.array(128.0, dtype=np.float32))
-    zp = const("embedrt_q_zp", np.array(128, dtype=np.uint8))
+    # NOTE: the names of the 8-bit activations' constants are kept (the graphs stay byte for byte the same)
+    amax_name = "embedrt_q_127" if sch.act_max == 127 else f"embedrt_q_{sch.act_max}"
+    c127 = const(amax_name, np.array(float(sch.act_max), dtype=np.float32))
+    zp_name = "embedrt_q_128f" if sch.act_zero_point == 128 else f"embedrt_q_{sch.act_zero_point}f"
+    c128 = const(zp_name, np.array(float(sch.act_zero_point), dtype=np.float32))
+    zp = const("embedrt_q_zp", np.array(sch.act_zero_point, dtype=np.uint8))
     graph_outputs = {o.name for o in graph.output}
 
     folded = 0
@@ -224,8 +286,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         ]
         if cfg.quantize_op == "native":
             # the row scales and the uint8 rows in one node
+            attrs = {} if sch.act_max == 127 else {"qmax": sch.act_max}
             nodes.append(helper.make_node("QuantizePerToken", [src], [f"{p}/xu8", f"{p}/s_row"],
-                                          name=f"{p}/QuantizePerToken", domain=NATIVE_DOMAIN))
+                                          name=f"{p}/QuantizePerToken", domain=NATIVE_DOMAIN, **attrs))
         elif cfg.quantize_op == "blocked":
             k = members[0]["k"]
             nodes += scale_nodes + [
@@ -247,8 +310,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             w = numpy_helper.to_array(inits[m["weight"]]).astype(np.float32)
             if factor is not None:
                 w = w * factor[:, None]
-            s_col = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
-            wq = np.clip(np.round(w / s_col), -127, 127).astype(np.int8)
+            # from the fp32 weights, at the scheme's range (not a requantization of 8-bit weights)
+            s_col = np.maximum(np.abs(w).max(axis=0), 1e-12) / float(sch.weight_max)
+            wq = np.clip(np.round(w / s_col), -sch.weight_max, sch.weight_max).astype(np.int8)
             q = f"{p}/m{mi}"
             wname = const(f"{q}/w_s8", wq)
             sname = const(f"{q}/s_col", s_col.astype(np.float32))

@@ -223,7 +223,9 @@ class Encoder:
             if request is True:
                 raise NativeOpsError(f"the fused-pooling graph {fused.graph} failed: {e}") from e
             return None, f"off: the fused-pooling graph failed: {e}"
-        return session, f"on: {fused.library.name}, {fused.graph.name}, probe max abs diff {diff:.1e}"
+        # NOTE: the kernels the native ops chose on this CPU (native.cpu_kernels: avx512, avx2 or scalar)
+        return session, (f"on: {fused.library.name}, {fused.graph.name}, probe max abs diff {diff:.1e}, "
+                         f"{native.cpu_kernels()['isa']} kernels")
 
     def _check_standard_graph(self, model_path: Path, entry: dict[str, Any]) -> None:
         """The variant's standard graph against its manifest sha256 (unless verify_checksum=False).

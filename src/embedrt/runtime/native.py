@@ -8,8 +8,10 @@ runtime may not import the onnx package.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,27 +103,94 @@ def register(so: ort.SessionOptions, library: Path | None = None) -> Path:
     return library
 
 
+#: The kernels' ISAs, lowest first (EMBEDRT_OPS_ISA may ask for a lower one than the CPU has, never a higher).
+ISAS = ("scalar", "avx2", "avx512")
+ISA_ENV = "EMBEDRT_OPS_ISA"
+#: cpuid feature bits of EmbedrtCpuFeatures (csrc/mean_pool.h kFeat*), in bit order.
+CPU_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
+
+
 @functools.lru_cache(maxsize=1)
-def cpu_has_avx512() -> bool:
-    """Whether this CPU has AVX-512F (Linux: /proc/cpuinfo); PackedMatMul is fast only there (its portable
-    path is exact but slow), so the runtime picks ``model.packed.onnx`` only then."""
+def _cpuinfo_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return "avx512f" in line.split()
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=4)
+def _report_library(path: str) -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(path)
+        for name in ("EmbedrtKernelIsa", "EmbedrtCpuIsa"):
+            getattr(lib, name).restype = ctypes.c_char_p
+        lib.EmbedrtCpuFeatures.restype = ctypes.c_uint
+    except (OSError, AttributeError):  # not loadable, or built before these functions existed
+        return None
+    return lib
+
+
+def _capped(best: str) -> str:
+    asked = os.environ.get(ISA_ENV)
+    return asked if asked in ISAS and ISAS.index(asked) < ISAS.index(best) else best
+
+
+def cpu_kernels() -> dict[str, Any]:
+    """Which kernels the native ops and onnxruntime's int8 GEMM use on this CPU, and why.
+
+    Returns ``{"isa": "avx512" | "avx2" | "scalar"`` (the tile the native ops choose, EMBEDRT_OPS_ISA
+    applied), ``"cpu_isa"`` (the best this CPU has), ``"machine"``, ``"features"`` (cpuid flags that matter
+    here), ``"packed_matmul"`` (which PackedMatMul tile, or why the packed graph is off), ``"int8_gemm"``
+    (whether onnxruntime's u8 x s8 MatMulInteger kernel is exact for the saturating w8a8-vnni scheme),
+    ``"source"`` (``"cpuid"`` through the built library, else ``"/proc/cpuinfo"``)}``.
+    """
+    machine = platform.machine()
+    library = library_path()
+    lib = _report_library(str(library)) if library is not None else None
+    if lib is not None:
+        bits = int(lib.EmbedrtCpuFeatures())
+        features = [name for i, name in enumerate(CPU_FEATURES) if bits >> i & 1]
+        cpu_isa = lib.EmbedrtCpuIsa().decode()
+        isa = lib.EmbedrtKernelIsa().decode()
+        source = "cpuid"
+    else:
+        flags = _cpuinfo_flags()
+        features = [name for name in CPU_FEATURES if name in flags]
+        cpu_isa = ("avx512" if "avx512f" in flags else
+                   "avx2" if {"avx2", "fma", "f16c"} <= flags else "scalar")
+        isa = _capped(cpu_isa)
+        source = "/proc/cpuinfo"
+    vnni = "avx512_vnni" in features or "avx_vnni" in features
+    arm = machine in ("aarch64", "arm64")
+    if os.environ.get(PACKED_ENV, "1") == "0":
+        packed = f"off: {PACKED_ENV}=0"
+    elif isa == "scalar":
+        packed = ("off: this CPU has neither AVX-512 nor AVX2+FMA (the portable PackedMatMul path is exact "
+                  "but slow)")
+    else:
+        packed = f"{isa} tile"
+    if vnni or arm:
+        gemm = "exact for every scheme (" + ("VNNI" if vnni else "ARM64 dot products") + ")"
+    else:
+        gemm = "exact for w7a8 and w8a7; w8a8-vnni saturates here (no VNNI: pairs of u8*s8 in int16)"
+    return {"isa": isa, "cpu_isa": cpu_isa, "machine": machine, "features": features, "packed_matmul": packed,
+            "int8_gemm": gemm, "source": source}
+
+
+def cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512F."""
+    return cpu_kernels()["cpu_isa"] == "avx512"
 
 
 def packed_off() -> str | None:
-    """Why this machine does not run PackedMatMul graphs (``model.packed.onnx``), or None when it does."""
-    if os.environ.get(PACKED_ENV, "1") == "0":
-        return f"packed graph off: {PACKED_ENV}=0"
-    if not cpu_has_avx512():
-        return "packed graph off: this CPU has no AVX-512"
-    return None
+    """Why this machine does not run PackedMatMul graphs (``model.packed.onnx``), or None when it does (an
+    AVX-512 or an AVX2+FMA tile; the portable path is exact but slower than onnxruntime's MatMul)."""
+    packed = cpu_kernels()["packed_matmul"]
+    return f"packed graph {packed}" if packed.startswith("off") else None
 
 
 @dataclass

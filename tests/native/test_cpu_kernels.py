@@ -1,0 +1,51 @@
+"""native.cpu_kernels(): which kernels the native ops choose on this CPU, as the library's cpuid sees it (or
+/proc/cpuinfo without the library), EMBEDRT_OPS_ISA applied; reported by the Encoder, the bench and
+`embedrt info`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from embedrt.runtime import native
+
+
+def test_the_library_reports_the_cpus_isa_and_the_chosen_one(ops_library, monkeypatch):
+    monkeypatch.delenv("EMBEDRT_OPS_ISA", raising=False)
+    k = native.cpu_kernels()
+    assert k["source"] == "cpuid" and k["isa"] == k["cpu_isa"] and k["isa"] in native.ISAS
+    # the ISA follows from the features cpuid reported
+    expected = ("avx512" if "avx512f" in k["features"] else
+                "avx2" if {"avx2", "fma", "f16c"} <= set(k["features"]) else "scalar")
+    assert k["cpu_isa"] == expected, k
+    assert (k["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] != "scalar")
+    for lower in native.ISAS[: native.ISAS.index(k["cpu_isa"]) + 1]:
+        monkeypatch.setenv("EMBEDRT_OPS_ISA", lower)
+        got = native.cpu_kernels()
+        assert got["isa"] == lower and got["cpu_isa"] == k["cpu_isa"], got
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", "scalar")
+    assert native.cpu_kernels()["packed_matmul"].startswith("off") and native.packed_off() is not None
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", "avx512")  # never above what the CPU has
+    assert native.cpu_kernels()["isa"] == k["cpu_isa"]
+
+
+def test_without_the_library_it_reads_proc_cpuinfo(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBEDRT_OPS_LIBRARY", str(tmp_path / "nope.so"))
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", "scalar")
+    k = native.cpu_kernels()
+    assert k["source"] == "/proc/cpuinfo" and k["isa"] == "scalar" and k["cpu_isa"] in native.ISAS
+
+
+def test_encoder_status_and_embedrt_info_say_which_kernels(ops_library, tiny_factory, monkeypatch):
+    from embedrt import Encoder
+
+    monkeypatch.delenv("EMBEDRT_OPS_ISA", raising=False)
+    _, export_dir = tiny_factory(arch="bert", pooling="mean", normalize=True)
+    enc = Encoder(export_dir, device="cpu")
+    isa = native.cpu_kernels()["isa"]
+    assert enc.fused_pooling is True and enc.fused_pooling_status.endswith(f", {isa} kernels")
+    out = subprocess.run([sys.executable, "-m", "embedrt.cli", "info", str(export_dir)], capture_output=True,
+                         text=True, check=True).stdout
+    info = json.loads(out)
+    assert info["this_machine"]["cpu_kernels"]["isa"] == isa and "variants" in info
