@@ -250,11 +250,13 @@ def test_lone_surrogate_is_an_input_error(tiny_bert, bad, match):
     enc = Encoder(tiny_bert[1], device="cpu")
     with pytest.raises(InputError, match=match):
         enc.encode(bad)
+    with pytest.raises(InputError, match=r"sentences\[0\] is not valid Unicode"):
+        enc.tokenize(["\ud800"])  # the server's path (tokens first, then encode_tokenized)
     with pytest.raises(InputError, match="prompt is not valid Unicode"):
         enc.encode("ok", prompt="\ud800 ")
-    # the server's path (vectors plus token counts) skips encode's checks: the tokenizer guard still holds
+    # any other path into the tokenizer: its own guard still holds
     with pytest.raises(InputError, match=r"text 0 is not valid Unicode"):
-        enc._encode_counted(["\ud800"], 8)
+        enc.tokenizer.encode_ids(["\ud800"])
     assert enc.encode(["ok", "é ✓ 😀"]).shape == (2, 32)  # valid non-ASCII is fine
 
 
