@@ -59,8 +59,8 @@ def ops_alone(lib, threads: int, rounds: int) -> None:
 
 
 def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: int) -> None:
-    native = Encoder(export_dir, device="cpu", variant="int8", intra_op_threads=threads, fused_pooling=True)
-    standard = Encoder(export_dir, device="cpu", variant="int8", intra_op_threads=threads, fused_pooling=False)
+    native = Encoder(export_dir, device="cpu", variant="int8", intra_op_threads=threads, native=True)
+    standard = Encoder(export_dir, device="cpu", variant="int8", intra_op_threads=threads, native=False)
     fp32 = Encoder(export_dir, device="cpu", intra_op_threads=threads)
     diff = np.abs(native.encode(texts) - standard.encode(texts)).max()
     assert diff <= 1e-6, f"encoders differ by {diff}"
@@ -70,9 +70,9 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: 
     ts, tn, ratio = alternate(lambda: standard.encode(texts), lambda: native.encode(texts), rounds, reps=1)
     print(f"| int8 standard graph (A) vs int8 native graph (B) | {ts:.3f} | {tn:.3f} | {spread(ratio)} |")
     tf, tn, ratio = alternate(lambda: fp32.encode(texts), lambda: native.encode(texts), rounds, reps=1)
-    print(f"| fp32 ({'native pooling' if fp32.fused_pooling else 'standard'}) (A) vs int8 native graph (B) "
+    print(f"| fp32 ({'native pooling' if fp32.native else 'standard'}) (A) vs int8 native graph (B) "
           f"| {tf:.3f} | {tn:.3f} | {spread(ratio)} |")
-    print(f"\nint8 native vs int8 standard: max abs diff {diff:.1e}; native: {native.fused_pooling_status}")
+    print(f"\nint8 native vs int8 standard: max abs diff {diff:.1e}; native: {native.graph_status}")
 
 
 def main() -> int:

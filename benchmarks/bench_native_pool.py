@@ -87,9 +87,9 @@ def pooling_alone(threads: int, rounds: int) -> None:
 def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) -> None:
     # NOTE: model.fused.onnx, not model.packed.onnx: this compares the pooling op alone
     os.environ["EMBEDRT_PACKED_MATMUL"] = "0"
-    fused = Encoder(export_dir, device="cpu", intra_op_threads=threads, fused_pooling=True)
-    assert "model.fused.onnx" in fused.fused_pooling_status, fused.fused_pooling_status
-    standard = Encoder(export_dir, device="cpu", intra_op_threads=threads, fused_pooling=False)
+    fused = Encoder(export_dir, device="cpu", intra_op_threads=threads, native=True)
+    assert fused.graph_status.graph == "model.fused.onnx", fused.graph_status
+    standard = Encoder(export_dir, device="cpu", intra_op_threads=threads, native=False)
     diff = np.abs(fused.encode(texts) - standard.encode(texts)).max()
     assert diff <= 1e-6, f"encoders differ by {diff}"
     ts, tf, ratio = alternate(

@@ -67,7 +67,7 @@ def main() -> int:
     if native.library_path() is None:
         raise SystemExit("the custom-op library is not built (pip install -e .)")
     export_dir = Path(args.export_dir)
-    m = read_manifest(export_dir)
+    m = read_manifest(export_dir).to_dict()
     tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
                         int(m["tokenizer"]["pad_token_id"]))
     corpus = Path(args.corpus).read_text(encoding="utf-8").splitlines()
@@ -78,7 +78,7 @@ def main() -> int:
     ref_emb = ref.embed(texts)
     base = sts_spearman(ref.embed(sts[0]), ref.embed(sts[1]), sts[2])
     # the int8 graphs are quantized from the fp32 graph with the pooling op (as the export does)
-    source = export_dir / fp32.get("fused_pooling", {}).get("file", fp32["file"])
+    source = export_dir / fp32.get("native", {}).get("file", fp32["file"])
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
     feeds = {"input_ids": ids, "attention_mask": mask}
     print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, kernels "

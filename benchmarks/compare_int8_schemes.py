@@ -41,6 +41,7 @@ from embedrt.export.quantize import Int8Config, find_linears, quantize_int8
 from embedrt.export.verify import compare
 from embedrt.manifest import read_manifest
 from embedrt.runtime import native
+from embedrt.runtime.session import load_tokenizer
 from embedrt.runtime.tokenize import TextTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     m = read_manifest(export_dir)
-    fp32 = export_dir / m["variants"]["fp32"]["file"]
+    fp32 = export_dir / m.variants["fp32"].file
     model = onnx.load(str(fp32))
     linears = find_linears(model)
     all_lin = [lin["node"].name for lin in linears]
@@ -147,14 +148,15 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
     q.model.save_model_to_file(str(path))
     out["MatMulNBits 8-bit weight-only, block 32"] = (path, False)
 
-    int8 = m["variants"].get("int8")
+    int8 = m.variants.get("int8")
     if int8 is None:
         raise SystemExit(f"{export_dir} has no int8 variant: export it with --quantize int8")
-    out["embedrt per-token, standard ops (model.int8.onnx)"] = (export_dir / int8["file"], False)
-    native_entry = int8.get("fused_pooling")
+    out["embedrt per-token, standard ops (model.int8.onnx)"] = (export_dir / int8.file, False)
+    native_entry = int8.native
     if native_entry and native.library_path() is not None:
-        out["embedrt per-token, native ops (model.int8.fused.onnx)"] = (export_dir / native_entry["file"], True)
-        source = export_dir / m["variants"]["fp32"].get("fused_pooling", {}).get("file", m["variants"]["fp32"]["file"])
+        out["embedrt per-token, native ops (model.int8.fused.onnx)"] = (export_dir / native_entry.file, True)
+        fp32_entry = m.variants["fp32"]
+        source = export_dir / (fp32_entry.native.file if fp32_entry.native else fp32_entry.file)
         path = work / "pertoken-no-ffn-down.onnx"
         quantize_int8(source, path, Int8Config(exclude_roles=("ffn_down",), quantize_op="native",
                                                dequantize_op="native"))
@@ -196,14 +198,13 @@ def main() -> int:
     args = p.parse_args()
     export_dir = Path(args.export_dir)
     m = read_manifest(export_dir)
-    tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
-                        int(m["tokenizer"]["pad_token_id"]))
+    tok = load_tokenizer(m)
     corpus = Path(args.corpus).read_text(encoding="utf-8").splitlines()
     texts = corpus[::11]
     speed_texts = corpus[: args.speed_texts]
     calib = corpus[1::29][:400]  # calibration sentences: not the evaluation ones
     sts = read_sts(args.sts) if args.sts else None
-    ref = Runner(export_dir / m["variants"]["fp32"]["file"], tok, int(m["dim"]))
+    ref = Runner(export_dir / m.variants["fp32"].file, tok, int(m.dim))
     ref_emb = ref.embed(texts)
     print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts for "
           f"agreement, {len(speed_texts)} for speed, {args.rounds} rounds", flush=True)

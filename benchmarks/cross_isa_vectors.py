@@ -36,10 +36,10 @@ def main() -> int:
     for variant in ("fp32", "int8"):
         for fused in (True, False):
             enc = Encoder(args.export_dir, device="cpu", variant=variant,
-                          fused_pooling="auto" if fused else False)
-            name = f"{variant}-{'native' if enc.fused_pooling else 'standard'}"
+                          native="auto" if fused else False)
+            name = f"{variant}-{'native' if enc.native else 'standard'}"
             out[name] = enc.encode(texts)
-            print(f"{name}: {enc.fused_pooling_status}")
+            print(f"{name}: {enc.graph_status}")
     if args.save:
         np.savez(args.save, **out)
         return 0

@@ -369,7 +369,7 @@ def tier_b(ctx: Context) -> dict[str, Any]:
     res: dict[str, Any] = {"what": "onnxruntime CUDA: pytest -m gpu, placement, TF32, IO binding, threads"}
     export = ctx.export()
     texts = ctx.texts(256)
-    cpu = Encoder(export, device="cpu", fused_pooling=False)
+    cpu = Encoder(export, device="cpu", native=False)
     tok = cpu.tokenizer
     ids, mask = tok.pad(tok.encode_ids(texts[:32]))
     feeds = {"input_ids": ids, "attention_mask": mask}
@@ -413,12 +413,12 @@ def tier_b(ctx: Context) -> dict[str, Any]:
     res["tf32_off"] = {
         "max_abs_diff_vs_cpu": float(np.abs(got - ref).max()),
         "min_cosine": float(cosines(got, ref).min()),
-        "fused_pooling": gpu.fused_pooling_status,
+        "graph": str(gpu.graph_status),
     }
     tf32 = Encoder(
         export,
         providers=[(prov.CUDA, prov.cuda_provider_options(0, tf32=True)), prov.CPU],
-        fused_pooling=False,
+        native=False,
     )
     res["tf32_on_for_contrast"] = {"max_abs_diff_vs_cpu": float(np.abs(tf32.encode(texts) - ref).max())}
     res["io_binding_vs_run"] = _io_binding_vs_run(

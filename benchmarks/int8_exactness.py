@@ -30,7 +30,7 @@ def main() -> int:
     p.add_argument("--no-native", action="store_true", help="skip the native int8 graph")
     args = p.parse_args()
     export_dir = Path(args.export_dir)
-    m = read_manifest(export_dir)
+    m = read_manifest(export_dir).to_dict()
     tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
                         int(m["tokenizer"]["pad_token_id"]))
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
@@ -47,7 +47,7 @@ def main() -> int:
         scheme = entry["scheme"].get("scheme_name", "w8a8-vnni (the export predates the scheme's record)")
         print(f"export's int8 scheme: {scheme}")
         graphs.insert(0, (export_dir / entry["file"], None))
-        fused = entry.get("fused_pooling")
+        fused = entry.get("native")
         if fused and not args.no_native and native.library_path() is not None:
             graphs.insert(1, (export_dir / fused["file"], native.register))
     for path, register in graphs:

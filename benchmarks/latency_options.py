@@ -45,15 +45,15 @@ def main() -> int:
     parallel = _options()
     parallel.execution_mode = ort.ExecutionMode.ORT_PARALLEL
     parallel.inter_op_num_threads, parallel.intra_op_num_threads = 2, 1
-    # NOTE: fused_pooling=True registers the native library on the given options, as "auto" does on its own
+    # NOTE: native=True registers the native library on the given options, as "auto" does on its own
     encoders = {
         "default (2 intra-op threads, spinning)": Encoder(args.export_dir, device="cpu"),
         "1 intra-op thread": Encoder(args.export_dir, device="cpu", intra_op_threads=1),
-        "spinning off": Encoder(args.export_dir, device="cpu", fused_pooling=True,
+        "spinning off": Encoder(args.export_dir, device="cpu", native=True,
                                 session_options=_options(session__intra_op__allow_spinning="0")),
-        "denormals as zero": Encoder(args.export_dir, device="cpu", fused_pooling=True,
+        "denormals as zero": Encoder(args.export_dir, device="cpu", native=True,
                                      session_options=_options(session__set_denormal_as_zero="1")),
-        "parallel executor (2 inter-op threads)": Encoder(args.export_dir, device="cpu", fused_pooling=True,
+        "parallel executor (2 inter-op threads)": Encoder(args.export_dir, device="cpu", native=True,
                                                           session_options=parallel),
     }
     if args.optimized:
@@ -85,7 +85,7 @@ def main() -> int:
     for name, ts in times.items():
         print(f"| {name} | {1e3 * np.median(ts):.2f} | {1e3 * np.percentile(ts, 99):.2f} |")
     print(f"\ndefault, one call split: tokenize + pad p50 {1e3 * np.median(tok):.3f} ms, session run p50 "
-          f"{1e3 * np.median(run):.2f} ms ({'native' if base.fused_pooling else 'standard'} graph)")
+          f"{1e3 * np.median(run):.2f} ms ({'native' if base.native else 'standard'} graph)")
     return 0
 
 

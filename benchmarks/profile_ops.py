@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from embedrt import Encoder
+from embedrt.runtime.batching import length_sorted_batches
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     texts = Path(args.corpus).read_text(encoding="utf-8").splitlines()[: args.limit]
 
-    plain = Encoder(args.export_dir, device="cpu", variant=args.variant, fused_pooling=not args.standard and "auto")
+    plain = Encoder(args.export_dir, device="cpu", variant=args.variant, native=not args.standard and "auto")
     plain.encode(texts[:256], batch_size=args.batch_size)
     t = time.perf_counter()
     plain.encode(texts, batch_size=args.batch_size)
@@ -46,7 +47,7 @@ def main() -> None:
     t = time.perf_counter()
     rows = plain.tokenizer.encode_ids(texts)
     lengths = np.array([len(r) for r in rows])
-    batches = plain._batches(lengths, args.batch_size, plain.max_batch_tokens)
+    batches = length_sorted_batches(lengths, args.batch_size, plain.max_batch_tokens)
     padded = [plain.tokenizer.pad([rows[i] for i in idx]) for idx in batches]
     tok_s = time.perf_counter() - t
     # session runs alone, on exactly those batches
@@ -62,7 +63,7 @@ def main() -> None:
     so.profile_file_prefix = "/tmp/embedrt-profile"
     # NOTE: with session_options given, "auto" leaves the native graph alone; profile the graph that ran above
     prof = Encoder(args.export_dir, device="cpu", variant=args.variant, session_options=so,
-                   fused_pooling=plain.fused_pooling)
+                   native=plain.native)
     prof.encode(texts, batch_size=args.batch_size)
     path = prof._session.end_profiling()
     events = json.loads(Path(path).read_text())
@@ -75,7 +76,7 @@ def main() -> None:
     total = sum(by_op.values())
     Path(path).unlink(missing_ok=True)
 
-    print(f"graph: {'native' if plain.fused_pooling else 'standard'} ({plain.fused_pooling_status})")
+    print(f"graph: {plain.graph_status}")
     print(f"{args.variant}: {len(texts)} texts, batch {args.batch_size}, providers {plain.active_providers}")
     print(f"encode wall {wall:.3f} s = {len(texts) / wall:.0f} sent/s")
     print(f"  tokenize+pad {tok_s:.3f} s ({100 * tok_s / wall:.1f}%), session runs {run_s:.3f} s "

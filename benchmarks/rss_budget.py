@@ -38,13 +38,13 @@ def main() -> None:
     # NOTE: with session_options given, "auto" would leave the native graph alone; measure the graph users get
     enc = Encoder(args.export_dir, device="cpu", variant=args.variant, session_options=so,
                   max_batch_tokens=None if args.no_budget else args.max_batch_tokens,
-                  fused_pooling=library_path() is not None)
+                  native=library_path() is not None)
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     enc.encode(texts[:64])
     t = time.perf_counter()
     enc.encode(texts, batch_size=32)
     dt = time.perf_counter() - t
-    print(json.dumps({"variant": args.variant, "graph": enc.fused_pooling_status,
+    print(json.dumps({"variant": args.variant, "graph": str(enc.graph_status),
                       "max_batch_tokens": enc.max_batch_tokens, "arena": not args.no_arena,
                       "sent_per_s": round(len(texts) / dt, 1), "rss_after_load_mib": round(loaded),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))

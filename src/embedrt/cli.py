@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .errors import EmbedrtError, InputError
 
-EPILOG = "Every command exits 0 on success, 2 on a usage or embedrt error (the message says which)."
+EPILOG = ("Every command exits 0 on success, 2 on a usage or embedrt error (the message says which). "
+          "Input files are UTF-8, one text per line; line N is row / corpus_id N-1, blank lines included "
+          "(search and mine never return a blank line).")
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
@@ -100,46 +103,91 @@ def _encoder(args: argparse.Namespace):
     return Encoder(args.export_dir, device=args.device, variant=args.variant, intra_op_threads=args.threads)
 
 
-def _read_lines(path: str) -> list[str]:
+def _iter_lines(path: str | Path):
+    """The lines of a UTF-8 text file, without their newline.
+
+    Raises:
+        InputError: the file is missing, unreadable, or not valid UTF-8 (the message names the line).
+    """
     p = Path(path)
     if not p.is_file():
-        raise EmbedrtError(f"input file not found: {p}")
-    with open(p, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+        raise InputError(f"input file not found: {p}")
+    try:
+        with open(p, encoding="utf-8") as f:
+            for line in f:
+                yield line.rstrip("\n")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p} is not valid UTF-8: {_bad_utf8_line(p)} ({e.reason}); "
+                         "convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+    except OSError as e:
+        raise InputError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def _bad_utf8_line(p: Path) -> str:
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"line {n}, byte {e.start + 1} ({raw[e.start:e.start + 1]!r})"
+    return "a multi-byte character is cut"
+
+
+def _read_lines(path: str) -> list[str]:
+    return list(_iter_lines(path))
+
+
+def _output_file(path: str, flag: str) -> Path:
+    """``path`` as an output: its directory must exist and be writable.
+
+    Raises:
+        InputError: it does not, or ``path`` is a directory.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a directory; give a file name")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {p}: directory {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {p}: directory {parent} is not writable")
+    return p
+
+
+def _non_blank(lines: list[str]) -> list[int]:
+    """Line indices of the texts that are not blank (what search and mine index)."""
+    return [i for i, t in enumerate(lines) if t.strip()]
 
 
 def _run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
     enc = _encoder(args)
+    out_path = _output_file(args.output, "--output")
     src = Path(args.input)
-    if not src.is_file():
-        raise EmbedrtError(f"input file not found: {src}")
-    with open(src, encoding="utf-8") as f:
-        n = sum(1 for _ in f)
+    # NOTE: the counting pass also checks the whole file is UTF-8 before anything is written
+    n = sum(1 for _ in _iter_lines(src))
     dim = enc.get_sentence_embedding_dimension()
     if args.truncate_dim:
         dim = min(dim, args.truncate_dim)
-    out_path = Path(args.output)
     tmp = out_path.with_name(out_path.name + ".partial.npy")
     # NOTE: stream: one counting pass, then chunks into a memory-mapped .npy, so memory stays at one chunk.
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
     bar = _progress(n, args.quiet)
     done = 0
     try:
-        with open(src, encoding="utf-8") as f:
-            chunk: list[str] = []
-            for line in f:
-                chunk.append(line.rstrip("\n"))
-                if len(chunk) == args.chunk_size:
-                    out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
-                    done += len(chunk)
-                    bar(done)
-                    chunk = []
-            if chunk:
+        chunk: list[str] = []
+        for line in _iter_lines(src):
+            chunk.append(line)
+            if len(chunk) == args.chunk_size:
                 out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
                 done += len(chunk)
                 bar(done)
+                chunk = []
+        if chunk:
+            out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
+            done += len(chunk)
+            bar(done)
         out.flush()
         del out
         tmp.replace(out_path)
@@ -185,16 +233,20 @@ def _run_search(args: argparse.Namespace) -> int:
 
     enc = _encoder(args)
     cross = _cross_encoder(args) if args.rerank else None  # NOTE: loaded first, so a bad path fails fast
-    corpus = [t for t in _read_lines(args.corpus) if t.strip()]
+    json_path = _output_file(args.json, "--json") if args.json else None
+    corpus = _read_lines(args.corpus)
     if args.limit:
         corpus = corpus[: args.limit]
+    # NOTE: corpus_id is the line's index (blank lines count); blank lines are not indexed, so never a hit
+    keep = _non_blank(corpus)
     t0 = time.perf_counter()
-    corpus_emb = enc.encode(corpus, batch_size=args.batch_size)
+    corpus_emb = enc.encode([corpus[i] for i in keep], batch_size=args.batch_size)
     t1 = time.perf_counter()
     query_emb = enc.encode(args.query, batch_size=args.batch_size)
     retrieve_k = max(args.top_k, args.rerank_top_k) if args.rerank else args.top_k
-    hits = semantic_search(query_emb, corpus_emb, top_k=retrieve_k)
-    print(f"embedded {len(corpus)} corpus texts in {t1 - t0:.1f} s", file=sys.stderr)
+    hits = semantic_search(query_emb, corpus_emb, top_k=retrieve_k) if keep else [[] for _ in args.query]
+    hits = [[{**h, "corpus_id": keep[h["corpus_id"]]} for h in qhits] for qhits in hits]
+    print(f"embedded {len(keep)} corpus texts in {t1 - t0:.1f} s", file=sys.stderr)
     if cross is not None:
         hits = _rerank(args, cross, corpus, hits)
     results = []
@@ -204,8 +256,8 @@ def _run_search(args: argparse.Namespace) -> int:
             via = f"  (retrieval {h['retrieval_score']:.4f}, #{h['retrieval_rank'] + 1})" if cross else ""
             print(f"  {h['score']:.4f}{via}  {corpus[h['corpus_id']]}")
         results.append({"query": q, "hits": [{**h, "text": corpus[h["corpus_id"]]} for h in qhits]})
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return 0
 
 
@@ -233,7 +285,9 @@ def _run_mine(args: argparse.Namespace) -> int:
     from .runtime import paraphrase_mining_embeddings
 
     enc = _encoder(args)
-    texts = [t for t in _read_lines(args.corpus) if t.strip()][: args.limit]
+    lines = _read_lines(args.corpus)[: args.limit]
+    keep = _non_blank(lines)  # NOTE: the same rule as search: blank lines count as lines, never as a pair
+    texts = [lines[i] for i in keep]
     t0 = time.perf_counter()
     emb = enc.encode(texts, batch_size=args.batch_size)
     t1 = time.perf_counter()
@@ -256,7 +310,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     manifest = read_manifest(args.export_dir)
     rows = []
-    for variant in variants or list(manifest["variants"]):
+    for variant in variants or list(manifest.variants):
         enc = Encoder(args.export_dir, device=args.device, variant=variant)
         rows.append((f"embedrt {variant}", sts_spearman(enc.encode(s1), enc.encode(s2), gold)))
     if args.reference:
@@ -282,6 +336,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench
     from .bench.orchestrate import to_markdown, to_plot
 
+    for flag, value in (("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)):
+        if value:
+            _output_file(value, flag)  # NOTE: before the run, not after minutes of it
     if (args.corpus is None) == (args.pairs_from is None):
         raise InputError("pass exactly one of --corpus (texts, for an embedding export) and --pairs-from "
                          "(tab-separated pairs, for a cross-encoder export)")
@@ -312,7 +369,8 @@ def _run_info(args: argparse.Namespace) -> int:
 
     m = read_manifest(args.export_dir)
     # NOTE: not part of the manifest: what this machine's CPU gives the native ops and the int8 GEMM
-    print(json.dumps({**m, "this_machine": {"cpu_kernels": cpu_kernels()}}, indent=2, ensure_ascii=False))
+    print(json.dumps({**m.to_dict(), "this_machine": {"cpu_kernels": cpu_kernels()}}, indent=2,
+                     ensure_ascii=False))
     return 0
 
 
@@ -410,6 +468,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return args.func(args)
     except EmbedrtError as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeError) as e:
+        # NOTE: the paths are checked up front; this is what a file system can still do (full disk, a file
+        # removed meanwhile): the user's environment, so reported like bad input, without a traceback
+        print(f"error: {InputError.__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,26 +1,46 @@
 """The export directory's manifest, ``embedrt.json``: written by ``export``, read by ``runtime``.
 
-It is a plain JSON object so that any language can read it; this module only validates it.
+It is a plain JSON object so that any language can read it. This module is its only reader
+(:func:`read_manifest`, into a typed :class:`Manifest`) and its only writer (:func:`write_manifest`, which
+parses what it is given first, so an export can only write what the reader accepts). Every error names the
+field that is wrong.
+
+Integrity rules (format 2):
+    - every file the runtime reads (each variant's graph, its native graphs and probes, ``tokenizer.json``)
+      is listed with its sha256;
+    - every such path is relative, has no ``..``, and resolves inside the export directory (symlinks
+      included); anything else is an ArtifactError before a file is opened;
+    - ``max_seq_length`` is at most ``position_limit``, the graph's position-embedding rows recorded at
+      export (null for models without absolute positions).
+
+Format 1 (exports made before format 2) is still read: its native graphs are under ``fused_pooling`` instead
+of ``native``, it has no ``position_limit``, and its ``tokenizer.json`` has no sha256 (loaded unchecked, with
+a warning; re-export to check it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .errors import ArtifactError
 
 MANIFEST_NAME = "embedrt.json"
 #: Bumped when a reader of an older format could misread a newer one.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this embedrt reads.
+READABLE_VERSIONS = (1, 2)
 TOKENIZER_FILE = "tokenizer.json"
+EMBEDDING = "embedding"
+CROSS_ENCODER = "cross-encoder"
+#: The variant key of the native graphs, by format version.
+NATIVE_KEY = {1: "fused_pooling", 2: "native"}
 
-_REQUIRED = ("format_version", "max_seq_length", "dim", "pooling", "normalize", "tokenizer", "variants", "inputs")
-#: Fields a cross-encoder manifest (``"task": "cross-encoder"``) needs instead of the embedding ones.
-_REQUIRED_BY_TASK = {"cross-encoder": ("format_version", "max_seq_length", "num_labels", "activation", "tokenizer",
-                                       "variants", "inputs", "outputs")}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -32,37 +52,379 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_manifest(export_dir: str | Path) -> dict[str, Any]:
-    """Load and validate ``embedrt.json`` from an export directory.
+# ---------------------------------------------------------------------------------------------- typed objects
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """``tokenizer``: the tokenizers-library file and the padding the runtime applies."""
+
+    file: str
+    #: None only in format-1 exports, whose tokenizer is loaded unchecked.
+    sha256: str | None
+    pad_token_id: int
+    pad_token: str | None = None
+    padding_side: str = "right"
+
+
+@dataclass(frozen=True)
+class NativeGraph:
+    """A variant's graph with native ``ai.embedrt`` ops, and the probe that checks it against the standard
+    graph at load (``variants.<name>.native``; ``fused_pooling`` in format 1)."""
+
+    file: str
+    sha256: str
+    probe: str
+    probe_sha256: str
+    op: str = ""
+    #: The graph uses ops with CPU kernels only (int8 quantization): not run on a GPU.
+    cpu_only: bool = False
+    #: The graph is ``model.onnx`` with packed Linears only (no pooling op): run only where PackedMatMul
+    #: is fast.
+    packed_only: bool = False
+    #: Its PackedMatMul twin (``model.packed.onnx``), for AVX-512 CPUs.
+    packed: NativeGraph | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """``variants.<name>``: one precision of the model as one standard graph, maybe with a native twin."""
+
+    name: str
+    file: str
+    sha256: str
+    precision: str
+    native: NativeGraph | None = None
+    #: The whole entry as written (verification figures, quality, scheme, ...).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Pooling:
+    modes: tuple[str, ...]
+    include_prompt: bool = True
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, validated ``embedrt.json``."""
+
+    format_version: int
+    task: str
+    max_seq_length: int
+    #: Longest input the graph's position embeddings cover; None when unknown (format 1) or unbounded.
+    position_limit: int | None
+    tokenizer: TokenizerInfo
+    inputs: tuple[str, ...]
+    variants: dict[str, Variant]
+    #: The export directory the paths were confined to (None when parsed without one).
+    directory: Path | None = None
+    # embedding exports
+    dim: int | None = None
+    normalize: bool = False
+    pooling: Pooling | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    similarity_fn_name: str = "cosine"
+    # cross-encoder exports
+    num_labels: int | None = None
+    activation: str | None = None
+    labels: tuple[str, ...] = ()
+    #: The whole JSON object as written (source, versions, model_config, figures, ...).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def source_model(self) -> str | None:
+        """The model id the export was made from."""
+        source = self.raw.get("source")
+        return source.get("model") if isinstance(source, dict) else None
+
+    @property
+    def source_path(self) -> str | None:
+        """Where the source model was found at export."""
+        source = self.raw.get("source")
+        return source.get("path") if isinstance(source, dict) else None
+
+    def file(self, relative: str) -> Path:
+        """A path of the manifest (already confined at read) inside the export directory."""
+        if self.directory is None:
+            raise ArtifactError("this manifest was parsed without its export directory")
+        return self.directory / relative
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (as read or as given to the writer)."""
+        return self.raw
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+class _Fields:
+    """Typed access to one JSON object; every error names ``prefix.key``."""
+
+    def __init__(self, data: Any, where: str, prefix: str) -> None:
+        self.where, self.prefix = where, prefix
+        if not isinstance(data, dict):
+            raise self.error(None, f"must be a JSON object, got {_kind(data)}")
+        self.data = data
+
+    def error(self, key: str | None, message: str) -> ArtifactError:
+        name = ".".join(p for p in (self.prefix, key) if p) or "(top level)"
+        return ArtifactError(f"{self.where}: field '{name}' {message}")
+
+    def name(self, key: str) -> str:
+        return ".".join(p for p in (self.prefix, key) if p)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, required: bool = True) -> Any:
+        if key not in self.data:
+            if required:
+                raise self.error(key, "is missing")
+            return None
+        return self.data[key]
+
+    def str(self, key: str, required: bool = True, default: str | None = None, nonempty: bool = True):
+        value = self.get(key, required)
+        if value is None and not required:
+            return default
+        if not isinstance(value, str) or (nonempty and not value):
+            raise self.error(key, f"must be a {'non-empty ' if nonempty else ''}string, got {value!r}")
+        return value
+
+    def int(self, key: str, required: bool = True, minimum: int | None = None, nullable: bool = False):
+        value = self.get(key, required)
+        if value is None and (nullable or not required):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            bound = f" >= {minimum}" if minimum is not None else ""
+            raise self.error(key, f"must be an int{bound}, got {value!r}")
+        return value
+
+    def bool(self, key: str, required: bool = True, default: bool = False) -> bool:
+        value = self.get(key, required)
+        if value is None and not required:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def strings(self, key: str, required: bool = True, nonempty: bool = True) -> tuple[str, ...]:
+        value = self.get(key, required)
+        if value is None and not required:
+            return ()
+        if (
+            not isinstance(value, list)
+            or not all(isinstance(v, str) and v for v in value)
+            or (nonempty and not value)
+        ):
+            raise self.error(
+                key, f"must be a {'non-empty ' if nonempty else ''}list of strings, got {value!r}"
+            )
+        return tuple(value)
+
+    def sha256(self, key: str, required: bool = True) -> str | None:
+        value = self.get(key, required)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not _SHA256.fullmatch(value):
+            raise self.error(key, f"must be a sha256 (64 lower-case hex digits), got {value!r}")
+        return value
+
+    def path(self, key: str, directory: Path | None) -> str:
+        """A file name relative to the export directory: no absolute path, no ``..``, resolved inside."""
+        value = self.str(key)
+        bad = None
+        if "\x00" in value:
+            bad = "holds a NUL byte"
+        elif (
+            PurePosixPath(value).is_absolute()
+            or PureWindowsPath(value).is_absolute()
+            or PureWindowsPath(value).drive
+            or value.startswith(("/", "\\"))
+        ):
+            bad = "is an absolute path"
+        elif ".." in PurePosixPath(value.replace("\\", "/")).parts:
+            bad = "contains '..'"
+        elif directory is not None:
+            root = directory.resolve()
+            target = (directory / value).resolve()
+            if target != root and root not in target.parents:
+                bad = f"resolves outside the export directory (to {target})"
+            elif target == root:
+                bad = "names the export directory itself, not a file in it"
+        if bad:
+            raise self.error(
+                key, f"{bad}: {value!r}; every file of an export must be a relative path inside its directory"
+            )
+        return value
+
+    def sub(self, key: str, required: bool = True) -> _Fields | None:
+        value = self.get(key, required)
+        if value is None and not required:
+            return None
+        return _Fields(value, self.where, self.name(key))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _native(f: _Fields, directory: Path | None, probe_default: tuple[str, str] | None = None) -> NativeGraph:
+    probe = f.path("probe", directory) if f.has("probe") or probe_default is None else probe_default[0]
+    probe_sha = (
+        f.sha256("probe_sha256") if f.has("probe_sha256") or probe_default is None else probe_default[1]
+    )
+    packed_f = f.sub("packed", required=False)
+    packed = _native(packed_f, directory, (probe, probe_sha)) if packed_f is not None else None
+    return NativeGraph(
+        file=f.path("file", directory),
+        sha256=f.sha256("sha256"),
+        probe=probe,
+        probe_sha256=probe_sha,
+        op=f.str("op", required=False, default="", nonempty=False),
+        cpu_only=f.bool("cpu_only", required=False),
+        packed_only=f.bool("packed_only", required=False),
+        packed=packed,
+    )
+
+
+def _variant(name: str, f: _Fields, directory: Path | None, version: int) -> Variant:
+    native_f = f.sub(NATIVE_KEY[version], required=False)
+    return Variant(
+        name=name,
+        file=f.path("file", directory),
+        sha256=f.sha256("sha256"),
+        precision=f.str("precision", required=False, default=name),
+        native=_native(native_f, directory) if native_f is not None else None,
+        raw=f.data,
+    )
+
+
+def parse_manifest(data: Any, directory: str | Path | None = None, where: str = MANIFEST_NAME) -> Manifest:
+    """Validate a manifest's JSON object into a :class:`Manifest`.
+
+    Args:
+        data: the decoded JSON.
+        directory: the export directory; with it, every path must also resolve inside it.
+        where: how errors name the manifest.
 
     Raises:
-        ArtifactError: the directory or the manifest is missing, unreadable, or of another format version.
+        ArtifactError: another format version, or a missing or wrong field (the message names it).
+    """
+    directory = Path(directory) if directory is not None else None
+    top = _Fields(data, where, "")
+    version = top.get("format_version", required=False)
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ArtifactError(
+            f"{where} has format_version {version!r}, but this embedrt reads versions "
+            f"{list(READABLE_VERSIONS)}; re-export the model with this embedrt version"
+        )
+    task = top.str("task", required=False, default=EMBEDDING)
+    if task not in (EMBEDDING, CROSS_ENCODER):
+        raise top.error("task", f"must be {EMBEDDING!r} or {CROSS_ENCODER!r}, got {task!r}")
+    max_seq_length = top.int("max_seq_length", minimum=1)
+    position_limit = top.int("position_limit", required=version >= 2, minimum=1, nullable=True)
+    if position_limit is not None and max_seq_length > position_limit:
+        raise top.error(
+            "max_seq_length",
+            f"is {max_seq_length}, more than the graph's position limit {position_limit} (position_limit)",
+        )
+    tok = top.sub("tokenizer")
+    tokenizer = TokenizerInfo(
+        # NOTE: early format-1 exports have no tokenizer.file; theirs is tokenizer.json
+        file=tok.path("file", directory) if tok.has("file") or version >= 2 else TOKENIZER_FILE,
+        sha256=tok.sha256("sha256", required=version >= 2),
+        pad_token_id=tok.int("pad_token_id", minimum=0),
+        pad_token=tok.str("pad_token", required=False),
+        padding_side=tok.str("padding_side", required=False, default="right"),
+    )
+    if tokenizer.padding_side != "right":
+        raise tok.error("padding_side", f"must be 'right', got {tokenizer.padding_side!r}")
+    inputs = top.strings("inputs")
+    for required in ("input_ids", "attention_mask"):
+        if required not in inputs:
+            raise top.error("inputs", f"must include {required!r}, got {list(inputs)}")
+    variants_f = top.sub("variants")
+    if not variants_f.data:
+        raise variants_f.error(None, "has no variant")
+    variants = {
+        name: _variant(name, _Fields(entry, where, f"variants.{name}"), directory, version)
+        for name, entry in variants_f.data.items()
+    }
+    common = dict(
+        format_version=version,
+        task=task,
+        max_seq_length=max_seq_length,
+        position_limit=position_limit,
+        tokenizer=tokenizer,
+        inputs=inputs,
+        variants=variants,
+        directory=directory,
+        raw=data,
+    )
+    if task == CROSS_ENCODER:
+        return Manifest(
+            **common,
+            num_labels=top.int("num_labels", minimum=1),
+            activation=top.str("activation"),
+            labels=top.strings("labels", required=False, nonempty=False),
+        )
+    pooling = top.sub("pooling")
+    prompts = top.get("prompts", required=False) or {}
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+    ):
+        raise top.error("prompts", f"must be an object of strings, got {prompts!r}")
+    default_prompt = top.str("default_prompt_name", required=False)
+    if default_prompt is not None and default_prompt not in prompts:
+        raise top.error(
+            "default_prompt_name", f"is {default_prompt!r}, which is not in prompts {sorted(prompts)}"
+        )
+    return Manifest(
+        **common,
+        dim=top.int("dim", minimum=1),
+        normalize=top.bool("normalize"),
+        pooling=Pooling(
+            pooling.strings("modes"), pooling.bool("include_prompt", required=False, default=True)
+        ),
+        prompts=dict(prompts),
+        default_prompt_name=default_prompt,
+        similarity_fn_name=top.str("similarity_fn_name", required=False, default="cosine"),
+    )
+
+
+def read_manifest(export_dir: str | Path) -> Manifest:
+    """Load and validate ``embedrt.json`` from an export directory (no other file is opened).
+
+    Raises:
+        ArtifactError: the directory or the manifest is missing, unreadable, of another format version, or a
+            field is missing, of the wrong type, or names a path outside the directory.
     """
     export_dir = Path(export_dir)
     path = export_dir / MANIFEST_NAME
     if not export_dir.is_dir():
         raise ArtifactError(f"export directory not found: {export_dir}")
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing: this is not an embedrt export directory (run export-model first)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path} is corrupted: {e}") from e
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path} is corrupted: expected a JSON object")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
         raise ArtifactError(
-            f"{path} has format_version {version!r}, but this embedrt reads version {FORMAT_VERSION}; "
-            "re-export the model with this embedrt version"
+            f"{path} is missing: this is not an embedrt export directory (run export-model first)"
         )
-    missing = [k for k in _REQUIRED_BY_TASK.get(manifest.get("task"), _REQUIRED) if k not in manifest]
-    if missing:
-        raise ArtifactError(f"{path} is corrupted: missing fields {missing}")
-    return manifest
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ArtifactError(f"{path} is corrupted: {e}") from e
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} is corrupted: expected a JSON object")
+    return parse_manifest(data, export_dir, where=str(path))
 
 
-def write_manifest(export_dir: str | Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(export_dir: str | Path, manifest: Manifest | dict[str, Any]) -> Path:
+    """Write ``embedrt.json``, validated by the reader first (paths confined to ``export_dir``).
+
+    Raises:
+        ArtifactError: the manifest would not read back.
+    """
+    data = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+    parse_manifest(data, export_dir, where=f"manifest for {Path(export_dir) / MANIFEST_NAME}")
     path = Path(export_dir) / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -92,8 +92,8 @@ def test_every_matmulinteger_of_the_graph_is_exact(tiny_int8_export):
     assert entry["scheme"]["scheme_name"] == scheme
     assert entry["scheme"]["machine_independent"] is int8_scheme(scheme).machine_independent
     graphs = [(out / entry["file"], None)]
-    if native.library_path() is not None and "fused_pooling" in entry:
-        graphs.append((out / entry["fused_pooling"]["file"], native.register))
+    if native.library_path() is not None and "native" in entry:
+        graphs.append((out / entry["native"]["file"], native.register))
     for path, register in graphs:
         results = capture_graph(path, feeds, register=register)
         assert len(results) == 2 * 12, path  # 12 MatMulIntegers, each on the probe and on worst-case rows

@@ -44,7 +44,7 @@ def test_encoder_status_and_embedrt_info_say_which_kernels(ops_library, tiny_fac
     _, export_dir = tiny_factory(arch="bert", pooling="mean", normalize=True)
     enc = Encoder(export_dir, device="cpu")
     isa = native.cpu_kernels()["isa"]
-    assert enc.fused_pooling is True and enc.fused_pooling_status.endswith(f", {isa} kernels")
+    assert enc.native is True and str(enc.graph_status).endswith(f", {isa} kernels")
     out = subprocess.run([sys.executable, "-m", "embedrt.cli", "info", str(export_dir)], capture_output=True,
                          text=True, check=True).stdout
     info = json.loads(out)

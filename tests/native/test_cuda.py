@@ -113,9 +113,9 @@ def test_encoder_fused_graph_runs_the_op_on_cuda(ops_library, tiny_bert, tmp_pat
     so = ort.SessionOptions()
     so.enable_profiling = True
     so.profile_file_prefix = str(tmp_path / "enc")
-    enc = Encoder(export_dir, device="cuda", session_options=so, fused_pooling=True)
+    enc = Encoder(export_dir, device="cuda", session_options=so, native=True)
     texts = ["hello world", "", "a longer text about the model " * 5]
     a = enc.encode(texts)
-    b = Encoder(export_dir, device="cuda", fused_pooling=False).encode(texts)
+    b = Encoder(export_dir, device="cuda", native=False).encode(texts)
     assert np.abs(a - b).max() <= 1e-6
     assert _providers_of(Path(enc._session.end_profiling()), "MeanPoolNormalize") == {"CUDAExecutionProvider"}

@@ -13,6 +13,7 @@ import pytest
 from embedrt import Encoder, NativeOpsError, export_model
 from embedrt.export.quantize import Int8Config
 from embedrt.export.verify import probe_texts
+from embedrt.manifest import read_manifest
 from embedrt.runtime import native
 from helpers import op_counts
 
@@ -35,7 +36,7 @@ def tiny_int8(tiny_factory, tmp_path_factory):
 
 def test_export_writes_the_int8_native_graph(tiny_int8):
     m = json.loads((tiny_int8 / "embedrt.json").read_text())
-    entry = m["variants"]["int8"]["fused_pooling"]
+    entry = m["variants"]["int8"]["native"]
     assert entry["file"] == "model.int8.fused.onnx" and entry["cpu_only"] is True
     assert entry["folded_bias"] == 12  # 2 layers x 6 Linears, each with its bias
     standard, fused = op_counts(tiny_int8 / "model.int8.onnx"), op_counts(tiny_int8 / entry["file"])
@@ -59,8 +60,8 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
 
 def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_int8):
     native_enc = Encoder(tiny_int8, device="cpu", variant="int8")
-    standard = Encoder(tiny_int8, device="cpu", variant="int8", fused_pooling=False)
-    assert native_enc.fused_pooling is True and native_enc.fused_pooling_status.startswith("on")
+    standard = Encoder(tiny_int8, device="cpu", variant="int8", native=False)
+    assert native_enc.native is True and str(native_enc.graph_status).startswith("native:")
     a, b = native_enc.encode(TEXTS), standard.encode(TEXTS)
     assert np.abs(a - b).max() <= 1e-6
     # still batch-invariant: the quantization scale of a token depends on that token only
@@ -71,8 +72,8 @@ def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_in
 def test_prompt_excluded_from_pooling(ops_library, tiny_factory, tmp_path_factory):
     out = _export(tiny_factory, tmp_path_factory, "int8p", arch="bert", pooling="mean", normalize=True,
                   include_prompt=False, prompts={"query": "query: "}, seed=22)
-    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS, prompt_name="query")
-    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS, prompt_name="query")
+    a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS, prompt_name="query")
+    b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS, prompt_name="query")
     assert np.abs(a - b).max() <= 1e-6
 
 
@@ -80,13 +81,13 @@ def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, 
     out = _export(tiny_factory, tmp_path_factory, "int8c", arch="mpnet", pooling="cls", normalize=False, seed=23)
     m = json.loads((out / "embedrt.json").read_text())
     # fp32's native graph is model.onnx with packed Linears only; int8 is quantized from model.onnx, not from it
-    assert m["variants"]["fp32"]["fused_pooling"]["packed_only"] is True
-    entry = m["variants"]["int8"]["fused_pooling"]
+    assert m["variants"]["fp32"]["native"]["packed_only"] is True
+    entry = m["variants"]["int8"]["native"]
     ops = op_counts(out / entry["file"])
     assert ops["MatMulInteger"] == 12 and "PackedMatMul" not in ops
     assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in ops
-    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
-    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
+    a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS)
+    b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS)
     assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))
 
 
@@ -94,21 +95,21 @@ def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path
     cfg = Int8Config(exclude_roles=("ffn_down",), smooth_alpha=0.5, smooth_roles=("ffn_up",))
     out = _export(tiny_factory, tmp_path_factory, "int8s", cfg, arch="bert", pooling="mean", normalize=True,
                   seed=24)
-    entry = json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["fused_pooling"]
+    entry = json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["native"]
     assert op_counts(out / entry["file"])["MatMulInteger"] == 10
-    a = Encoder(out, device="cpu", variant="int8", fused_pooling=True).encode(TEXTS)
-    b = Encoder(out, device="cpu", variant="int8", fused_pooling=False).encode(TEXTS)
+    a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS)
+    b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS)
     assert np.abs(a - b).max() <= 1e-6
 
 
 def test_cpu_only_graph_is_not_used_on_a_gpu(ops_library, tiny_int8):
-    entry = json.loads((tiny_int8 / "embedrt.json").read_text())["variants"]["int8"]
+    entry = read_manifest(tiny_int8).variants["int8"]
     fused, why = native.resolve("auto", tiny_int8, entry, True, cpu=False)
     assert fused is None and "run on the CPU only" in why
     with pytest.raises(NativeOpsError, match="CPU only"):
         native.resolve(True, tiny_int8, entry, True, cpu=False)
     # the fp32 graph's pooling op has a CUDA kernel: not refused for that reason
-    fp32_entry = json.loads((tiny_int8 / "embedrt.json").read_text())["variants"]["fp32"]
+    fp32_entry = read_manifest(tiny_int8).variants["fp32"]
     fused, why = native.resolve("auto", tiny_int8, fp32_entry, True, cpu=False)
     assert fused is not None and why == "pending"
 
@@ -116,5 +117,5 @@ def test_cpu_only_graph_is_not_used_on_a_gpu(ops_library, tiny_int8):
 def test_without_the_library_int8_runs_the_standard_graph(tiny_int8, monkeypatch, tmp_path):
     monkeypatch.setenv("EMBEDRT_OPS_LIBRARY", str(tmp_path / "nope.so"))
     enc = Encoder(tiny_int8, device="cpu", variant="int8")
-    assert enc.fused_pooling is False and "libembedrt_ops.so not found" in enc.fused_pooling_status
+    assert enc.native is False and "libembedrt_ops.so not found" in str(enc.graph_status)
     assert enc.encode(TEXTS).shape == (len(TEXTS), 32)

@@ -56,7 +56,7 @@ def test_sha256_mismatch_names_the_file(copy):
     data[-10] ^= 0xFF
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=r"sha256 mismatch for .*model.onnx"):
-        Encoder(copy, device="cpu", fused_pooling=False)
+        Encoder(copy, device="cpu", native=False)
     # NOTE: each graph's sha256 is checked when that graph is loaded: with the native library, "auto" serves
     # the (intact, checked) native graph and never reads model.onnx; without it, model.onnx is refused
     from embedrt.runtime import native
@@ -66,20 +66,22 @@ def test_sha256_mismatch_names_the_file(copy):
             Encoder(copy, device="cpu")
     else:
         enc = Encoder(copy, device="cpu")
-        assert enc.fused_pooling is True and "model.onnx" not in enc.fused_pooling_status.split(", ")[1]
+        assert enc.native is True and "model.onnx" not in str(enc.graph_status).split(", ")[1]
 
 
 def test_corrupted_graph_without_checksum_is_still_typed(copy):
     (copy / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="could not load"):
-        # NOTE: fused_pooling=False: with the native library built, "auto" serves model.fused.onnx instead
-        Encoder(copy, device="cpu", verify_checksum=False, fused_pooling=False)
+        # NOTE: native=False: with the native library built, "auto" serves model.fused.onnx instead
+        Encoder(copy, device="cpu", verify_checksum=False, native=False)
 
 
 def test_missing_and_corrupted_tokenizer(copy):
     (copy / "tokenizer.json").write_text("{}")
-    with pytest.raises(ArtifactError, match="tokenizer file .*tokenizer.json is corrupted"):
+    with pytest.raises(ArtifactError, match=r"sha256 mismatch for .*tokenizer.json"):
         Encoder(copy, device="cpu")
+    with pytest.raises(ArtifactError, match="tokenizer file .*tokenizer.json is corrupted"):
+        Encoder(copy, device="cpu", verify_checksum=False)
     (copy / "tokenizer.json").unlink()
     with pytest.raises(ArtifactError, match="tokenizer file is missing"):
         Encoder(copy, device="cpu")

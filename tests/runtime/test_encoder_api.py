@@ -9,6 +9,7 @@ import pytest
 
 from embedrt import Encoder, InputError
 from embedrt.export.verify import probe_texts
+from embedrt.runtime.batching import length_sorted_batches
 
 TEXTS = probe_texts() + [f"sentence number {i} about the model and the index" for i in range(25)]
 
@@ -74,7 +75,7 @@ def test_batch_invariance_alone_vs_mixed_batch(pair):
 def test_token_budget_same_numbers(pair):
     st, enc = pair
     close(enc.encode(TEXTS, max_batch_tokens=40), st.encode(TEXTS))
-    batches = enc._batches(np.array([24, 24, 10, 10, 10, 3]), batch_size=32, budget=40)
+    batches = length_sorted_batches(np.array([24, 24, 10, 10, 10, 3]), batch_size=32, budget=40)
     assert [len(b) for b in batches] == [1, 1, 4]  # 24-token rows alone; then 4 rows of <=10 tokens
 
 
@@ -84,11 +85,11 @@ def test_default_token_budget_bounds_long_batches(pair):
     _, enc = pair
     assert enc.max_batch_tokens == DEFAULT_MAX_BATCH_TOKENS
     lengths = np.array([256] * 40 + [20] * 64)
-    batches = enc._batches(lengths, batch_size=32, budget=enc.max_batch_tokens)
+    batches = length_sorted_batches(lengths, batch_size=32, budget=enc.max_batch_tokens)
     assert max(len(b) * lengths[b].max() for b in batches) <= DEFAULT_MAX_BATCH_TOKENS
     assert [len(b) for b in batches][-2:] == [32, 32]  # short texts keep the full batch_size
     unbounded = Encoder(enc.path, device="cpu", max_batch_tokens=None)
-    assert [len(b) for b in unbounded._batches(lengths, 32, unbounded.max_batch_tokens)] == [32, 32, 32, 8]
+    assert [len(b) for b in length_sorted_batches(lengths, 32, unbounded.max_batch_tokens)] == [32, 32, 32, 8]
     with pytest.raises(InputError, match="max_batch_tokens"):
         Encoder(enc.path, device="cpu", max_batch_tokens=0)
 

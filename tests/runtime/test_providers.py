@@ -141,7 +141,7 @@ def test_every_runtime_session_has_fallback_disabled(tiny_bert, tiny_cross):
 
     _, export_dir = tiny_bert
     for fused in (False, "auto"):
-        enc = Encoder(export_dir, device="cpu", fused_pooling=fused)
+        enc = Encoder(export_dir, device="cpu", native=fused)
         assert enc._session._enable_fallback is False
     _, cross_dir = tiny_cross
     assert CrossEncoder(cross_dir, device="cpu")._session._enable_fallback is False

@@ -15,28 +15,26 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..manifest import Manifest
 from .orchestrate import BenchConfig, TaskSpec
 from .worker import read_pairs  # NOTE: the worker's own parser, so both sides read the same pairs
 
 SCHEMA = "embedrt-bench-cross/1"
 
 
-def _pair_lengths(cfg: BenchConfig, export_dir: Path, manifest: dict[str, Any]) -> list[int]:
+def _pair_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:
     """Real tokens of every pair.
 
     Raises:
         InputError: a pairs file with no pair in it.
     """
     from ..runtime.cross_encoder import PairTokenizer
+    from ..runtime.session import load_tokenizer
 
     pairs = read_pairs(cfg.corpus, cfg.limit)
     if not pairs:
         raise InputError(f"no pairs in {cfg.corpus}: expected lines with at least two tab-separated fields")
-    tok = PairTokenizer(
-        export_dir / manifest["tokenizer"]["file"],
-        manifest["max_seq_length"],
-        manifest["tokenizer"]["pad_token_id"],
-    )
+    tok = load_tokenizer(manifest, cls=PairTokenizer)
     return [len(r) for r in tok.encode_pairs(pairs)[0]]
 
 

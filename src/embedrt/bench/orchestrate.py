@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import MANIFEST_NAME, read_manifest
+from ..manifest import MANIFEST_NAME, Manifest, read_manifest
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -249,15 +249,15 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
-    spec = spec_for(manifest.get("task"))
-    variants = cfg.variants or list(manifest["variants"])
-    unknown = [v for v in variants if v not in manifest["variants"]]
+    spec = spec_for(manifest.task)
+    variants = cfg.variants or list(manifest.variants)
+    unknown = [v for v in variants if v not in manifest.variants]
     if unknown:
-        raise InputError(f"unknown variants {unknown}; this export has {sorted(manifest['variants'])}")
-    model_dir = manifest["source"]["path"]
+        raise InputError(f"unknown variants {unknown}; this export has {sorted(manifest.variants)}")
+    model_dir = manifest.source_path
     peer_python = cfg.peer_python or sys.executable
     lengths = spec.lengths(cfg, export_dir, manifest)  # NOTE: our tokenizer: the same tokens every peer sees
-    gflop = corpus_gflop(lengths, manifest.get("model_config", {}))
+    gflop = corpus_gflop(lengths, manifest.raw.get("model_config", {}))
 
     labels: list[tuple[str, str, str, dict[str, Any]]] = [  # (label, runner, python, extra cfg)
         (f"embedrt-{v}", "embedrt", sys.executable, {"variant": v}) for v in variants
@@ -290,7 +290,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
             "real_tokens": int(sum(lengths)),
             "mean_tokens": float(np.mean(lengths)) if lengths else 0.0,
             "corpus_gflop": gflop,
-            "max_seq_length": manifest["max_seq_length"],
+            "max_seq_length": manifest.max_seq_length,
         },
     }
     report["versions"] = {"embedrt": versions(sys.executable)}
@@ -621,15 +621,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: dict[str, Any]) -> list[int]:
-    from ..runtime.tokenize import TextTokenizer
+def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:
+    from ..runtime.session import load_tokenizer
 
     texts = read_texts(cfg.corpus, cfg.limit)
-    tok = TextTokenizer(
-        export_dir / manifest["tokenizer"]["file"],
-        manifest["max_seq_length"],
-        manifest["tokenizer"]["pad_token_id"],
-    )
+    tok = load_tokenizer(manifest)
     return [len(r) for r in tok.encode_ids(texts)]
 
 
@@ -659,9 +655,9 @@ EMBEDDING = TaskSpec(
         ("min cos", "min_cosine", ".5f"),
     ),
     worker_extra=lambda manifest: {
-        "pooling": manifest["pooling"]["modes"],
-        "normalize": manifest["normalize"],
-        "dim": manifest["dim"],
+        "pooling": list(manifest.pooling.modes),
+        "normalize": manifest.normalize,
+        "dim": manifest.dim,
     },
     ratio_extras=(("cold_start", "cold_start_s"), ("peak_rss", "peak_rss_mib")),
     report_graph=True,

@@ -70,7 +70,7 @@ def _embedrt(cfg):
     info = {
         "provider": enc.active_providers[0],
         "version": _version("embedrt"),
-        "graph": ("native: " if enc.fused_pooling else "standard: ") + enc.fused_pooling_status,
+        "graph": str(enc.graph_status),
         "cpu_kernels": cpu_kernels(),
     }
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info

@@ -20,7 +20,7 @@ from ..errors import InputError, ModelLoadError, UnsupportedModelError, Verifica
 from ..manifest import FORMAT_VERSION, sha256_file, write_manifest
 from ..modes import Activation, Task
 from ..runtime.cross_encoder import TORCH_ACTIVATIONS
-from .graph import DEFAULT_OPSET
+from .graph import DEFAULT_OPSET, position_limit
 from .pipeline import MODEL_FILE
 from .resolve import resolve_model
 from .staging import (
@@ -400,7 +400,7 @@ def export_cross_encoder(
             with eager_attention(_hf_classifier(ce)), torch.no_grad():
                 export_cross_onnx(build_cross_graph(ce, spec), ce.tokenizer, tmp / MODEL_FILE, spec, opset)
             tokenizer_entry = save_tokenizer(ce, tmp)
-            manifest = _manifest(resolved, spec, tokenizer_entry, opset)
+            manifest = _manifest(resolved, spec, tokenizer_entry, opset, position_limit(_hf_classifier(ce)))
             manifest["variants"]["fp32"] = {
                 "file": MODEL_FILE,
                 "precision": "fp32",
@@ -431,7 +431,8 @@ def export_cross_encoder(
     return manifest
 
 
-def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset: int) -> dict[str, Any]:
+def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset: int,
+              limit: int | None) -> dict[str, Any]:
     return {
         "format": "embedrt",
         "format_version": FORMAT_VERSION,
@@ -447,6 +448,7 @@ def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset:
         "model_config": spec.model_config,
         "max_seq_length": spec.max_seq_length,
         "max_seq_length_source": spec.max_seq_length_source,
+        "position_limit": limit,
         "num_labels": spec.num_labels,
         "labels": spec.labels,
         "activation": spec.activation.value,

@@ -50,7 +50,7 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
     """Trace the fused graph and write it with its probe into ``export_dir``.
 
     Returns:
-        The manifest entry (``variants.fp32.fused_pooling``), or None when the pooling has no fused op.
+        The manifest entry (``variants.fp32.native``), or None when the pooling has no fused op.
     """
     import torch
 
@@ -85,7 +85,7 @@ def write_packed(export_dir: Path, source_file: str) -> dict[str, Any] | None:
     """Write ``model.packed.onnx``: ``source_file`` with its fp32 Linears as ``ai.embedrt::PackedMatMul``.
 
     Returns:
-        The manifest entry (``variants.fp32.fused_pooling.packed``), or None when the graph has no Linear.
+        The manifest entry (``variants.fp32.native.packed``), or None when the graph has no Linear.
     """
     import onnx
 
@@ -126,7 +126,7 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     export has one) with the same int8 config and smoothing statistics as ``model.int8.onnx``, and its probe.
 
     Returns:
-        The manifest entry (``variants.int8.fused_pooling``).
+        The manifest entry (``variants.int8.native``).
     """
     from dataclasses import replace
 
@@ -136,7 +136,7 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     # NOTE: model.int8.onnx was quantized from model.onnx; model.fused.onnx is the same graph only when
     # model.onnx was not rewritten by --optimize (the fused-pooling graph is traced, never optimised)
     optimized = (fp32.get("optimization") or {}).get("kept")
-    pooled = None if optimized else fp32.get("fused_pooling")
+    pooled = None if optimized else fp32.get("native")
     if pooled and pooled.get("packed_only"):  # model.onnx with packed Linears: no pooling op to build on
         pooled = None
     import onnx

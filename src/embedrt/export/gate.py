@@ -80,8 +80,8 @@ def measure_variant(export_dir: Path, variant: str, sentences: list[str] | None 
 
     sample = list(sentences or SAMPLE_SENTENCES)
     texts = probe_texts() + sample
-    fp32 = Encoder(export_dir, device="cpu", variant="fp32", fused_pooling=False)
-    var = Encoder(export_dir, device="cpu", variant=variant, fused_pooling=False)
+    fp32 = Encoder(export_dir, device="cpu", variant="fp32", native=False)
+    var = Encoder(export_dir, device="cpu", variant=variant, native=False)
     ref = fp32.encode(texts)
     got = var.encode(texts)
     figures = compare(got, ref)

@@ -100,6 +100,19 @@ def load_sentence_transformer(model_dir: Path):
     return model
 
 
+def position_limit(hf) -> int | None:
+    """Longest input the model's absolute position embeddings cover (the rows of its position-embedding
+    weight, less the ``padding_idx + 1`` offset RoBERTa-style models start their positions at); None for a
+    model without them (rotary or relative positions only)."""
+    base = getattr(hf, "base_model", hf)
+    emb = getattr(getattr(base, "embeddings", None), "position_embeddings", None)
+    rows = getattr(emb, "num_embeddings", None)
+    if not isinstance(rows, int):
+        return None
+    pad = getattr(emb, "padding_idx", None)
+    return rows - (int(pad) + 1 if pad is not None else 0)
+
+
 def hf_model(st_model):
     transformer = st_model[0]
     hf = getattr(transformer, "auto_model", None) or getattr(transformer, "model", None)

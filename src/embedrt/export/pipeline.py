@@ -21,6 +21,7 @@ from .graph import (
     hf_model,
     inspect_model,
     load_sentence_transformer,
+    position_limit,
     read_module_types,
 )
 from .quantize import Int8Config, convert_fp16, quantize_int8, smoothing_stats
@@ -113,7 +114,8 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                                               with_prompt_length=not spec.include_prompt, dim=spec.dim,
                                               opset=opset)
             tokenizer_entry = save_tokenizer(st_model, tmp)
-            manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset)
+            manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset,
+                                 position_limit(hf_model(st_model)))
             manifest["variants"]["fp32"] = {"file": MODEL_FILE, "precision": "fp32",
                                             "sha256": sha256_file(tmp / MODEL_FILE), "batch_invariant": True}
             write_manifest(tmp, manifest)
@@ -141,7 +143,7 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
             from ..runtime.encoder import Encoder
 
             s1, s2, gold = read_sts(eval_sts)
-            fp = Encoder(tmp, device="cpu", fused_pooling=False)
+            fp = Encoder(tmp, device="cpu", native=False)
             ref_st = sts_spearman(st_model.encode(s1), st_model.encode(s2), gold)
             manifest["variants"]["fp32"]["sts"] = {"file": str(eval_sts), "spearman": sts_spearman(
                 fp.encode(s1), fp.encode(s2), gold), "sentence_transformers_spearman": ref_st}
@@ -231,13 +233,13 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
         packed = _pack(tmp, MODEL_FILE, st_model, spec, log)
         if packed is not None:
             # NOTE: the variant's native graph itself, CPU and AVX-512 only (see runtime.native)
-            manifest["variants"]["fp32"]["fused_pooling"] = {**packed, "cpu_only": True, "packed_only": True}
+            manifest["variants"]["fp32"]["native"] = {**packed, "cpu_only": True, "packed_only": True}
             write_manifest(tmp, manifest)
         return
     checked = _check_native(tmp, entry, "model.onnx", log)
     if checked is None:
         return
-    manifest["variants"]["fp32"]["fused_pooling"] = entry
+    manifest["variants"]["fp32"]["native"] = entry
     write_manifest(tmp, manifest)
     if log:
         log(f"      {entry['file']}: mode={entry['mode']}, normalize={entry['normalize']} ({checked})")
@@ -315,7 +317,7 @@ def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, smooth, log) -> None:
     checked = _check_native(tmp, entry, manifest["variants"]["int8"]["file"], log)
     if checked is None:
         return
-    manifest["variants"]["int8"]["fused_pooling"] = entry
+    manifest["variants"]["int8"]["native"] = entry
     if log:
         log(f"      {entry['file']}: {entry['op']}, {entry['folded_bias']} biases folded ({checked})")
 
@@ -324,7 +326,7 @@ def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[di
     from ..runtime.encoder import Encoder
     from .gate import SAMPLE_SENTENCES
 
-    enc = Encoder(export_dir, device="cpu", fused_pooling=False)
+    enc = Encoder(export_dir, device="cpu", native=False)
     rows = enc.tokenizer.encode_ids(list(sentences or SAMPLE_SENTENCES))
     feeds = []
     for i in range(0, len(rows), 32):
@@ -333,7 +335,7 @@ def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[di
     return feeds
 
 
-def _manifest(resolved, spec, tokenizer_entry, input_names, opset) -> dict[str, Any]:
+def _manifest(resolved, spec, tokenizer_entry, input_names, opset, limit: int | None) -> dict[str, Any]:
     return {
         "format": "embedrt",
         "format_version": FORMAT_VERSION,
@@ -344,6 +346,7 @@ def _manifest(resolved, spec, tokenizer_entry, input_names, opset) -> dict[str, 
         "modules": spec.module_types,
         "max_seq_length": spec.max_seq_length,
         "max_seq_length_source": spec.max_seq_length_source,
+        "position_limit": limit,
         "do_lower_case": spec.do_lower_case,
         "pooling": {"modes": [p.value for p in spec.pooling], "include_prompt": spec.include_prompt},
         "dense": [m for m in spec.post_modules if m["type"] == "Dense"],

@@ -153,6 +153,7 @@ def save_tokenizer(model, target: Path) -> dict[str, Any]:
         raise ExportError("the tokenizer has no pad token; cannot batch texts")
     return {
         "file": TOKENIZER_FILE,
+        "sha256": sha256_file(target / TOKENIZER_FILE),
         "pad_token": hf_tok.pad_token,
         "pad_token_id": int(hf_tok.pad_token_id),
         "padding_side": "right",

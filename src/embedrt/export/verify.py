@@ -70,7 +70,7 @@ def verify_export(export_dir: Path, st_model, variant: str = "fp32",
     from ..runtime.encoder import Encoder
 
     texts = texts if texts is not None else probe_texts()
-    enc = Encoder(export_dir, device="cpu", variant=variant, fused_pooling=False)
+    enc = Encoder(export_dir, device="cpu", variant=variant, native=False)
     reference = st_model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
     batched = enc.encode(texts, batch_size=len(texts))
     result = compare(batched, reference)

@@ -49,9 +49,9 @@ def check_export(export_dir: Any, variant: str) -> dict:
     from ..manifest import read_manifest
 
     m = read_manifest(Path(export_dir))
-    if variant not in m["variants"]:
-        raise InputError(f"unknown variant {variant!r}; this export has: {sorted(m['variants'])}")
-    graph = Path(export_dir) / m["variants"][variant]["file"]
+    if variant not in m.variants:
+        raise InputError(f"unknown variant {variant!r}; this export has: {sorted(m.variants)}")
+    graph = m.file(m.variants[variant].file)
     if not graph.is_file():
         raise ArtifactError(f"graph file for variant {variant!r} is missing: {graph}")
     return m

@@ -117,7 +117,7 @@ class Service:
         self.cfg = cfg
         self.limits = cfg.limits
         manifest = read_manifest(cfg.export_dir)
-        self.task = manifest.get("task", "embedding")
+        self.task = manifest.task
         self.model_names = tuple(dict.fromkeys([cfg.model_name, *cfg.model_aliases]))
         self.metrics = Metrics(replica, cfg.model_name)
         self.draining = False

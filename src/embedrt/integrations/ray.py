@@ -220,7 +220,7 @@ def read_input(path: str | os.PathLike, text_column: str = "text", id_column: st
 def _job_settings(export_dir: Path, variant: str, text_column: str, id_column: str | None,
                   normalize_embeddings: bool, truncate_dim: int | None) -> dict:
     m = check_export(export_dir, variant)
-    return {"model_sha256": m["variants"][variant].get("sha256"), "model": m["source"].get("model"),
+    return {"model_sha256": m.variants[variant].sha256, "model": m.source_model,
             "variant": variant, "text_column": text_column, "id_column": id_column,
             "normalize_embeddings": bool(normalize_embeddings), "truncate_dim": truncate_dim}
 

@@ -23,11 +23,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..manifest import Manifest
 from . import check_export, require, require_ray
 
 ENCODING_FORMATS = ("float", "base64")
@@ -394,17 +397,17 @@ def build_app(cfg: ServeConfig) -> Any:
     return make_deployment(cfg).bind()
 
 
-def model_name_of(export_dir: str | os.PathLike, manifest: dict | None = None) -> str:
+def model_name_of(export_dir: str | os.PathLike, manifest: Manifest | None = None) -> str:
     """The name clients send as ``model``: the source model's last path part (``all-MiniLM-L6-v2``)."""
     return source_model_of(export_dir, manifest).rstrip("/").split("/")[-1]
 
 
-def source_model_of(export_dir: str | os.PathLike, manifest: dict | None = None) -> str:
+def source_model_of(export_dir: str | os.PathLike, manifest: Manifest | None = None) -> str:
     """The model the export was made from, as given to ``export-model``."""
     from ..manifest import read_manifest
 
     m = manifest if manifest is not None else read_manifest(Path(export_dir))
-    return str(m["source"].get("model") or Path(export_dir).name)
+    return str(m.source_model or Path(export_dir).name)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ArtifactError, InputError
-from ..manifest import read_manifest
+from ..manifest import Manifest, read_manifest
 from ..modes import Activation, Device, Task
 from . import providers as prov
-from .encoder import Encoder
-from .session import open_graph
-from .tokenize import TextTokenizer
+from .batching import run_batches
+from .session import GraphStatus, load_tokenizer, open_graph, variant_of
+from .tokenize import TextTokenizer, check_text
 
 SCORES = "scores"
 LOGITS = "logits"
@@ -125,6 +125,7 @@ def _validate_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
         for j, text in enumerate(pair):
             if not isinstance(text, str):
                 raise InputError(f"{where}[{j}] is {type(text).__name__}, expected str")
+            check_text(text, f"{where}[{j}]")
         pairs.append((pair[0], pair[1]))
     return pairs, single
 
@@ -135,7 +136,7 @@ class PairTokenizer(TextTokenizer):
 
     def encode_pairs(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids and segment (token type) ids of each pair, special tokens added, truncated, unpadded."""
-        encodings = self._tok.encode_batch(pairs, add_special_tokens=True)
+        encodings = self.encode_batch(pairs)
         return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
     def pad_types(self, types: list[list[int]], width: int) -> np.ndarray:
@@ -182,17 +183,23 @@ class CrossEncoder:
         session_options: ort.SessionOptions | None = None,
     ) -> None:
         self.path = Path(path)
-        self.manifest = m = read_manifest(self.path)
-        task = m.get("task", Task.EMBEDDING.value)
-        if task != Task.CROSS_ENCODER.value:
+        self.manifest: Manifest = read_manifest(self.path)
+        m = self.manifest
+        if m.task != Task.CROSS_ENCODER.value:
             raise ArtifactError(
-                f"{self.path} is an export of task {task!r}, not a cross-encoder: load it with "
+                f"{self.path} is an export of task {m.task!r}, not a cross-encoder: load it with "
                 "embedrt.Encoder, or export a cross-encoder with export-model --cross-encoder"
             )
+        variant_of(m, variant)
+        self.activation: Activation = Activation.parse(m.activation, "activation in the manifest")
+        self.num_labels: int = int(m.num_labels)
+        self.tokenizer = load_tokenizer(m, verify_checksum, PairTokenizer)
+        widths = {SCORES: None if self.num_labels == 1 else self.num_labels, LOGITS: self.num_labels}
         graph = open_graph(
             self.path,
             m,
             variant,
+            outputs=widths,
             device=device,
             providers=providers,
             intra_op_threads=intra_op_threads,
@@ -206,19 +213,13 @@ class CrossEncoder:
         self._row_cap = graph.max_rows
         self.device: Device = graph.device
         self.active_providers: list[str] = graph.active_providers
+        #: Which graph runs and why (cross-encoder exports have the standard graph only).
+        self.graph_status: GraphStatus = graph.status
         self.variant = variant
-        tok = m["tokenizer"]
-        self._max_seq_length_limit = int(m["max_seq_length"])
-        self.tokenizer = PairTokenizer(
-            self.path / tok.get("file", "tokenizer.json"),
-            self._max_seq_length_limit,
-            int(tok["pad_token_id"]),
-        )
-        self.input_names: list[str] = list(m["inputs"])
+        self._max_seq_length_limit = m.max_seq_length
+        self.input_names: list[str] = list(m.inputs)
         self._with_types = "token_type_ids" in self.input_names
-        self.num_labels: int = int(m["num_labels"])
-        self.activation: Activation = Activation.parse(m["activation"], "activation in the manifest")
-        self.labels: list[str] = list(m.get("labels") or [])
+        self.labels: list[str] = list(m.labels)
         self.max_batch_tokens = max_batch_tokens
 
     # ------------------------------------------------------------------ properties
@@ -394,24 +395,12 @@ class CrossEncoder:
         ids, types = self.tokenizer.encode_pairs(pairs)
         out = np.empty((len(ids), *shape_tail), dtype=np.float32)
         lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
-        # NOTE: the same length-sorted batching as Encoder (longest first, stable; a token budget shrinks long
-        # batches); _batches reads nothing from self.
         rows = min(batch_size, self._row_cap or batch_size)  # NOTE: TensorRT's profile maximum
-        batches = Encoder._batches(self, lengths, rows, budget)  # type: ignore[arg-type]
-        bar = None
-        if show_progress_bar:
-            try:
-                from tqdm.auto import tqdm
 
-                bar = tqdm(total=len(ids), desc="Scoring", unit="pair")
-            except ImportError:
-                bar = None
-        for idx in batches:
+        def run(idx: np.ndarray) -> None:
             out[idx] = self._run([ids[i] for i in idx], [types[i] for i in idx], output)
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
+
+        run_batches(lengths, rows, budget, run, show_progress_bar, desc="Scoring", unit="pair")
         return out
 
     def _run(self, ids: list[list[int]], types: list[list[int]], output: str) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ArtifactError, InputError, NativeOpsError, ProviderUnavailableError
-from ..manifest import read_manifest, sha256_file
+from ..errors import ArtifactError, InputError
+from ..manifest import Manifest, read_manifest
 from ..modes import Device, Precision
-from . import native
 from . import providers as prov
-from .tokenize import TextTokenizer
+from .batching import run_batches
+from .session import GraphStatus, load_tokenizer, open_graph, variant_of
+from .tokenize import check_text
 from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
 
 OUTPUT_NAME = "sentence_embedding"
@@ -28,6 +30,7 @@ DEFAULT_MAX_BATCH_TOKENS = 2048
 def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
     """Return (texts, is_single). Raises InputError naming the first bad element."""
     if isinstance(sentences, str):
+        check_text(sentences, "sentences")
         return [sentences], True
     if sentences is None:
         raise InputError("sentences is None; pass a str or a list of str")
@@ -44,6 +47,7 @@ def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
         if not isinstance(s, str):
             kind = "a nested list" if isinstance(s, (list, tuple)) else type(s).__name__
             raise InputError(f"sentences[{i}] is {kind}, expected str (embedrt encodes single texts, not pairs)")
+        check_text(s, f"sentences[{i}]")
     return list(sentences), False
 
 
@@ -93,29 +97,32 @@ class Encoder:
         path: export directory written by ``export-model``.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
         providers: an explicit onnxruntime provider list; overrides ``device``.
-        variant: which graph of the export to load (``"fp32"``, ``"int8"``, ...; see ``manifest["variants"]``).
+        variant: which graph of the export to load (``"fp32"``, ``"int8"``, ...; see ``manifest.variants``).
         intra_op_threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
         truncate_dim: default Matryoshka truncation for every ``encode`` call.
         max_batch_tokens: default token budget per batch (rows x padded length); None means batch_size only.
             The default, 2048, only splits batches of long texts; it bounds the activation memory that
             onnxruntime's arena keeps (peak RSS) without changing the numbers.
-        verify_checksum: check the sha256 of each graph file (and probe) against the manifest when it is
-            loaded; a graph that is not loaded (model.onnx while a native graph serves) is not read.
+        verify_checksum: check the sha256 of each file (graph, probe, tokenizer.json) against the manifest
+            when it is loaded; a graph that is not loaded (model.onnx while a native graph serves) is not
+            read.
         tensorrt: TensorRT options (fp16, engine cache, shape profiles).
         device_id: GPU ordinal for CUDA and TensorRT.
-        fused_pooling: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
+        session_options: replaces the default onnxruntime session options.
+        native: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
             native ``MeanPoolNormalize`` op, or on an AVX-512 CPU ``model.packed.onnx``, which also runs each
             Linear as a native ``PackedMatMul``; int8: ``model.int8.fused.onnx``, which also runs each per-token
             quantization and rescale as one native op, CPU only) when the native library is built and the
             graph agrees with the standard one on the export's probe; otherwise the standard graph. ``True``
-            requires it (raises NativeOpsError), ``False`` never uses it. ``self.fused_pooling`` says which
-            graph runs.
+            requires it (raises NativeOpsError), ``False`` never uses it. ``self.native`` says whether it
+            runs, ``self.graph_status`` which graph runs and why.
+        fused_pooling: deprecated alias of ``native`` (a DeprecationWarning; removed in the next release).
 
     Raises:
         ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
         ProviderUnavailableError: the requested accelerator is not available or not active.
         InputError: an unknown device or variant name.
-        NativeOpsError: ``fused_pooling=True`` but the library or the fused graph is missing, or disagrees.
+        NativeOpsError: ``native=True`` but the library or the native graph is missing, or disagrees.
     """
 
     def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
@@ -123,135 +130,68 @@ class Encoder:
                  max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS, verify_checksum: bool = True,
                  tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
                  session_options: ort.SessionOptions | None = None,
-                 fused_pooling: bool | str = "auto") -> None:
+                 native: bool | str = "auto", fused_pooling: bool | str | None = None) -> None:
+        if fused_pooling is not None:
+            warnings.warn("Encoder(fused_pooling=...) is deprecated and will be removed in the next release; "
+                          "pass native=... (same values)", DeprecationWarning, stacklevel=2)
+            if native != "auto" and native != fused_pooling:
+                raise InputError(f"native={native!r} and fused_pooling={fused_pooling!r} disagree; "
+                                 "pass native only")
+            native = fused_pooling
         self.path = Path(path)
-        self.manifest = m = read_manifest(self.path)
-        if m.get("task", "embedding") != "embedding":
-            raise ArtifactError(f"{self.path} is an export of task {m['task']!r}, not an embedding model: "
+        self.manifest: Manifest = read_manifest(self.path)
+        m = self.manifest
+        if m.task != "embedding":
+            raise ArtifactError(f"{self.path} is an export of task {m.task!r}, not an embedding model: "
                                 "load it with embedrt.CrossEncoder")
-        variants = m["variants"]
-        if not isinstance(variant, str) or variant not in variants:
-            raise InputError(f"unknown variant {variant!r}; this export has: {sorted(variants)}")
+        variant_of(m, variant)
         self.variant = variant
-        entry = variants[variant]
-        model_path = self.path / entry["file"]
-        if not model_path.is_file():
-            raise ArtifactError(f"graph file for variant {variant!r} is missing: {model_path}")
-        # NOTE: the standard graph's sha256 is checked when it is loaded (below, or as the GPU probe's
-        # reference): a native graph that runs has its own checksum, and hashing ~90 MB twice costs cold start
-        self._verify_checksum = verify_checksum
-        tok = m["tokenizer"]
-        self._max_seq_length_limit = int(m["max_seq_length"])
-        self.tokenizer = TextTokenizer(self.path / tok.get("file", "tokenizer.json"), self._max_seq_length_limit,
-                                       int(tok["pad_token_id"]))
-        self.input_names: list[str] = list(m["inputs"])
-        self.prompts: dict[str, str] = dict(m.get("prompts") or {})
-        self.default_prompt_name: str | None = m.get("default_prompt_name")
-        self.similarity_fn_name: str = m.get("similarity_fn_name") or "cosine"
         self.truncate_dim = self._check_truncate_dim(truncate_dim)
         if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool)
                                              or not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
             raise InputError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
-        self._dim = int(m["dim"])
-        self._normalized_output = bool(m["normalize"])
-
-        available = ort.get_available_providers()
-        if providers is not None:
-            missing = [p if isinstance(p, str) else p[0] for p in providers
-                       if (p if isinstance(p, str) else p[0]) not in available]
-            if missing:
-                raise ProviderUnavailableError(f"providers {missing} are not available (available: {available})")
-            self.device = Device.CUDA if any(
-                (p if isinstance(p, str) else p[0]) in (prov.CUDA, prov.TENSORRT) for p in providers) else Device.CPU
-            provider_list = list(providers)
-        else:
-            self.device, provider_list = prov.choose_providers(
-                device, available, max_seq_length=self._max_seq_length_limit, input_names=self.input_names,
-                trt=tensorrt, device_id=device_id, max_batch_tokens=max_batch_tokens,
-                trt_cache=prov.default_tensorrt_cache(prov.graph_key(model_path, entry.get("sha256"))))
+        self._max_seq_length_limit = m.max_seq_length
+        self.tokenizer = load_tokenizer(m, verify_checksum)
+        self.input_names: list[str] = list(m.inputs)
+        self.prompts: dict[str, str] = dict(m.prompts)
+        self.default_prompt_name: str | None = m.default_prompt_name
+        self.similarity_fn_name: str = m.similarity_fn_name
+        if self.similarity_fn_name not in SIMILARITY_FUNCTIONS:
+            raise ArtifactError(f"{self.path}: field 'similarity_fn_name' is {self.similarity_fn_name!r}; "
+                                f"valid choices: {sorted(SIMILARITY_FUNCTIONS)}")
+        self._dim = int(m.dim)
+        self._normalized_output = m.normalize
+        graph = open_graph(self.path, m, variant, outputs={OUTPUT_NAME: self._dim}, device=device,
+                           providers=providers, intra_op_threads=intra_op_threads,
+                           verify_checksum=verify_checksum, tensorrt=tensorrt, device_id=device_id,
+                           session_options=session_options, native=native,
+                           max_batch_tokens=max_batch_tokens)
+        self._session = graph.session
         #: The most rows per graph run (TensorRT's profile maximum); larger batches are split.
-        self._row_cap = prov.row_cap(self.device, tensorrt) if providers is None else None
-        so = session_options or self._default_session_options(intra_op_threads)
-        fused, self.fused_pooling_status = native.resolve(fused_pooling, self.path, entry, verify_checksum,
-                                                          user_options=session_options is not None,
-                                                          tensorrt=self.device is Device.TENSORRT,
-                                                          cpu=self.device is Device.CPU)
-        self._session = None
-        if fused is not None:
-            self._session, self.fused_pooling_status = self._open_fused(
-                fused, session_options or self._default_session_options(intra_op_threads), provider_list,
-                fused_pooling, model_path, intra_op_threads)
-        #: True when the fused-pooling graph (native MeanPoolNormalize op) runs; see fused_pooling_status.
-        self.fused_pooling: bool = self._session is not None
-        if self._session is None:
-            self._check_standard_graph(model_path, entry)
-            try:
-                self._session = prov.create_session(model_path, so, provider_list)
-            except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
-                raise ArtifactError(f"onnxruntime could not load {model_path}: {e}") from e
-        self.active_providers: list[str] = self._session.get_providers()
-        first = provider_list[0] if isinstance(provider_list[0], str) else provider_list[0][0]
-        if providers is not None:
-            if first not in self.active_providers:
-                raise ProviderUnavailableError(f"requested {first} but the session runs on {self.active_providers}")
-        else:
-            prov.check_active(self.device, self.active_providers)
+        self._row_cap = graph.max_rows
+        self.device: Device = graph.device
+        self.active_providers: list[str] = graph.active_providers
+        #: Which graph runs (the native one or the standard one) and why.
+        self.graph_status: GraphStatus = graph.status
+        #: True when the variant's native graph (``ai.embedrt`` ops) runs; see graph_status.
+        self.native: bool = graph.status.native
 
-    def _open_fused(self, fused: native.FusedGraph, so: ort.SessionOptions, provider_list: list[Any],
-                    request: bool | str, model_path: Path, intra_op_threads: int | None):
-        """Session on the fused graph, verified once on the export's probe; (None, reason) to fall back."""
-        try:
-            native.register(so, fused.library)
-            session = prov.create_session(fused.graph, so, provider_list)
-            reference = None
-            if session.get_providers()[0] != prov.CPU:
-                # NOTE: the stored expected values come from the CPU provider; on a GPU, compare with the
-                # standard graph on the same provider, so TF32 or kernel choices do not count as a mismatch.
-                self._check_standard_graph(model_path, self.manifest["variants"][self.variant])
-                reference = prov.create_session(model_path, self._default_session_options(intra_op_threads),
-                                                provider_list)
-            diff = native.probe_difference(session, fused.probe, reference, OUTPUT_NAME)
-            if not diff <= native.PROBE_ATOL:
-                raise NativeOpsError(f"the fused-pooling graph differs from the standard graph on the probe "
-                                     f"by {diff:.3e} > {native.PROBE_ATOL:g}")
-        except NativeOpsError as e:
-            if request is True:
-                raise
-            return None, f"off: {e}"
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises untyped errors
-            if request is True:
-                raise NativeOpsError(f"the fused-pooling graph {fused.graph} failed: {e}") from e
-            return None, f"off: the fused-pooling graph failed: {e}"
-        # NOTE: the kernels the native ops chose on this CPU (native.cpu_kernels: avx512, avx2 or scalar)
-        return session, (f"on: {fused.library.name}, {fused.graph.name}, probe max abs diff {diff:.1e}, "
-                         f"{native.cpu_kernels()['isa']} kernels")
+    @property
+    def fused_pooling(self) -> bool:
+        """Deprecated: ``native``."""
+        warnings.warn("Encoder.fused_pooling is deprecated; use Encoder.native", DeprecationWarning,
+                      stacklevel=2)
+        return self.native
 
-    def _check_standard_graph(self, model_path: Path, entry: dict[str, Any]) -> None:
-        """The variant's standard graph against its manifest sha256 (unless verify_checksum=False).
-
-        Raises:
-            ArtifactError: the file does not match.
-        """
-        if self._verify_checksum and entry.get("sha256"):
-            digest = sha256_file(model_path)
-            if digest != entry["sha256"]:
-                raise ArtifactError(
-                    f"sha256 mismatch for {model_path}: manifest says {entry['sha256']}, file has {digest}; "
-                    "the file is corrupted or was replaced (re-export, or pass verify_checksum=False)"
-                )
+    @property
+    def fused_pooling_status(self) -> str:
+        """Deprecated: ``str(graph_status)``."""
+        warnings.warn("Encoder.fused_pooling_status is deprecated; use Encoder.graph_status",
+                      DeprecationWarning, stacklevel=2)
+        return str(self.graph_status)
 
     # ------------------------------------------------------------------ properties
-    @staticmethod
-    def _default_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads is not None:
-            if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
-                raise InputError(f"intra_op_threads must be a non-negative int, got {intra_op_threads!r}")
-            so.intra_op_num_threads = intra_op_threads
-        return so
-
     @property
     def max_seq_length(self) -> int:
         """Longest input in tokens, special tokens included; longer texts are truncated."""
@@ -278,6 +218,7 @@ class Encoder:
         if prompt is not None:
             if not isinstance(prompt, str):
                 raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
+            check_text(prompt, "prompt")
             return prompt
         if prompt_name is not None:
             if prompt_name not in self.prompts:
@@ -377,20 +318,6 @@ class Encoder:
         return np.array([fn(x, y)[0, 0] for x, y in zip(a2, b2)], dtype=np.float32)
 
     # ------------------------------------------------------------------ internals
-    def _batches(self, lengths: np.ndarray, batch_size: int, budget: int | None) -> list[np.ndarray]:
-        """Length-sorted (longest first, stable) index batches; a token budget shrinks long batches."""
-        order = np.argsort(-lengths, kind="stable")
-        batches = []
-        start = 0
-        n = len(order)
-        while start < n:
-            rows = batch_size
-            if budget is not None:
-                rows = max(1, min(batch_size, budget // max(1, int(lengths[order[start]]))))
-            batches.append(order[start:start + rows])
-            start += rows
-        return batches
-
     def truncate_embeddings(self, embeddings: np.ndarray, truncate_dim: int | None,
                             normalize_embeddings: bool = False) -> np.ndarray:
         """Encode's output rule on rows ``embeddings`` (from ``encode_tokenized``): keep the first
@@ -495,22 +422,13 @@ class Encoder:
             ids, mask = self.tokenizer.pad(rows)
             out[:] = self._run(ids, mask, prompt_feed)
             return out
-        batches = self._batches(tokens.lengths, min(batch_size, self._row_cap or batch_size), budget)
-        bar = None
-        if show_progress_bar:
-            try:
-                from tqdm.auto import tqdm
+        rows_per_run = min(batch_size, self._row_cap or batch_size)
 
-                bar = tqdm(total=len(rows), desc="Encoding", unit="text")
-            except ImportError:
-                bar = None
-        for idx in batches:
+        def run(idx: np.ndarray) -> None:
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             out[idx] = self._run(ids, mask, prompt_feed)
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
+
+        run_batches(tokens.lengths, rows_per_run, budget, run, show_progress_bar, desc="Encoding", unit="text")
         return out
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:

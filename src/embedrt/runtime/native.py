@@ -1,6 +1,6 @@
 """The native ops (``ai.embedrt::MeanPoolNormalize``, and for int8 ``QuantizePerToken`` / ``DequantizeRows``)
 on the runtime side: find the library, register it with onnxruntime, and check once that a variant's native
-graph (its manifest entry ``fused_pooling``) gives the standard graph's numbers.
+graph (its manifest entry ``native``) gives the standard graph's numbers.
 
 Only numpy and onnxruntime: the graph rewrite happened at export time (``model.fused.onnx``), because the
 runtime may not import the onnx package.
@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import InputError, NativeOpsError
-from ..manifest import sha256_file
+from ..manifest import NativeGraph, Variant, sha256_file
 
 LIBRARY_NAME = "libembedrt_ops.so"
 #: Set to a path to use that library instead of the one installed in the package.
@@ -194,49 +194,57 @@ def packed_off() -> str | None:
 
 
 @dataclass
-class FusedGraph:
-    """The fused variant of an export's fp32 graph, as recorded in the manifest, and the library it needs."""
+class NativeChoice:
+    """The native graph a variant would run (its files confined and checked) and the library it needs."""
 
     graph: Path
     probe: Path
     library: Path | None = None
+    entry: NativeGraph | None = None
+
+
+def check_request(request: Any) -> None:
+    """Raises InputError unless ``request`` is ``"auto"``, True or False."""
+    if not (request is True or request is False or request == "auto"):
+        raise InputError(f"unknown native {request!r}; valid choices: 'auto', True, False")
 
 
 def resolve(
     request: Any,
     export_dir: Path,
-    entry: dict[str, Any],
+    variant: Variant,
     verify_checksum: bool,
     user_options: bool = False,
     tensorrt: bool = False,
     cpu: bool = True,
-) -> tuple[FusedGraph | None, str]:
-    """Decide whether an Encoder tries the fused graph: (graph, "pending") or (None, why not).
+) -> tuple[NativeChoice | None, str]:
+    """Decide whether a variant tries its native graph: (choice, "pending") or (None, why not).
 
     Raises:
         InputError: ``request`` is not one of ``"auto"``, True, False.
-        NativeOpsError: ``request`` is True and the library or the fused graph is missing.
+        NativeOpsError: ``request`` is True and the library or the native graph is missing.
     """
-    if not (request is True or request is False or request == "auto"):
-        raise InputError(f"unknown fused_pooling {request!r}; valid choices: 'auto', True, False")
+    check_request(request)
     if request is False:
-        return None, "off: fused_pooling=False"
+        return None, "native=False"
+    if request == "auto" and variant.native is None:
+        return None, f"variant {variant.name!r} has no native graph"
     if request == "auto" and tensorrt:
         # NOTE: TensorRT cannot run the custom op (it would go to CUDA), and checking the probe would build
         # engines for two graphs: minutes. Only on request.
-        return None, "off: not tried under TensorRT in 'auto' mode (pass fused_pooling=True)"
+        return None, "not tried under TensorRT in 'auto' mode (pass native=True)"
     if request == "auto" and user_options:
         # NOTE: registering a library mutates SessionOptions; do not do that to the caller's object unasked.
-        return None, "off: session_options given (pass fused_pooling=True to register the library on them)"
+        return None, "session_options given (pass native=True to register the library on them)"
     try:
         library = library_path()
         if library is None:
             raise _missing_library()
-        fused = fused_entry(export_dir, entry, verify_checksum, library, cpu=cpu)
-        if not cpu and entry["fused_pooling"].get("cpu_only"):
+        choice = native_files(export_dir, variant, verify_checksum, library, cpu=cpu)
+        if not cpu and variant.native is not None and variant.native.cpu_only:
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
-            raise NativeOpsError(f"{fused.graph.name} uses {entry['fused_pooling'].get('op')}, which run on "
+            raise NativeOpsError(f"{choice.graph.name} uses {variant.native.op}, which run on "
                                  "the CPU only; on this device the standard graph runs")
         if not cpu and not has_cuda_kernel(library):
             # NOTE: a CPU-only library registers the op for the CPU provider alone: on a GPU, ORT would run
@@ -246,41 +254,46 @@ def resolve(
     except NativeOpsError as e:
         if request is True:
             raise
-        return None, f"off: {e}"
-    return fused, "pending"
+        return None, str(e)
+    return choice, "pending"
 
 
-def fused_entry(export_dir: Path, entry: dict[str, Any], verify_checksum: bool,
-                library: Path | None = None, cpu: bool = False) -> FusedGraph:
-    """The fused graph of a variant entry, with its files checked: on the CPU, its packed-Linear twin
-    (``fused_pooling.packed``) when the export has one and this machine runs PackedMatMul graphs (packed_off).
+def native_files(export_dir: Path, variant: Variant, verify_checksum: bool,
+                 library: Path | None = None, cpu: bool = False) -> NativeChoice:
+    """The native graph of a variant, with its files checked: on the CPU, its packed-Linear twin
+    (``native.packed``) when the export has one and this machine runs PackedMatMul graphs (packed_off).
 
     Raises:
-        NativeOpsError: the export has no fused graph, a file is missing or corrupted, or the variant's native
-            graph is a packed one only (``packed_only``: no pooling op) and this CPU does not run it.
+        NativeOpsError: the export has no native graph, a file is missing or corrupted, or the variant's
+            native graph is a packed one only (``packed_only``: no pooling op) and this CPU does not run it.
     """
-    fused = entry.get("fused_pooling")
-    if not isinstance(fused, dict) or "file" not in fused:
+    native = variant.native
+    if native is None:
         raise NativeOpsError(
-            f"{export_dir} has no fused-pooling graph for this variant (the export predates it, or its pooling "
-            "has no fused op and no packed graph could be made)"
+            f"{export_dir} has no native graph for variant {variant.name!r} (the export predates it, or its "
+            "pooling has no native op and no packed graph could be made)"
         )
-    if fused.get("packed_only"):
+    if native.packed_only:
         # NOTE: model.onnx with packed Linears (no pooling op) is worth it only where PackedMatMul is fast
         off = packed_off() if cpu else None
         if off:
             raise NativeOpsError(off)
-        graph = fused
+        graph = native
     else:
-        packed = fused.get("packed")
-        graph = packed if cpu and isinstance(packed, dict) and packed_off() is None else fused
-    out = FusedGraph(export_dir / graph["file"], export_dir / fused["probe"], library)
-    for path, digest in ((out.graph, graph.get("sha256")), (out.probe, fused.get("probe_sha256"))):
+        packed = native.packed
+        graph = packed if cpu and packed is not None and packed_off() is None else native
+    out = NativeChoice(export_dir / graph.file, export_dir / graph.probe, library, graph)
+    for path, digest in ((out.graph, graph.sha256), (out.probe, graph.probe_sha256)):
         if not path.is_file():
-            raise NativeOpsError(f"fused-pooling file missing: {path}")
-        if verify_checksum and digest and sha256_file(path) != digest:
+            raise NativeOpsError(f"native graph file missing: {path}")
+        if verify_checksum and sha256_file(path) != digest:
             raise NativeOpsError(f"sha256 mismatch for {path}: the file is corrupted or was replaced")
     return out
+
+
+def kernel_report_of(library: Path | None) -> dict[str, Any]:
+    """Which CPU kernels the native ops take here (``cpu_kernels``), or {} without the library."""
+    return {} if library is None else cpu_kernels()
 
 
 def probe_difference(

@@ -304,3 +304,96 @@ def check_active(device: Device, active: list[str]) -> None:
             f"{active}: onnxruntime could not initialise it (driver, CUDA/cuDNN or TensorRT libraries; "
             f"`python -c 'import onnxruntime as o; o.print_debug_info()'` lists what it found). {gpu_hint()}"
         )
+
+
+# ---------------------------------------------------------------------------------------------- session plans
+@dataclass
+class SessionPlan:
+    """How every session of one model is made: the device, the provider list, the options."""
+
+    device: Device
+    providers: list[Any]
+    #: The caller gave the provider list (checked against the first entry, not against ``device``).
+    explicit: bool
+    #: The caller's own SessionOptions, used as given (None: embedrt's defaults).
+    user_options: Any
+    intra_op_threads: int | None
+    #: The most rows one run may have (TensorRT's profile maximum), None for no cap.
+    max_rows: int | None = None
+
+    def options(self) -> Any:
+        """The caller's options, or a fresh default object (registering a library mutates it)."""
+        return self.user_options if self.user_options is not None else session_options(self.intra_op_threads)
+
+
+def session_options(intra_op_threads: int | None) -> Any:
+    """Full graph optimisation (onnxruntime fuses attention, SkipLayerNorm, Gelu at load), thread count.
+
+    Raises:
+        InputError: a negative or non-int thread count.
+    """
+    import onnxruntime as ort
+
+    check_threads(intra_op_threads)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        so.intra_op_num_threads = intra_op_threads
+    return so
+
+
+def check_threads(intra_op_threads: Any) -> None:
+    """Raises InputError unless ``intra_op_threads`` is None or an int >= 0 (not a bool)."""
+    n = intra_op_threads
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise InputError(f"intra_op_threads must be a non-negative int, got {intra_op_threads!r}")
+
+
+def plan_session(device: Device | str, providers: list[Any] | None, *, intra_op_threads: int | None,
+                 user_options: Any, max_seq_length: int, input_names: list[str],
+                 tensorrt: TensorRTOptions | None, model_path: Path, sha256: str | None,
+                 device_id: int = 0, max_batch_tokens: int | None = None) -> SessionPlan:
+    """The one place that turns the user's device/providers/threads/options into a :class:`SessionPlan`.
+
+    Raises:
+        InputError: an unknown device, a bad thread count, an unwritable TensorRT cache.
+        ProviderUnavailableError: a requested provider or accelerator is not available.
+    """
+    import onnxruntime as ort
+
+    check_threads(intra_op_threads)
+    available = ort.get_available_providers()
+    if providers is not None:
+        names = provider_names(providers)
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise ProviderUnavailableError(f"providers {missing} are not available (available: {available})")
+        chosen = Device.CUDA if any(n in GPU_PROVIDERS for n in names) else Device.CPU
+        return SessionPlan(chosen, list(providers), True, user_options, intra_op_threads)
+    chosen, provider_list = choose_providers(device, available, max_seq_length=max_seq_length,
+                                             input_names=input_names, trt=tensorrt,
+                                             trt_cache=default_tensorrt_cache(graph_key(model_path, sha256)),
+                                             device_id=device_id, max_batch_tokens=max_batch_tokens)
+    return SessionPlan(chosen, provider_list, False, user_options, intra_op_threads,
+                       row_cap(chosen, tensorrt))
+
+
+def open_session(path: Path, plan: SessionPlan, options: Any = None) -> Any:
+    """:func:`create_session` on ``path`` as planned (onnxruntime's own errors pass through)."""
+    return create_session(path, options if options is not None else plan.options(), plan.providers)
+
+
+def check_session(session: Any, plan: SessionPlan) -> list[str]:
+    """The session's active providers, after checking it did not fall back from what was asked.
+
+    Raises:
+        ProviderUnavailableError: the requested provider is not active.
+    """
+    active = session.get_providers()
+    if plan.explicit:
+        first = provider_names(plan.providers)[0]
+        if first not in active:
+            raise ProviderUnavailableError(f"requested {first} but the session runs on {active}")
+    else:
+        check_active(plan.device, active)
+    return active

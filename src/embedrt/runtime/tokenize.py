@@ -7,12 +7,38 @@ wrapper over the same Rust ``tokenizers.Tokenizer`` used here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, InputError
+
+
+def check_text(text: str, where: str) -> None:
+    """Raise InputError when ``text`` is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which a
+    Python str and JSON allow but UTF-8 and the tokenizer do not). Texts are rejected, never repaired.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start:e.end]
+        raise InputError(
+            f"{where} is not valid Unicode: lone surrogate {ascii(bad)} at character {e.start}; "
+            "texts must be valid Unicode (where bytes were decoded with errors='surrogateescape', "
+            "decode them with errors='replace' instead)"
+        ) from None
+
+
+def check_texts(texts: Iterable[Any], where: str) -> None:
+    """check_text on each of ``texts``, naming ``where[i]``."""
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            check_text(t, f"{where}[{i}]")
 
 
 class TextTokenizer:
@@ -35,8 +61,24 @@ class TextTokenizer:
         self._special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
 
     def encode_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text (special tokens added, truncated, unpadded)."""
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=True)]
+        """Token ids of each text (special tokens added, truncated, unpadded).
+
+        Raises:
+            InputError: a text is not valid Unicode.
+        """
+        return [e.ids for e in self.encode_batch(texts)]
+
+    def encode_batch(self, inputs: list[Any]) -> list[Any]:
+        """The tokenizer's encodings; its raw error on invalid Unicode becomes an InputError."""
+        try:
+            return self._tok.encode_batch(inputs, add_special_tokens=True)
+        except TypeError:
+            for i, item in enumerate(inputs):
+                if isinstance(item, str):
+                    check_text(item, f"text {i}")
+                else:
+                    check_texts(item, f"pair {i}")
+            raise
 
     def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Right-pad to the longest row: int64 ``input_ids`` and ``attention_mask`` of shape (B, T)."""
