@@ -246,6 +246,28 @@ def _run_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_cluster(args: argparse.Namespace) -> int:
+    from .runtime import community_detection
+
+    enc = _encoder(args)
+    texts = [t for t in _read_lines(args.corpus) if t.strip()][: args.limit]
+    t0 = time.perf_counter()
+    emb = enc.encode(texts, batch_size=args.batch_size)
+    t1 = time.perf_counter()
+    clusters = community_detection(emb, threshold=args.threshold, min_community_size=args.min_size)
+    t2 = time.perf_counter()
+    for n, members in enumerate(clusters[: args.show]):
+        print(f"cluster {n + 1}: {len(members)} sentences")
+        for i in members[: args.per_cluster]:
+            print(f"\t{texts[i]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"size": len(c), "ids": c} for c in clusters]) + "\n",
+                                   encoding="utf-8")
+    print(f"{len(texts)} sentences, {len(clusters)} clusters: embed {t1 - t0:.1f} s + cluster "
+          f"{t2 - t1:.1f} s ({enc.variant}, {enc.active_providers[0]})", file=sys.stderr)
+    return 0
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import read_sts, sts_spearman
     from .runtime import Encoder
@@ -356,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10, help="neighbours kept per sentence (default 10)")
     p.add_argument("--pairs", type=int, default=5, help="pairs to print (default 5)")
     p.set_defaults(func=_run_mine)
+
+    p = sub.add_parser("cluster", help="community detection: groups of similar sentences in a corpus")
+    _add_encoder_args(p)
+    p.add_argument("--corpus", required=True, help="UTF-8 text file, one sentence per line")
+    p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
+    p.add_argument("--threshold", type=float, default=0.75,
+                   help="cosine similarity of neighbours (default 0.75)")
+    p.add_argument("--min-size", type=int, default=10, help="smallest cluster (default 10)")
+    p.add_argument("--show", type=int, default=10, help="clusters to print (default 10)")
+    p.add_argument("--per-cluster", type=int, default=3, help="sentences printed per cluster (default 3)")
+    p.add_argument("--json", default=None, help="also write every cluster's row ids as JSON")
+    p.set_defaults(func=_run_cluster)
 
     p = sub.add_parser("eval", help="STS Spearman of every variant, optionally beside the original model")
     p.add_argument("export_dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _ort  # noqa: F401 - first: a clear error when no onnxruntime is installed
+from .cluster import community_detection
 from .cross_encoder import CrossEncoder, rerank_hits
 from .encoder import Encoder, TokenizedTexts
 from .providers import TensorRTOptions
@@ -18,6 +19,7 @@ from .util import (
 
 __all__ = [
     "CrossEncoder",
+    "community_detection",
     "Encoder",
     "TensorRTOptions",
     "TokenizedTexts",
