@@ -26,7 +26,8 @@ from .modes import Activation, Device, Pooling, Precision, Task
 
 __version__ = "0.1.0"
 
-_RUNTIME = {"Encoder", "CrossEncoder", "TensorRTOptions", "community_detection",
+_RUNTIME = {"Encoder", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder", "TensorRTOptions",
+            "community_detection",
             "cos_sim", "dot_score", "normalize", "semantic_search",
             "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings", "rerank_hits"}
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import (
         CrossEncoder,
         Encoder,
+        MultiVectorEncoder,
+        SparseEncoder,
         TensorRTOptions,
         community_detection,
         cos_sim,

@@ -20,7 +20,10 @@ TOKENIZER_FILE = "tokenizer.json"
 _REQUIRED = ("format_version", "max_seq_length", "dim", "pooling", "normalize", "tokenizer", "variants", "inputs")
 #: Fields a cross-encoder manifest (``"task": "cross-encoder"``) needs instead of the embedding ones.
 _REQUIRED_BY_TASK = {"cross-encoder": ("format_version", "max_seq_length", "num_labels", "activation", "tokenizer",
-                                       "variants", "inputs", "outputs")}
+                                       "variants", "inputs", "outputs"),
+                     "sparse": ("format_version", "max_seq_length", "dim", "tokenizer", "variants", "inputs"),
+                     "multi-vector": ("format_version", "max_seq_length", "dim", "tokenizer", "variants",
+                                      "inputs")}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

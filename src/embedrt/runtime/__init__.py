@@ -6,7 +6,9 @@ from . import _ort  # noqa: F401 - first: a clear error when no onnxruntime is i
 from .cluster import community_detection
 from .cross_encoder import CrossEncoder, rerank_hits
 from .encoder import Encoder, TokenizedTexts
+from .multivector import MultiVectorEncoder
 from .providers import TensorRTOptions
+from .sparse import SparseEncoder
 from .util import (
     cos_sim,
     dot_score,
@@ -21,6 +23,8 @@ __all__ = [
     "CrossEncoder",
     "community_detection",
     "Encoder",
+    "MultiVectorEncoder",
+    "SparseEncoder",
     "TensorRTOptions",
     "TokenizedTexts",
     "cos_sim",
