@@ -193,3 +193,33 @@ def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", a
     se = SparseEncoder(modules=modules, device="cpu", prompts=prompts, max_active_dims=max_active_dims)
     se.save(str(out_dir))
     return out_dir
+
+
+def build_tiny_multivector(out_dir: Path, arch: str = "bert", dim: int = 16, normalize: bool = True,
+                           skiplist_words: list[str] | None = None, query_length: int | None = None,
+                           document_length: int | None = None, prompts: dict[str, str] | None = None,
+                           max_seq_length: int = 24, seed: int = 0) -> Path:
+    """Save a random ColBERT-style MultiVectorEncoder (Transformer, token-level Dense, Normalize,
+    MultiVectorMask) to ``out_dir`` and return it."""
+    import torch
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+    from transformers import AutoModel
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir.parent / f"{out_dir.name}-hf"
+    tok = build_tokenizer(arch)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(build_config(arch, len(tok), tok.pad_token_id))
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length, query_length=query_length,
+                           document_length=document_length),
+               Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings")]
+    if normalize:
+        modules.append(Normalize(module_input_name="token_embeddings"))
+    modules.append(MultiVectorMask(skiplist_words=skiplist_words))
+    mve = MultiVectorEncoder(modules=modules, device="cpu", prompts=prompts)
+    mve.save(str(out_dir))
+    return out_dir
