@@ -28,7 +28,7 @@ def _task(per_passage: int, n_passages: int):
     pairs = pairs[: per_passage * n_passages]
     passages, queries, gold, sentence_start = [], [], [], []
     for p in range(len(pairs) // per_passage):
-        group = pairs[p * per_passage:(p + 1) * per_passage]
+        group = pairs[p * per_passage : (p + 1) * per_passage]
         text = ""
         for q, s in group:
             queries.append(q)
@@ -68,21 +68,33 @@ def main() -> None:
     passages, queries, gold, starts = _task(args.per_passage, args.passages)
     counts = enc.count_tokens(passages)
     # NOTE: does the question's sentence start inside the first window? Count the tokens before it.
-    prefix_tokens = enc.count_tokens([passages[g][:starts[i]] for i, g in enumerate(gold)]) - 1
+    prefix_tokens = enc.count_tokens([passages[g][: starts[i]] for i, g in enumerate(gold)]) - 1
     inside = prefix_tokens < enc.max_seq_length - 1
     q = enc.encode(queries, batch_size=64)
     width = enc.max_seq_length - 2
-    settings = [("truncate", "truncate", None), ("chunk, stride 3/4 window (default)", "chunk", None),
-                ("chunk, stride 1/2 window", "chunk", width // 2), ("chunk, no overlap", "chunk", width)]
-    print(f"{len(passages)} passages ({int(np.median(counts))} tokens median, {int(counts.min())}-"
-          f"{int(counts.max())}; window {enc.max_seq_length}), {len(queries)} queries, "
-          f"{inside.mean():.0%} of them answered inside the first window; CPU {platform.machine()}")
-    print("| passages embedded as | recall@1 | MRR@10 | recall@1, answer in window 1 | recall@1, answer after it |")
+    settings = [
+        ("truncate", "truncate", None),
+        ("chunk, stride 3/4 window (default)", "chunk", None),
+        ("chunk, stride 1/2 window", "chunk", width // 2),
+        ("chunk, no overlap", "chunk", width),
+    ]
+    print(
+        f"{len(passages)} passages ({int(np.median(counts))} tokens median, {int(counts.min())}-"
+        f"{int(counts.max())}; window {enc.max_seq_length}), {len(queries)} queries, "
+        f"{inside.mean():.0%} of them answered inside the first window; CPU {platform.machine()}"
+    )
+    print(
+        "| passages embedded as | recall@1 | MRR@10 | recall@1, answer in window 1 | "
+        "recall@1, answer after it |"
+    )
     print("|---|---|---|---|---|")
     for name, mode, stride in settings:
         d = enc.encode(passages, batch_size=16, long_text=mode, chunk_stride=stride)
         r1, rr = _scores(q, d, gold)
-        print(f"| {name} | {r1.mean():.3f} | {rr.mean():.3f} | {r1[inside].mean():.3f} | {r1[~inside].mean():.3f} |")
+        print(
+            f"| {name} | {r1.mean():.3f} | {rr.mean():.3f} | {r1[inside].mean():.3f} | "
+            f"{r1[~inside].mean():.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -160,8 +160,8 @@ def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max
     return out_dir
 
 
-MLM_CLASSES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM", "xlm-roberta": "XLMRobertaForMaskedLM",
-               "distilbert": "DistilBertForMaskedLM", "mpnet": "MPNetForMaskedLM"}
+MLM_CLASSES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
+               "xlm-roberta": "XLMRobertaForMaskedLM", "distilbert": "DistilBertForMaskedLM", "mpnet": "MPNetForMaskedLM"}
 
 
 def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", activation: str = "relu",

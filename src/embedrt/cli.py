@@ -45,8 +45,9 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["auto", "embedding", "cross-encoder", "sparse", "multi-vector"],
                    default="auto",
                    help="what the model is (default auto: read from its configs; a *ForSequenceClassification "
-                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder, a SparseEncoder "
-                        "is sparse, a MultiVectorEncoder multi-vector; a bare *ForMaskedLM needs --task sparse)")
+                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder, a "
+                        "SparseEncoder is sparse, a MultiVectorEncoder multi-vector; a bare *ForMaskedLM "
+                        "needs --task sparse)")
     p.add_argument("--cross-encoder", dest="task", action="store_const", const="cross-encoder",
                    help="export a cross-encoder (reranker): pairs -> scores; same as --task cross-encoder")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
@@ -83,9 +84,10 @@ def _run_export(args: argparse.Namespace) -> int:
               "CrossEncoder.predict)")
         return 0
     if manifest.get("task") in ("sparse", "multi-vector"):
-        print(f"exported {manifest['task']} encoder {manifest['source']['model']} to {Path(output).absolute()} in "
-              f"{time.perf_counter() - t0:.1f} s (dim {manifest['dim']}, max_seq_length "
-              f"{manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs sentence-transformers)")
+        print(f"exported {manifest['task']} encoder {manifest['source']['model']} to "
+              f"{Path(output).absolute()} in {time.perf_counter() - t0:.1f} s (dim {manifest['dim']}, "
+              f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
+              "sentence-transformers)")
         return 0
     print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
           f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "

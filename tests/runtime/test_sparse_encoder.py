@@ -16,6 +16,7 @@ TEXTS = probe_texts() + [_words(80), "who wrote the theory of relativity?"]
 @pytest.fixture(scope="session")
 def sparse_factory(tmp_path_factory):
     from sentence_transformers import SparseEncoder as STSparse
+
     from tiny_models import build_tiny_sparse
 
     cache: dict = {}
@@ -26,16 +27,21 @@ def sparse_factory(tmp_path_factory):
             base = tmp_path_factory.mktemp("sparse")
             st_dir = build_tiny_sparse(base / "st", **kwargs)
             export_model(str(st_dir), base / "export")
-            cache[key] = (STSparse(str(st_dir), device="cpu"), SparseEncoder(base / "export", device="cpu"),
-                          base)
+            cache[key] = (
+                STSparse(str(st_dir), device="cpu"),
+                SparseEncoder(base / "export", device="cpu"),
+                base,
+            )
         return cache[key]
 
     return make
 
 
-ARCHS = [dict(arch="bert", prompts={"query": "query: ", "document": "passage: "}),
-         dict(arch="roberta"),
-         dict(arch="distilbert", pooling="sum", activation="log1p_relu")]
+ARCHS = [
+    dict(arch="bert", prompts={"query": "query: ", "document": "passage: "}),
+    dict(arch="roberta"),
+    dict(arch="distilbert", pooling="sum", activation="log1p_relu"),
+]
 
 
 @pytest.fixture(scope="module", params=ARCHS, ids=lambda p: p["arch"])
@@ -152,8 +158,13 @@ def test_typed_errors(pair, sparse_factory):
     for bad in (None, b"bytes", [1], [["a", "b"]], 3):
         with pytest.raises(InputError):
             ours.encode(bad)
-    for kw in (dict(batch_size=0), dict(max_active_dims=0), dict(max_active_dims=2.5), dict(prompt_name="nope"),
-               dict(unknown=1)):
+    for kw in (
+        dict(batch_size=0),
+        dict(max_active_dims=0),
+        dict(max_active_dims=2.5),
+        dict(prompt_name="nope"),
+        dict(unknown=1),
+    ):
         with pytest.raises(InputError):
             ours.encode("x", **kw)
     _, _, base = sparse_factory(**ARCHS[0])
@@ -163,9 +174,9 @@ def test_typed_errors(pair, sparse_factory):
 
 def test_bare_masked_lm_needs_task_sparse(tmp_path):
     from sentence_transformers import SparseEncoder as STSparse
-    from tiny_models import build_tiny_sparse
 
     from embedrt.cli import export_model_main
+    from tiny_models import build_tiny_sparse
 
     hf = build_tiny_sparse(tmp_path / "mlm", arch="bert", save_as="hf")
     assert export_model_main([str(hf), "-o", str(tmp_path / "out"), "--task", "sparse", "-q"]) == 0

@@ -71,19 +71,30 @@ def load_reference(cls_name: str, model_dir: Path):
     return model
 
 
-def run_export(family: Family, model: str, output: str | os.PathLike, *, force: bool = False,
-               atol: float = 1e-5, opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
-               variants: tuple[str, ...] | list[str] = ("fp32",), optimize: bool = False,
-               eval_sts: str | None = None) -> dict[str, Any]:
+def run_export(
+    family: Family,
+    model: str,
+    output: str | os.PathLike,
+    *,
+    force: bool = False,
+    atol: float = 1e-5,
+    opset: int = DEFAULT_OPSET,
+    log: Callable[[str], None] | None = None,
+    variants: tuple[str, ...] | list[str] = ("fp32",),
+    optimize: bool = False,
+    eval_sts: str | None = None,
+) -> dict[str, Any]:
     """Export ``model`` as ``family``: one fp32 graph, verified to ``atol``; nothing is left on failure."""
     output = Path(output).expanduser().absolute()
     extra = [v for v in dict.fromkeys(variants) if v != "fp32"]
     if extra:
-        raise InputError(f"variants {extra} are not available for {family.task} encoders yet; valid choices: "
-                         "['fp32']")
+        raise InputError(
+            f"variants {extra} are not available for {family.task} encoders yet; valid choices: ['fp32']"
+        )
     if optimize or eval_sts:
-        raise InputError(f"--optimize and --eval-sts apply to embedding exports only, not to {family.task} "
-                         "encoders")
+        raise InputError(
+            f"--optimize and --eval-sts apply to embedding exports only, not to {family.task} encoders"
+        )
     _check_target(output, force)
     steps = _Steps(log, total=5)
     with steps.step("resolve", model):
@@ -101,29 +112,45 @@ def run_export(family: Family, model: str, output: str | os.PathLike, *, force: 
             with eager_attention(family.hf_model(ref)), torch.no_grad():
                 input_names = family.trace(ref, fields, tmp / MODEL_FILE, opset)
             manifest = {
-                "format": "embedrt", "format_version": FORMAT_VERSION, "task": family.task,
-                "source": {"model": resolved.model_id, "resolved_from": resolved.source,
-                           "path": str(resolved.path), "weights_sha256": _weights_sha256(resolved.path)},
+                "format": "embedrt",
+                "format_version": FORMAT_VERSION,
+                "task": family.task,
+                "source": {
+                    "model": resolved.model_id,
+                    "resolved_from": resolved.source,
+                    "path": str(resolved.path),
+                    "weights_sha256": _weights_sha256(resolved.path),
+                },
                 **fields,
                 "tokenizer": _save_tokenizer(ref, tmp),
                 "inputs": input_names,
                 "opset": opset,
                 "versions": _versions(),
-                "variants": {"fp32": {"file": MODEL_FILE, "precision": "fp32",
-                                      "sha256": sha256_file(tmp / MODEL_FILE), "batch_invariant": True}},
+                "variants": {
+                    "fp32": {
+                        "file": MODEL_FILE,
+                        "precision": "fp32",
+                        "sha256": sha256_file(tmp / MODEL_FILE),
+                        "batch_invariant": True,
+                    }
+                },
             }
             write_manifest(tmp, manifest)
         with steps.step("verify", f"against {family.reference}.encode, atol={atol:g}"):
             figures = family.verify(tmp, ref)
             manifest["variants"]["fp32"]["verification"] = figures
             if log:
-                log(f"      max abs diff {figures['max_abs_diff']:.2e}, single vs batch "
-                    f"{figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes")
+                log(
+                    f"      max abs diff {figures['max_abs_diff']:.2e}, single vs batch "
+                    f"{figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes"
+                )
             worst = max(figures["max_abs_diff"], figures["single_max_abs_diff"])
             if not worst <= atol:  # NOTE: also catches NaN
                 raise VerificationError(
-                    f"{family.task} graph differs from {family.reference}.encode by max abs {worst:.3e} > atol "
-                    f"{atol:g} (worst text: {figures.get('worst_text')!r}); nothing was written")
+                    f"{family.task} graph differs from {family.reference}.encode by max abs {worst:.3e} > "
+                    "atol "
+                    f"{atol:g} (worst text: {figures.get('worst_text')!r}); nothing was written"
+                )
         with steps.step("write", str(output)):
             manifest["export_timings_s"] = steps.timings
             write_manifest(tmp, manifest)
@@ -134,8 +161,9 @@ def run_export(family: Family, model: str, output: str | os.PathLike, *, force: 
     return manifest
 
 
-def trace_to_onnx(module, tokenizer, path: Path, outputs: list[str], axes: dict[str, dict[int, str]],
-                  opset: int) -> list[str]:
+def trace_to_onnx(
+    module, tokenizer, path: Path, outputs: list[str], axes: dict[str, dict[int, str]], opset: int
+) -> list[str]:
     """Trace ``module(input_ids, attention_mask)`` with dynamic batch and sequence axes."""
     import torch
 
@@ -146,8 +174,17 @@ def trace_to_onnx(module, tokenizer, path: Path, outputs: list[str], axes: dict[
     dyn = {n: {0: "batch", 1: "sequence"} for n in names} | axes
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs, dynamic_axes=dyn,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=dyn,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     return names
 
 

@@ -49,13 +49,16 @@ def _post(mve) -> list:
         tail = tail[:-1]
     bad = [n for n in tail if n not in POST_MODULES]
     if bad:
-        raise UnsupportedModelError(f"modules {bad} are not supported in a multi-vector export; supported after "
-                                    f"the Transformer: {', '.join(POST_MODULES)}, then MultiVectorMask")
-    modules = list(mve._modules.values())[1:1 + len(tail)]
+        raise UnsupportedModelError(
+            f"modules {bad} are not supported in a multi-vector export; supported after "
+            f"the Transformer: {', '.join(POST_MODULES)}, then MultiVectorMask"
+        )
+    modules = list(mve._modules.values())[1 : 1 + len(tail)]
     for m in modules:
         if type(m).__name__ == "Dense" and getattr(m, "module_input_name", TOKENS) != TOKENS:
-            raise UnsupportedModelError("a Dense module that reads sentence_embedding has no place in a "
-                                        "multi-vector model")
+            raise UnsupportedModelError(
+                "a Dense module that reads sentence_embedding has no place in a multi-vector model"
+            )
     return modules
 
 
@@ -67,13 +70,19 @@ def _mask_module(mve):
 def _inspect(mve, model_dir: Path) -> dict[str, Any]:
     t = _transformer(mve)
     if getattr(t, "transformer_task", "feature-extraction") != "feature-extraction":
-        raise UnsupportedModelError(f"the Transformer's task is {t.transformer_task!r}, not feature-extraction")
+        raise UnsupportedModelError(
+            f"the Transformer's task is {t.transformer_task!r}, not feature-extraction"
+        )
     if getattr(t, "query_expansion", None) is not None:
-        raise UnsupportedModelError("query_expansion (ColBERT [MASK] padding of queries) is not supported yet")
+        raise UnsupportedModelError(
+            "query_expansion (ColBERT [MASK] padding of queries) is not supported yet"
+        )
     post = _post(mve)
     mask = _mask_module(mve)
     if mask is not None and getattr(mask, "keep_only_token_ids", None):
-        raise UnsupportedModelError("MultiVectorMask keep_only_token_ids (image-patch documents) is not supported")
+        raise UnsupportedModelError(
+            "MultiVectorMask keep_only_token_ids (image-patch documents) is not supported"
+        )
     skip = getattr(mask, "_skiplist_ids", None) if mask is not None else None
     hf = _hf(mve)
     dim = int(hf.config.hidden_size)
@@ -127,8 +136,14 @@ def build_multivector_graph(mve):
 def _trace(mve, fields: dict[str, Any], path: Path, opset: int) -> list[str]:
     import onnx
 
-    names = trace_to_onnx(build_multivector_graph(mve), mve.tokenizer, path, [TOKENS, MASK],
-                          {TOKENS: {0: "batch", 1: "sequence"}, MASK: {0: "batch", 1: "sequence"}}, opset)
+    names = trace_to_onnx(
+        build_multivector_graph(mve),
+        mve.tokenizer,
+        path,
+        [TOKENS, MASK],
+        {TOKENS: {0: "batch", 1: "sequence"}, MASK: {0: "batch", 1: "sequence"}},
+        opset,
+    )
     model = onnx.load(str(path))
     dims = model.graph.output[0].type.tensor_type.shape.dim
     dims[2].Clear()
@@ -170,15 +185,30 @@ def verify_multivector_export(export_dir: Path, mve, texts: list[str] | None = N
     return result
 
 
-FAMILY = Family(task=Task.MULTI_VECTOR.value, reference="MultiVectorEncoder", load=_load, inspect=_inspect,
-                hf_model=_hf, trace=_trace, verify=verify_multivector_export)
+FAMILY = Family(
+    task=Task.MULTI_VECTOR.value,
+    reference="MultiVectorEncoder",
+    load=_load,
+    inspect=_inspect,
+    hf_model=_hf,
+    trace=_trace,
+    verify=verify_multivector_export,
+)
 
 
-def export_multi_vector_encoder(model: str, output: str | os.PathLike, *, force: bool = False,
-                                atol: float = 1e-5, opset: int = DEFAULT_OPSET,
-                                log: Callable[[str], None] | None = None,
-                                variants: tuple[str, ...] | list[str] = ("fp32",), optimize: bool = False,
-                                eval_sts: str | None = None, **_ignored: Any) -> dict[str, Any]:
+def export_multi_vector_encoder(
+    model: str,
+    output: str | os.PathLike,
+    *,
+    force: bool = False,
+    atol: float = 1e-5,
+    opset: int = DEFAULT_OPSET,
+    log: Callable[[str], None] | None = None,
+    variants: tuple[str, ...] | list[str] = ("fp32",),
+    optimize: bool = False,
+    eval_sts: str | None = None,
+    **_ignored: Any,
+) -> dict[str, Any]:
     """Export a sentence-transformers ``MultiVectorEncoder`` to one verified ONNX graph plus tokenizer and
     manifest.
 
@@ -186,5 +216,15 @@ def export_multi_vector_encoder(model: str, output: str | os.PathLike, *, force:
         InputError, ModelNotFoundError, ModelLoadError, UnsupportedModelError, OutputExistsError, ExportError,
         VerificationError. On any error nothing is left at ``output``.
     """
-    return run_export(FAMILY, model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
-                      optimize=optimize, eval_sts=eval_sts)
+    return run_export(
+        FAMILY,
+        model,
+        output,
+        force=force,
+        atol=atol,
+        opset=opset,
+        log=log,
+        variants=variants,
+        optimize=optimize,
+        eval_sts=eval_sts,
+    )

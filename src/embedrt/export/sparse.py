@@ -33,12 +33,16 @@ def _parts(se):
     names = module_types(se)
     if names != ["Transformer", "SpladePooling"] and names != ["MLMTransformer", "SpladePooling"]:
         raise UnsupportedModelError(
-            f"only SPLADE-style SparseEncoders (a fill-mask Transformer, then SpladePooling) can be exported; "
+            "only SPLADE-style SparseEncoders (a fill-mask Transformer, then SpladePooling) can be "
+            "exported; "
             f"this one has modules {names} (Router, SparseStaticEmbedding and SparseAutoEncoder are not "
-            "supported)")
+            "supported)"
+        )
     transformer, pooling = modules
     if getattr(transformer, "transformer_task", "fill-mask") != "fill-mask":
-        raise UnsupportedModelError(f"the Transformer's task is {transformer.transformer_task!r}, not 'fill-mask'")
+        raise UnsupportedModelError(
+            f"the Transformer's task is {transformer.transformer_task!r}, not 'fill-mask'"
+        )
     return transformer, pooling
 
 
@@ -50,7 +54,9 @@ def _hf(se):
 def _inspect(se, model_dir: Path) -> dict[str, Any]:
     transformer, pooling = _parts(se)
     if pooling.activation_function not in ACTIVATIONS:
-        raise UnsupportedModelError(f"SpladePooling activation {pooling.activation_function!r} is not supported")
+        raise UnsupportedModelError(
+            f"SpladePooling activation {pooling.activation_function!r} is not supported"
+        )
     hf = _hf(se)
     cfg = hf.config
     dim = int(hf.get_output_embeddings().weight.shape[0])
@@ -101,8 +107,9 @@ def build_sparse_graph(se, fields: dict[str, Any]):
 def _trace(se, fields: dict[str, Any], path: Path, opset: int) -> list[str]:
     import onnx
 
-    names = trace_to_onnx(build_sparse_graph(se, fields), se.tokenizer, path, [OUTPUT], {OUTPUT: {0: "batch"}},
-                          opset)
+    names = trace_to_onnx(
+        build_sparse_graph(se, fields), se.tokenizer, path, [OUTPUT], {OUTPUT: {0: "batch"}}, opset
+    )
     model = onnx.load(str(path))
     dims = model.graph.output[0].type.tensor_type.shape.dim
     dims[0].dim_param = "batch"
@@ -147,14 +154,30 @@ def verify_sparse_export(export_dir: Path, se, texts: list[str] | None = None) -
     return result
 
 
-FAMILY = Family(task=Task.SPARSE.value, reference="SparseEncoder", load=_load, inspect=_inspect, hf_model=_hf,
-                trace=_trace, verify=verify_sparse_export)
+FAMILY = Family(
+    task=Task.SPARSE.value,
+    reference="SparseEncoder",
+    load=_load,
+    inspect=_inspect,
+    hf_model=_hf,
+    trace=_trace,
+    verify=verify_sparse_export,
+)
 
 
-def export_sparse_encoder(model: str, output: str | os.PathLike, *, force: bool = False, atol: float = 1e-5,
-                          opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
-                          variants: tuple[str, ...] | list[str] = ("fp32",), optimize: bool = False,
-                          eval_sts: str | None = None, **_ignored: Any) -> dict[str, Any]:
+def export_sparse_encoder(
+    model: str,
+    output: str | os.PathLike,
+    *,
+    force: bool = False,
+    atol: float = 1e-5,
+    opset: int = DEFAULT_OPSET,
+    log: Callable[[str], None] | None = None,
+    variants: tuple[str, ...] | list[str] = ("fp32",),
+    optimize: bool = False,
+    eval_sts: str | None = None,
+    **_ignored: Any,
+) -> dict[str, Any]:
     """Export a sentence-transformers ``SparseEncoder`` (or a bare ``*ForMaskedLM``, which it loads as SPLADE
     with max pooling) to one verified ONNX graph plus tokenizer and manifest.
 
@@ -162,5 +185,15 @@ def export_sparse_encoder(model: str, output: str | os.PathLike, *, force: bool 
         InputError, ModelNotFoundError, ModelLoadError, UnsupportedModelError, OutputExistsError, ExportError,
         VerificationError. On any error nothing is left at ``output``.
     """
-    return run_export(FAMILY, model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
-                      optimize=optimize, eval_sts=eval_sts)
+    return run_export(
+        FAMILY,
+        model,
+        output,
+        force=force,
+        atol=atol,
+        opset=opset,
+        log=log,
+        variants=variants,
+        optimize=optimize,
+        eval_sts=eval_sts,
+    )

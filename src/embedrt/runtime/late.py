@@ -26,35 +26,61 @@ class TokenGraphModel:
     TASK = ""
     CLASS = ""
 
-    def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
-                 variant: str = "fp32", intra_op_threads: int | None = None, *,
-                 max_batch_tokens: int | None = 8192, verify_checksum: bool = True,
-                 tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
-                 session_options: ort.SessionOptions | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: Device | str = "auto",
+        providers: list[Any] | None = None,
+        variant: str = "fp32",
+        intra_op_threads: int | None = None,
+        *,
+        max_batch_tokens: int | None = 8192,
+        verify_checksum: bool = True,
+        tensorrt: prov.TensorRTOptions | None = None,
+        device_id: int = 0,
+        session_options: ort.SessionOptions | None = None,
+    ) -> None:
         self.path = Path(path)
         self.manifest = m = read_manifest(self.path)
         task = m.get("task", "embedding")
         if task != self.TASK:
-            raise ArtifactError(f"{self.path} is an export of task {task!r}, not {self.TASK!r}: load it with "
-                                f"the embedrt class for {task!r} instead of embedrt.{self.CLASS}")
-        graph = open_graph(self.path, m, variant, device=device, providers=providers,
-                           intra_op_threads=intra_op_threads, verify_checksum=verify_checksum, tensorrt=tensorrt,
-                           device_id=device_id, session_options=session_options)
+            raise ArtifactError(
+                f"{self.path} is an export of task {task!r}, not {self.TASK!r}: load it with "
+                f"the embedrt class for {task!r} instead of embedrt.{self.CLASS}"
+            )
+        graph = open_graph(
+            self.path,
+            m,
+            variant,
+            device=device,
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            verify_checksum=verify_checksum,
+            tensorrt=tensorrt,
+            device_id=device_id,
+            session_options=session_options,
+        )
         self._session = graph.session
         self.device: Device = graph.device
         self.active_providers: list[str] = graph.active_providers
         self.variant = variant
         tok = m["tokenizer"]
         self._max_seq_length_limit = int(m["max_seq_length"])
-        self.tokenizer = TextTokenizer(self.path / tok.get("file", "tokenizer.json"), self._max_seq_length_limit,
-                                       int(tok["pad_token_id"]))
+        self.tokenizer = TextTokenizer(
+            self.path / tok.get("file", "tokenizer.json"),
+            self._max_seq_length_limit,
+            int(tok["pad_token_id"]),
+        )
         self.input_names: list[str] = list(m["inputs"])
         self.prompts: dict[str, str] = dict(m.get("prompts") or {})
         self.default_prompt_name: str | None = m.get("default_prompt_name")
         self.similarity_fn_name: str = m.get("similarity_fn_name") or "dot"
         self._dim = int(m["dim"])
-        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool)
-                                             or not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool)
+            or not isinstance(max_batch_tokens, int)
+            or max_batch_tokens <= 0
+        ):
             raise InputError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
 
@@ -65,8 +91,14 @@ class TokenGraphModel:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self._max_seq_length_limit:
-            raise InputError(f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= self._max_seq_length_limit
+        ):
+            raise InputError(
+                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
+            )
         self.tokenizer.set_max_seq_length(value)
 
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
@@ -76,8 +108,9 @@ class TokenGraphModel:
             return prompt
         if prompt_name is not None:
             if prompt_name not in self.prompts:
-                raise InputError(f"prompt_name {prompt_name!r} not found; this model's prompts: "
-                                 f"{sorted(self.prompts)}")
+                raise InputError(
+                    f"prompt_name {prompt_name!r} not found; this model's prompts: {sorted(self.prompts)}"
+                )
             return self.prompts[prompt_name]
         if self.default_prompt_name is not None:
             return self.prompts.get(self.default_prompt_name)
@@ -95,8 +128,9 @@ class TokenGraphModel:
                     return name
         return prompt_name
 
-    def count_tokens(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                     prompt: str | None = None) -> Any:
+    def count_tokens(
+        self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> Any:
         """Tokens of each text before truncation (prompt and special tokens included), as ``Encoder``."""
         texts, single = _validate_texts(sentences)
         p = self._resolve_prompt(prompt, prompt_name)
@@ -109,8 +143,9 @@ class TokenGraphModel:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
 
-    def _batches(self, rows: list[list[int]], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray,
-                                                                                 np.ndarray]]:
+    def _batches(
+        self, rows: list[list[int]], batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(row indices, input_ids, attention_mask) of length-sorted batches, longest first."""
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         order = np.argsort(-lengths, kind="stable")
@@ -119,7 +154,7 @@ class TokenGraphModel:
             n = batch_size
             if self.max_batch_tokens is not None:
                 n = max(1, min(batch_size, self.max_batch_tokens // max(1, int(lengths[order[start]]))))
-            idx = order[start:start + n]
+            idx = order[start : start + n]
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             yield idx, ids, mask
             start += n
@@ -128,5 +163,7 @@ class TokenGraphModel:
         return self._session.run(names, {"input_ids": ids, "attention_mask": mask})
 
     def __repr__(self) -> str:
-        return (f"{self.CLASS}(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
-                f"dim={self._dim}, max_seq_length={self.max_seq_length}, providers={self.active_providers})")
+        return (
+            f"{self.CLASS}(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
+            f"dim={self._dim}, max_seq_length={self.max_seq_length}, providers={self.active_providers})"
+        )

@@ -1,4 +1,5 @@
-"""``MultiVectorEncoder``: a torch-free drop-in for sentence-transformers' ``MultiVectorEncoder`` (ColBERT-style
+"""``MultiVectorEncoder``: a torch-free drop-in for sentence-transformers' ``MultiVectorEncoder`` (ColBERT
+style
 late interaction): one vector per token, scored by MaxSim in numpy."""
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ MASK = "token_mask"
 TASKS = (None, "query", "document")
 
 
-def maxsim(queries: Sequence[np.ndarray], documents: Sequence[np.ndarray],
-           length_normalize: bool = False) -> np.ndarray:
+def maxsim(
+    queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], length_normalize: bool = False
+) -> np.ndarray:
     """MaxSim matrix ``(len(queries), len(documents))``: for each pair, the sum over query tokens of the
     best dot product with any document token (divided by the query's tokens when ``length_normalize``).
 
@@ -83,15 +85,25 @@ class MultiVectorEncoder(TokenGraphModel):
         # NOTE: as sentence-transformers, the task's length replaces max_seq_length for that task
         if length not in self._task_tokenizers:
             tok = self.manifest["tokenizer"]
-            self._task_tokenizers[length] = TextTokenizer(self.path / tok.get("file", "tokenizer.json"), length,
-                                                          int(tok["pad_token_id"]))
+            self._task_tokenizers[length] = TextTokenizer(
+                self.path / tok.get("file", "tokenizer.json"), length, int(tok["pad_token_id"])
+            )
         return self._task_tokenizers[length]
 
-    def encode(self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
-               batch_size: int = 32, show_progress_bar: bool | None = None,
-               output_value: str | None = "token_embeddings", convert_to_numpy: bool = True,
-               device: str | None = None, normalize_embeddings: bool = False, task: str | None = None,
-               **kwargs: Any) -> Any:
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "token_embeddings",
+        convert_to_numpy: bool = True,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        task: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Per-token embeddings; the arguments and numbers of ``MultiVectorEncoder.encode``.
 
         Args:
@@ -113,7 +125,9 @@ class MultiVectorEncoder(TokenGraphModel):
         if kwargs:
             raise InputError(f"MultiVectorEncoder.encode() got unexpected keyword arguments {sorted(kwargs)}")
         if output_value != "token_embeddings":
-            raise InputError(f"output_value {output_value!r} is not supported; valid choices: 'token_embeddings'")
+            raise InputError(
+                f"output_value {output_value!r} is not supported; valid choices: 'token_embeddings'"
+            )
         if task not in TASKS:
             raise InputError(f"task must be one of {list(TASKS)}, got {task!r}")
         texts, single = _validate_texts(sentences)
@@ -135,20 +149,40 @@ class MultiVectorEncoder(TokenGraphModel):
                 out[i] = normalize(v).astype(np.float32) if normalize_embeddings else np.ascontiguousarray(v)
         return out[0] if single else out
 
-    def encode_query(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                     prompt: str | None = None, **kwargs: Any) -> Any:
+    def encode_query(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """``encode(task="query")`` with the ``"query"`` prompt when the model has one."""
-        return self.encode(sentences, prompt_name=self._query_prompt_name(prompt, prompt_name), prompt=prompt,
-                           task="query", **kwargs)
+        return self.encode(
+            sentences,
+            prompt_name=self._query_prompt_name(prompt, prompt_name),
+            prompt=prompt,
+            task="query",
+            **kwargs,
+        )
 
-    def encode_document(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                        prompt: str | None = None, **kwargs: Any) -> Any:
-        """``encode(task="document")`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts."""
-        return self.encode(sentences, prompt_name=self._document_prompt_name(prompt, prompt_name), prompt=prompt,
-                           task="document", **kwargs)
+    def encode_document(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode(task="document")`` with the first ``"document"``/``"passage"``/``"corpus"`` prompt."""
+        return self.encode(
+            sentences,
+            prompt_name=self._document_prompt_name(prompt, prompt_name),
+            prompt=prompt,
+            task="document",
+            **kwargs,
+        )
 
     def similarity(self, queries: Any, documents: Any, length_normalize: bool | None = None) -> np.ndarray:
-        """MaxSim (or MeanMaxSim for ``similarity_fn_name == "meanmaxsim"``) between every query and document."""
+        """MaxSim (MeanMaxSim for ``similarity_fn_name == "meanmaxsim"``) of every query and document."""
         if isinstance(queries, np.ndarray) and queries.ndim == 2:
             queries = [queries]
         if isinstance(documents, np.ndarray) and documents.ndim == 2:

@@ -22,7 +22,8 @@ OUTPUT = "sparse_embedding"
 class SparseRows:
     """Rows of sparse vectors in CSR layout, for when scipy is not installed.
 
-    Row ``i`` has the values ``data[indptr[i]:indptr[i+1]]`` at the columns ``indices[indptr[i]:indptr[i+1]]``.
+    Row ``i`` has the values ``data[indptr[i]:indptr[i+1]]`` at the columns
+    ``indices[indptr[i]:indptr[i+1]]``.
     """
 
     data: np.ndarray
@@ -89,8 +90,9 @@ class SparseEncoder(TokenGraphModel):
 
     def __init__(self, *args: Any, max_active_dims: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_active_dims = self._check_k(max_active_dims if max_active_dims is not None
-                                             else self.manifest.get("max_active_dims"))
+        self.max_active_dims = self._check_k(
+            max_active_dims if max_active_dims is not None else self.manifest.get("max_active_dims")
+        )
         self._vocab: list[str] | None = None
 
     @staticmethod
@@ -103,10 +105,20 @@ class SparseEncoder(TokenGraphModel):
         """The vocabulary size: the width of every sparse vector."""
         return self._dim
 
-    def encode(self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
-               batch_size: int = 32, show_progress_bar: bool | None = None, convert_to_tensor: bool = True,
-               convert_to_sparse_tensor: bool = True, save_to_cpu: bool = False, device: str | None = None,
-               max_active_dims: int | None = None, **kwargs: Any) -> Any:
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = True,
+        convert_to_sparse_tensor: bool = True,
+        save_to_cpu: bool = False,
+        device: str | None = None,
+        max_active_dims: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Sparse embeddings; the arguments and numbers of ``SparseEncoder.encode``.
 
         Args:
@@ -140,7 +152,9 @@ class SparseEncoder(TokenGraphModel):
         rows = self.tokenizer.encode_ids([p + t for t in texts] if p else texts)
         # NOTE: each batch is sparsified as it comes out of the graph, so at most one batch x vocab dense
         # block exists at a time (the tokens x vocab logits stay inside the graph).
-        per_row: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(rows)
+        per_row: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        ] * len(rows)
         dense_out = np.zeros((len(rows), self._dim), np.float32) if not convert_to_sparse_tensor else None
         for idx, ids, mask in self._batches(rows, batch_size):
             block = select_top_k(self._run([OUTPUT], ids, mask)[0], k)
@@ -151,7 +165,7 @@ class SparseEncoder(TokenGraphModel):
             vals = block[r, c]
             bounds = np.searchsorted(r, np.arange(len(idx) + 1))
             for j, i in enumerate(idx):
-                per_row[i] = (c[bounds[j]:bounds[j + 1]].astype(np.int32), vals[bounds[j]:bounds[j + 1]])
+                per_row[i] = (c[bounds[j] : bounds[j + 1]].astype(np.int32), vals[bounds[j] : bounds[j + 1]])
         if dense_out is not None:
             if single:
                 return dense_out[0]
@@ -165,17 +179,29 @@ class SparseEncoder(TokenGraphModel):
             return out
         return [_csr(v.astype(np.float32), c, np.array([0, len(c)]), (1, self._dim)) for c, v in per_row]
 
-    def encode_query(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                     prompt: str | None = None, **kwargs: Any) -> Any:
+    def encode_query(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """``encode`` with the ``"query"`` prompt when the model has one (as sentence-transformers)."""
-        return self.encode(sentences, prompt_name=self._query_prompt_name(prompt, prompt_name), prompt=prompt,
-                           **kwargs)
+        return self.encode(
+            sentences, prompt_name=self._query_prompt_name(prompt, prompt_name), prompt=prompt, **kwargs
+        )
 
-    def encode_document(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                        prompt: str | None = None, **kwargs: Any) -> Any:
-        """``encode`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts the model has."""
-        return self.encode(sentences, prompt_name=self._document_prompt_name(prompt, prompt_name), prompt=prompt,
-                           **kwargs)
+    def encode_document(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode`` with the first ``"document"``/``"passage"``/``"corpus"`` prompt the model has."""
+        return self.encode(
+            sentences, prompt_name=self._document_prompt_name(prompt, prompt_name), prompt=prompt, **kwargs
+        )
 
     def similarity(self, a: Any, b: Any) -> np.ndarray:
         """Similarity matrix with the model's ``similarity_fn_name`` (dot by default), sparse-aware."""
@@ -185,7 +211,9 @@ class SparseEncoder(TokenGraphModel):
                 na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1))).ravel()
                 nb = np.sqrt(np.asarray(b.multiply(b).sum(axis=1))).ravel()
                 prod = (a @ b.T).toarray()
-                return (prod / np.maximum(na[:, None], 1e-12) / np.maximum(nb[None, :], 1e-12)).astype(np.float32)
+                return (prod / np.maximum(na[:, None], 1e-12) / np.maximum(nb[None, :], 1e-12)).astype(
+                    np.float32
+                )
             return np.asarray((a @ b.T).toarray(), dtype=np.float32)
         da, db = _dense(a), _dense(b)
         if self.similarity_fn_name == "cosine":
