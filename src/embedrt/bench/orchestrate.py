@@ -249,6 +249,10 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
+    if manifest.get("task") == "sparse":  # NOTE: texts/s against sentence-transformers' SparseEncoder
+        from .sparse import run_sparse_bench
+
+        return run_sparse_bench(cfg, export_dir, manifest, workdir, quiet)
     spec = spec_for(manifest.get("task"))
     variants = cfg.variants or list(manifest["variants"])
     unknown = [v for v in variants if v not in manifest["variants"]]
@@ -562,6 +566,10 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
 def to_markdown(report: dict[str, Any]) -> str:
     """The table of docs/performance.md: one row per runner, ratios against every peer measured in the same
     run, then the batch-size sweep, the graph each embedrt runner ran, and the skipped peers."""
+    if report.get("config", {}).get("task") == "sparse":
+        from .sparse import to_markdown as sparse_markdown
+
+        return sparse_markdown(report)
     spec = spec_for(report.get("config", {}).get("task"))
     cfg = report["config"]
     s = report["summary"]
