@@ -57,3 +57,22 @@ def test_same_clusters_on_2000_corpus_sentences(minilm_export, shared_data):
         ref = _st(emb, threshold=threshold, min_community_size=min_size)
         assert ours == ref, (threshold, min_size)
     assert ours and sum(map(len, ours)) > 100
+
+
+def test_cluster_cli(tiny_bert, tmp_path, capsys):
+    import json
+
+    from embedrt.cli import main
+
+    _, export_dir = tiny_bert
+    corpus = tmp_path / "corpus.txt"
+    lines = ["hello world"] * 4 + ["the model reads every token"] * 3 + ["", "pizza"]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "clusters.json"
+    assert main(["cluster", str(export_dir), "--corpus", str(corpus), "--min-size", "3", "--threshold",
+                 "0.99", "--json", str(out)]) == 0
+    clusters = json.loads(out.read_text())
+    assert [c["size"] for c in clusters] == [4, 3]
+    assert sorted(clusters[0]["ids"]) == [0, 1, 2, 3] and sorted(clusters[1]["ids"]) == [4, 5, 6]
+    assert "cluster 1: 4 sentences" in capsys.readouterr().out
+    assert main(["cluster", str(export_dir), "--corpus", str(tmp_path / "missing.txt")]) == 2
