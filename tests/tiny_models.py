@@ -161,7 +161,8 @@ def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max
 
 
 MLM_CLASSES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
-               "xlm-roberta": "XLMRobertaForMaskedLM", "distilbert": "DistilBertForMaskedLM", "mpnet": "MPNetForMaskedLM"}
+               "xlm-roberta": "XLMRobertaForMaskedLM", "distilbert": "DistilBertForMaskedLM",
+               "mpnet": "MPNetForMaskedLM"}
 
 
 def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", activation: str = "relu",
