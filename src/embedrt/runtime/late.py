@@ -59,6 +59,7 @@ class TokenGraphModel:
             tensorrt=tensorrt,
             device_id=device_id,
             session_options=session_options,
+            max_batch_tokens=max_batch_tokens,
         )
         self._session = graph.session
         self.device: Device = graph.device
