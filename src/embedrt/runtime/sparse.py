@@ -78,19 +78,12 @@ def nonzero_entries(block: np.ndarray, k: int | None) -> tuple[np.ndarray, np.nd
     """(rows, columns, values) of the non-zero entries of a pooled ``(batch, vocab)`` block, row-major, after
     keeping the ``k`` largest of each row (all of them when ``k`` is None).
 
-    NOTE: SPLADE values are >= 0 (ReLU, then log1p), so the largest magnitudes are the largest values; the
-    ``k`` winners are gathered directly instead of zeroing the ``vocab - k`` others (see
-    benchmarks/sparse_topk.py).
+    NOTE: zeroing all but ``k`` per row, then np.nonzero, measured 1.5% of the graph run on a MiniLM-sized
+    SPLADE batch; gathering the ``k`` winners with argpartition measured 8.3% (benchmarks/sparse_topk.py).
     """
-    if k is None or k >= block.shape[1]:
-        r, c = np.nonzero(block)
-        return r, c, block[r, c]
-    cols = np.argpartition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k :]
-    cols.sort(axis=1)
-    vals = np.take_along_axis(block, cols, axis=1)
-    keep = vals != 0
-    rows = np.broadcast_to(np.arange(block.shape[0])[:, None], cols.shape)
-    return rows[keep], cols[keep], vals[keep]
+    block = select_top_k(block, k)
+    r, c = np.nonzero(block)
+    return r, c, block[r, c]
 
 
 class SparseEncoder(TokenGraphModel):
