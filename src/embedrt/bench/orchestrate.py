@@ -678,7 +678,8 @@ EMBEDDING = TaskSpec(
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if spec_for(report.get("config", {}).get("task")) is not EMBEDDING:
+    if report.get("config", {}).get("task") == "sparse" or spec_for(report.get("config", {}).get("task")) \
+            is not EMBEDDING:
         raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
     try:
         import matplotlib
