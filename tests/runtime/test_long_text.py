@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from embedrt import Encoder, InputError
-from embedrt.export.verify import _words, probe_texts
+from embedrt.export.verify import probe_texts, words
 
 SHORT = ["hello world", "", "a man is playing a guitar", "the model reads every token once"]
-LONG = [_words(60), _words(200), _words(9), "café " * 90]  # _words(9): 25 tokens, one too many
+LONG = [words(60), words(200), words(9), "café " * 90]  # words(9): 25 tokens, one too many
 
 
 def _st_forward(st, rows: list[list[int]]) -> np.ndarray:
@@ -141,6 +141,6 @@ def test_chunk_bad_arguments(pair):
         with pytest.raises(InputError, match="chunk_stride"):
             enc.encode(LONG[1], long_text="chunk", chunk_stride=bad)
     with pytest.raises(InputError, match="no room"):
-        enc.encode(LONG[1], long_text="chunk", prompt=_words(40))
+        enc.encode(LONG[1], long_text="chunk", prompt=words(40))
     with pytest.raises(InputError):
         enc.count_tokens([1, 2])

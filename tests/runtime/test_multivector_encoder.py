@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from embedrt import ArtifactError, InputError, MultiVectorEncoder, SparseEncoder, export_model
-from embedrt.export.verify import _words, probe_texts
+from embedrt.export.verify import probe_texts, words
 
-TEXTS = probe_texts() + [_words(80), "who wrote the theory of relativity?"]
+TEXTS = probe_texts() + [words(80), "who wrote the theory of relativity?"]
 ARCHS = [
     dict(
         arch="bert",
@@ -58,8 +58,8 @@ def test_lengths_prefixes_and_skiplist(trio):
     st, ours, _ = trio
     if not st.prompts.get("query"):
         pytest.skip("the model without prompts")
-    q = ours.encode_query(_words(80))
-    d = ours.encode_document(_words(80))
+    q = ours.encode_query(words(80))
+    d = ours.encode_document(words(80))
     assert len(q) <= 12 < len(d) <= 20  # query_length / document_length, not max_seq_length
     plain = ours.encode("a, b. c!")
     doc = ours.encode_document("a, b. c!", prompt="")
@@ -70,12 +70,12 @@ def test_lengths_prefixes_and_skiplist(trio):
 
 def test_single_empty_and_beyond_window(trio):
     st, ours, _ = trio
-    for text in ("", "hello", _words(300)):
+    for text in ("", "hello", words(300)):
         one = ours.encode(text)
         ref = st.encode(text, convert_to_numpy=True)
         assert one.ndim == 2 and one.shape == ref.shape
         assert np.abs(one - ref).max() <= 1e-5
-    assert len(ours.encode(_words(300))) <= ours.max_seq_length
+    assert len(ours.encode(words(300))) <= ours.max_seq_length
 
 
 def test_batch_invariance(trio):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from embedrt import ArtifactError, Encoder, InputError, SparseEncoder, export_model
-from embedrt.export.verify import _words, probe_texts
+from embedrt.export.verify import probe_texts, words
 
-TEXTS = probe_texts() + [_words(80), "who wrote the theory of relativity?"]
+TEXTS = probe_texts() + [words(80), "who wrote the theory of relativity?"]
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +71,12 @@ def test_encode_matches_on_every_dimension(pair):
 
 def test_single_text_empty_string_and_beyond_the_window(pair):
     st, ours = pair
-    for text in ("", "hello world", _words(300)):
+    for text in ("", "hello world", words(300)):
         ref = dense_ref(st, text)
         one = ours.encode(text, convert_to_sparse_tensor=False)
         assert one.shape == ref.shape and np.abs(one - ref).max() <= 1e-5
         assert ours.encode(text).shape == (1, ref.shape[0])
-    assert ours.count_tokens(_words(300)) > ours.max_seq_length
+    assert ours.count_tokens(words(300)) > ours.max_seq_length
 
 
 def test_batch_invariance(pair):
