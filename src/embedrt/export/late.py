@@ -18,17 +18,15 @@ from typing import Any
 from ..errors import InputError, ModelLoadError, VerificationError
 from ..manifest import FORMAT_VERSION, sha256_file, write_manifest
 from .graph import DEFAULT_OPSET
-from .pipeline import (
-    MODEL_FILE,
-    _check_target,
-    _move_into_place,
-    _save_tokenizer,
-    _Steps,
-    _versions,
-    _weights_sha256,
-    eager_attention,
-)
+from .pipeline import MODEL_FILE
 from .resolve import resolve_model
+from .staging import Steps as _Steps
+from .staging import check_target as _check_target
+from .staging import eager_attention
+from .staging import move_into_place as _move_into_place
+from .staging import save_tokenizer as _save_tokenizer
+from .staging import versions as _versions
+from .staging import weights_sha256 as _weights_sha256
 
 
 @dataclass
