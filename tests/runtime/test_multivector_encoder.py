@@ -117,3 +117,63 @@ def test_typed_errors(trio):
             ours.encode("x", **kw)
     with pytest.raises(ArtifactError, match="multi-vector"):
         SparseEncoder(base / "export")
+
+
+def _copy_with(export_dir, tmp_path, change):
+    import json
+    import shutil
+
+    target = tmp_path / "edited"
+    shutil.copytree(export_dir, target)
+    path = target / "embedrt.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+    return target
+
+
+def test_multivector_manifest_is_typed(trio):
+    from embedrt.manifest import MULTI_VECTOR, read_manifest
+
+    st, ours, base = trio
+    m = read_manifest(base / "export")
+    assert m.task == MULTI_VECTOR and m.tokenizer.sha256 and m.position_limit is not None
+    info = m.multi_vector
+    assert info.query_length == ours.query_length and info.document_length == ours.document_length
+    assert set(info.post_modules) <= {"Dense", "Normalize"}
+    assert m.outputs["token_embeddings"] == ("batch", "sequence", m.dim)
+    assert m.outputs["token_mask"] == ("batch", "sequence")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda m: m.__setitem__("query_length", 0), r"field 'query_length' must be an int >= 1"),
+        (lambda m: m.__setitem__("document_length", 10**6), r"field 'document_length' is 1000000, more than"),
+        (lambda m: m.__setitem__("skiplist_ids", [1, -2]), r"field 'skiplist_ids' must be a list of ints"),
+        (lambda m: m.__setitem__("skiplist_tasks", ["passage"]), r"field 'skiplist_tasks' has \['passage'\]"),
+        (lambda m: m.__setitem__("post_modules", ["Pooling"]), r"field 'post_modules' has \['Pooling'\]"),
+        (lambda m: m["outputs"].pop("token_mask"), r"field 'outputs.token_mask' is missing"),
+        (lambda m: m["outputs"].__setitem__("token_embeddings", ["batch", 4]),
+         r"field 'outputs.token_embeddings' must have shape"),
+        (lambda m: m.__setitem__("similarity_fn_name", "cosine"),
+         r"field 'similarity_fn_name' must be one of"),
+        (lambda m: m["tokenizer"].__setitem__("file", "/etc/passwd"),
+         r"field 'tokenizer.file' is an absolute"),
+    ],
+)
+def test_bad_multivector_manifest_fields_are_named(trio, tmp_path, change, match):
+    _, _, base = trio
+    with pytest.raises(ArtifactError, match=match):
+        MultiVectorEncoder(_copy_with(base / "export", tmp_path, change), device="cpu")
+
+
+def test_graph_is_checked_against_the_declared_dim(trio, tmp_path):
+    _, ours, base = trio
+
+    def change(m):
+        m["dim"] = ours.get_sentence_embedding_dimension() + 1
+        m["outputs"]["token_embeddings"][2] = m["dim"]
+
+    with pytest.raises(ArtifactError, match="outputs.token_embeddings"):
+        MultiVectorEncoder(_copy_with(base / "export", tmp_path, change), device="cpu")

@@ -189,3 +189,62 @@ def test_embedding_encoders_refuse_a_sparse_export_and_vice_versa(tiny_bert):
     _, export_dir = tiny_bert
     with pytest.raises(ArtifactError, match="embedding"):
         SparseEncoder(export_dir)
+
+
+def _copy_with(export_dir, tmp_path, change):
+    """A copy of the export with its manifest edited by ``change(dict)``."""
+    import shutil
+
+    target = tmp_path / "edited"
+    shutil.copytree(export_dir, target)
+    path = target / "embedrt.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+    return target
+
+
+def test_sparse_manifest_is_typed_with_checksums(sparse_factory):
+    from embedrt.manifest import FORMAT_VERSION, SPARSE, read_manifest
+
+    _, ours, base = sparse_factory(**ARCHS[0])
+    m = read_manifest(base / "export")
+    assert m.task == SPARSE and m.format_version == FORMAT_VERSION
+    assert m.sparse.pooling == "max" and m.sparse.activation == "relu" and m.sparse.max_active_dims is None
+    assert m.tokenizer.sha256 and m.variants["fp32"].sha256
+    assert m.position_limit is not None and m.max_seq_length <= m.position_limit
+    assert m.outputs == {"sparse_embedding": ("batch", m.dim)} and m.output == "sparse_embedding"
+    assert ours.similarity_fn_name == m.similarity_fn_name == "dot"
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda m: m.__setitem__("pooling", "mean"), r"field 'pooling' must be one of \['max', 'sum'\]"),
+        (lambda m: m.__setitem__("activation", "gelu"), r"field 'activation' must be one of"),
+        (lambda m: m.__setitem__("max_active_dims", 0), r"field 'max_active_dims' must be an int >= 1"),
+        (lambda m: m.__setitem__("dim", "big"), r"field 'dim' must be an int >= 1"),
+        (lambda m: m.pop("outputs"), r"field 'outputs' is missing"),
+        (lambda m: m["outputs"].__setitem__("sparse_embedding", ["batch", 3]),
+         r"field 'outputs.sparse_embedding' must have shape"),
+        (lambda m: m.__setitem__("output", "logits"), r"field 'output' must be 'sparse_embedding'"),
+        (lambda m: m.__setitem__("similarity_fn_name", "maxsim"),
+         r"field 'similarity_fn_name' must be one of"),
+        (lambda m: m["tokenizer"].pop("sha256"), r"field 'tokenizer.sha256' is missing"),
+        (lambda m: m["variants"]["fp32"].__setitem__("file", "../model.onnx"),
+         r"field 'variants.fp32.file' contains '..'"),
+        (lambda m: m.__setitem__("max_seq_length", 10**6), r"field 'max_seq_length' is 1000000, more than"),
+    ],
+)
+def test_bad_sparse_manifest_fields_are_named(sparse_factory, tmp_path, change, match):
+    _, _, base = sparse_factory(**ARCHS[0])
+    with pytest.raises(ArtifactError, match=match):
+        SparseEncoder(_copy_with(base / "export", tmp_path, change), device="cpu")
+
+
+def test_sparse_tampered_tokenizer_is_refused(sparse_factory, tmp_path):
+    _, _, base = sparse_factory(**ARCHS[0])
+    target = _copy_with(base / "export", tmp_path, lambda m: None)
+    (target / "tokenizer.json").write_text((target / "tokenizer.json").read_text() + " ")
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        SparseEncoder(target, device="cpu")
