@@ -158,3 +158,69 @@ def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max
     ce = CrossEncoder(str(hf_dir), device="cpu", max_length=max_length, activation_fn=activation_fn)
     ce.save(str(out_dir))
     return out_dir
+
+
+MLM_CLASSES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
+               "xlm-roberta": "XLMRobertaForMaskedLM", "distilbert": "DistilBertForMaskedLM",
+               "mpnet": "MPNetForMaskedLM"}
+
+
+def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", activation: str = "relu",
+                      max_seq_length: int = 24, prompts: dict[str, str] | None = None,
+                      max_active_dims: int | None = None, seed: int = 0, save_as: str = "st") -> Path:
+    """Save a random SPLADE model (``*ForMaskedLM`` + SpladePooling) to ``out_dir`` and return it.
+
+    ``save_as="hf"`` leaves the bare ``*ForMaskedLM`` checkpoint (what ``export-model --task sparse`` takes).
+    """
+    import torch
+    import transformers as tf
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir if save_as == "hf" else out_dir.parent / f"{out_dir.name}-hf"
+    tok = build_tokenizer(arch)
+    torch.manual_seed(seed)
+    model = getattr(tf, MLM_CLASSES[arch])(build_config(arch, len(tok), tok.pad_token_id))
+    model.eval()
+    tok.model_max_length = max_seq_length
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    if save_as == "hf":
+        return out_dir
+    modules = [Transformer(str(hf_dir), transformer_task="fill-mask", max_seq_length=max_seq_length),
+               SpladePooling(pooling_strategy=pooling, activation_function=activation)]
+    se = SparseEncoder(modules=modules, device="cpu", prompts=prompts, max_active_dims=max_active_dims)
+    se.save(str(out_dir))
+    return out_dir
+
+
+def build_tiny_multivector(out_dir: Path, arch: str = "bert", dim: int = 16, normalize: bool = True,
+                           skiplist_words: list[str] | None = None, query_length: int | None = None,
+                           document_length: int | None = None, prompts: dict[str, str] | None = None,
+                           max_seq_length: int = 24, seed: int = 0) -> Path:
+    """Save a random ColBERT-style MultiVectorEncoder (Transformer, token-level Dense, Normalize,
+    MultiVectorMask) to ``out_dir`` and return it."""
+    import torch
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+    from transformers import AutoModel
+
+    out_dir = Path(out_dir)
+    hf_dir = out_dir.parent / f"{out_dir.name}-hf"
+    tok = build_tokenizer(arch)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(build_config(arch, len(tok), tok.pad_token_id))
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length, query_length=query_length,
+                           document_length=document_length),
+               Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings")]
+    if normalize:
+        modules.append(Normalize(module_input_name="token_embeddings"))
+    modules.append(MultiVectorMask(skiplist_words=skiplist_words))
+    mve = MultiVectorEncoder(modules=modules, device="cpu", prompts=prompts)
+    mve.save(str(out_dir))
+    return out_dir

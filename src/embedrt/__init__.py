@@ -26,7 +26,9 @@ from .modes import Activation, Device, Pooling, Precision, Task
 
 __version__ = "0.1.0"
 
-_RUNTIME = {"Encoder", "CrossEncoder", "TensorRTOptions", "cos_sim", "dot_score", "normalize", "semantic_search",
+_RUNTIME = {"Encoder", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder", "TensorRTOptions",
+            "community_detection",
+            "cos_sim", "dot_score", "normalize", "semantic_search",
             "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings", "rerank_hits"}
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import (
         CrossEncoder,
         Encoder,
+        MultiVectorEncoder,
+        SparseEncoder,
         TensorRTOptions,
+        community_detection,
         cos_sim,
         dot_score,
         normalize,

@@ -45,9 +45,12 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimize", action="store_true",
                    help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
                         "verification still holds (default off: no gain measured, and the graph stays portable)")
-    p.add_argument("--task", choices=["auto", "embedding", "cross-encoder"], default="auto",
+    p.add_argument("--task", choices=["auto", "embedding", "cross-encoder", "sparse", "multi-vector"],
+                   default="auto",
                    help="what the model is (default auto: read from its configs; a *ForSequenceClassification "
-                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder)")
+                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder, a "
+                        "SparseEncoder is sparse, a MultiVectorEncoder multi-vector; a bare *ForMaskedLM "
+                        "needs --task sparse)")
     p.add_argument("--cross-encoder", dest="task", action="store_const", const="cross-encoder",
                    help="export a cross-encoder (reranker): pairs -> scores; same as --task cross-encoder")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
@@ -82,6 +85,12 @@ def _run_export(args: argparse.Namespace) -> int:
               f"{time.perf_counter() - t0:.1f} s ({manifest['num_labels']} label(s), {manifest['activation']}, "
               f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
               "CrossEncoder.predict)")
+        return 0
+    if manifest.get("task") in ("sparse", "multi-vector"):
+        print(f"exported {manifest['task']} encoder {manifest['source']['model']} to "
+              f"{Path(output).absolute()} in {time.perf_counter() - t0:.1f} s (dim {manifest['dim']}, "
+              f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
+              "sentence-transformers)")
         return 0
     print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
           f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "
@@ -300,6 +309,28 @@ def _run_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_cluster(args: argparse.Namespace) -> int:
+    from .runtime import community_detection
+
+    enc = _encoder(args)
+    texts = [t for t in _read_lines(args.corpus) if t.strip()][: args.limit]
+    t0 = time.perf_counter()
+    emb = enc.encode(texts, batch_size=args.batch_size)
+    t1 = time.perf_counter()
+    clusters = community_detection(emb, threshold=args.threshold, min_community_size=args.min_size)
+    t2 = time.perf_counter()
+    for n, members in enumerate(clusters[: args.show]):
+        print(f"cluster {n + 1}: {len(members)} sentences")
+        for i in members[: args.per_cluster]:
+            print(f"\t{texts[i]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"size": len(c), "ids": c} for c in clusters]) + "\n",
+                                   encoding="utf-8")
+    print(f"{len(texts)} sentences, {len(clusters)} clusters: embed {t1 - t0:.1f} s + cluster "
+          f"{t2 - t1:.1f} s ({enc.variant}, {enc.active_providers[0]})", file=sys.stderr)
+    return 0
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import read_sts, sts_spearman
     from .runtime import Encoder
@@ -414,6 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10, help="neighbours kept per sentence (default 10)")
     p.add_argument("--pairs", type=int, default=5, help="pairs to print (default 5)")
     p.set_defaults(func=_run_mine)
+
+    p = sub.add_parser("cluster", help="community detection: groups of similar sentences in a corpus")
+    _add_encoder_args(p)
+    p.add_argument("--corpus", required=True, help="UTF-8 text file, one sentence per line")
+    p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
+    p.add_argument("--threshold", type=float, default=0.75,
+                   help="cosine similarity of neighbours (default 0.75)")
+    p.add_argument("--min-size", type=int, default=10, help="smallest cluster (default 10)")
+    p.add_argument("--show", type=int, default=10, help="clusters to print (default 10)")
+    p.add_argument("--per-cluster", type=int, default=3, help="sentences printed per cluster (default 3)")
+    p.add_argument("--json", default=None, help="also write every cluster's row ids as JSON")
+    p.set_defaults(func=_run_cluster)
 
     p = sub.add_parser("eval", help="STS Spearman of every variant, optionally beside the original model")
     p.add_argument("export_dir")

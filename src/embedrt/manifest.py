@@ -13,6 +13,12 @@ Integrity rules (format 2):
     - ``max_seq_length`` is at most ``position_limit``, the graph's position-embedding rows recorded at
       export (null for models without absolute positions).
 
+Tasks: ``embedding`` (the default), ``cross-encoder``, ``sparse`` (SPLADE: ``dim`` is the vocabulary,
+``pooling`` / ``activation`` / ``max_active_dims`` in :class:`SparseInfo`) and ``multi-vector`` (ColBERT:
+``dim`` is the token-vector width, lengths and skiplist in :class:`MultiVectorInfo`). Sparse and multi-vector
+manifests declare their graph outputs (``outputs``, ``output``), checked against the graph at load; the
+integrity rules are the same for every task.
+
 Format 1 (exports made before format 2) is still read: its native graphs are under ``fused_pooling`` instead
 of ``native``, it has no ``position_limit``, and its ``tokenizer.json`` has no sha256 (loaded unchecked, with
 a warning; re-export to check it).
@@ -37,6 +43,19 @@ READABLE_VERSIONS = (1, 2)
 TOKENIZER_FILE = "tokenizer.json"
 EMBEDDING = "embedding"
 CROSS_ENCODER = "cross-encoder"
+SPARSE = "sparse"
+MULTI_VECTOR = "multi-vector"
+#: Every task a manifest may have.
+TASKS = (EMBEDDING, CROSS_ENCODER, SPARSE, MULTI_VECTOR)
+#: The graph outputs of the sparse and multi-vector tasks.
+SPARSE_OUTPUT = "sparse_embedding"
+TOKENS_OUTPUT = "token_embeddings"
+MASK_OUTPUT = "token_mask"
+SPARSE_POOLINGS = ("max", "sum")
+SPARSE_ACTIVATIONS = ("relu", "log1p_relu")
+SPARSE_SIMILARITIES = ("dot", "cosine", "euclidean", "manhattan")
+MULTI_VECTOR_SIMILARITIES = ("maxsim", "meanmaxsim")
+MULTI_VECTOR_POST_MODULES = ("Dense", "Normalize")
 #: The variant key of the native graphs, by format version.
 NATIVE_KEY = {1: "fused_pooling", 2: "native"}
 
@@ -104,6 +123,32 @@ class Pooling:
 
 
 @dataclass(frozen=True)
+class SparseInfo:
+    """``task: sparse`` (SPLADE): how the graph pools the MLM logits into its ``(batch, vocab)`` output."""
+
+    #: ``"max"`` or ``"sum"`` over tokens.
+    pooling: str
+    #: ``"relu"`` (log(1 + ReLU)) or ``"log1p_relu"`` (log(1 + log(1 + ReLU))).
+    activation: str
+    #: Keep only this many largest values per row by default; None keeps all.
+    max_active_dims: int | None = None
+
+
+@dataclass(frozen=True)
+class MultiVectorInfo:
+    """``task: multi-vector`` (ColBERT): per-task lengths and the scoring mask's skiplist."""
+
+    #: Replaces ``max_seq_length`` for queries / documents when set.
+    query_length: int | None = None
+    document_length: int | None = None
+    #: The modules after the Transformer that the graph includes (``Dense``, ``Normalize``).
+    post_modules: tuple[str, ...] = ()
+    #: Token ids left out of the vectors of the tasks in ``skiplist_tasks``.
+    skiplist_ids: tuple[int, ...] = ()
+    skiplist_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A parsed, validated ``embedrt.json``."""
 
@@ -128,6 +173,13 @@ class Manifest:
     num_labels: int | None = None
     activation: str | None = None
     labels: tuple[str, ...] = ()
+    # sparse and multi-vector exports (``dim`` as for embeddings: the vocabulary / the token-vector width)
+    #: The graph outputs the runtime reads, each with its declared shape (names or ints per axis).
+    outputs: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
+    #: The output that holds the embeddings.
+    output: str | None = None
+    sparse: SparseInfo | None = None
+    multi_vector: MultiVectorInfo | None = None
     #: The whole JSON object as written (source, versions, model_config, figures, ...).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -219,6 +271,22 @@ class _Fields:
                 key, f"must be a {'non-empty ' if nonempty else ''}list of strings, got {value!r}"
             )
         return tuple(value)
+
+    def ints(self, key: str, required: bool = True, minimum: int = 0) -> tuple[int, ...]:
+        value = self.get(key, required)
+        if value is None and not required:
+            return ()
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+        ):
+            raise self.error(key, f"must be a list of ints >= {minimum}, got {value!r}")
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key)
+        if value not in choices:
+            raise self.error(key, f"must be one of {list(choices)}, got {value!r}")
+        return value
 
     def sha256(self, key: str, required: bool = True) -> str | None:
         value = self.get(key, required)
@@ -320,8 +388,8 @@ def parse_manifest(data: Any, directory: str | Path | None = None, where: str = 
             f"{list(READABLE_VERSIONS)}; re-export the model with this embedrt version"
         )
     task = top.str("task", required=False, default=EMBEDDING)
-    if task not in (EMBEDDING, CROSS_ENCODER):
-        raise top.error("task", f"must be {EMBEDDING!r} or {CROSS_ENCODER!r}, got {task!r}")
+    if task not in TASKS:
+        raise top.error("task", f"must be one of {list(TASKS)}, got {task!r}")
     max_seq_length = top.int("max_seq_length", minimum=1)
     position_limit = top.int("position_limit", required=version >= 2, minimum=1, nullable=True)
     if position_limit is not None and max_seq_length > position_limit:
@@ -369,7 +437,24 @@ def parse_manifest(data: Any, directory: str | Path | None = None, where: str = 
             activation=top.str("activation"),
             labels=top.strings("labels", required=False, nonempty=False),
         )
+    prompts, default_prompt = _prompts(top)
+    if task in (SPARSE, MULTI_VECTOR):
+        return _late(top, common, task, position_limit, prompts, default_prompt)
     pooling = top.sub("pooling")
+    return Manifest(
+        **common,
+        dim=top.int("dim", minimum=1),
+        normalize=top.bool("normalize"),
+        pooling=Pooling(
+            pooling.strings("modes"), pooling.bool("include_prompt", required=False, default=True)
+        ),
+        prompts=prompts,
+        default_prompt_name=default_prompt,
+        similarity_fn_name=top.str("similarity_fn_name", required=False, default="cosine"),
+    )
+
+
+def _prompts(top: _Fields) -> tuple[dict[str, str], str | None]:
     prompts = top.get("prompts", required=False) or {}
     if not isinstance(prompts, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
@@ -380,16 +465,94 @@ def parse_manifest(data: Any, directory: str | Path | None = None, where: str = 
         raise top.error(
             "default_prompt_name", f"is {default_prompt!r}, which is not in prompts {sorted(prompts)}"
         )
+    return dict(prompts), default_prompt
+
+
+def _outputs(top: _Fields, expected: dict[str, tuple[str | int, ...]], default: str):
+    """``outputs`` (name -> shape) must declare each expected output with the expected shape; ``output``
+    names the embeddings."""
+    out_f = top.sub("outputs")
+    outputs: dict[str, tuple[str | int, ...]] = {}
+    for name, shape in out_f.data.items():
+        if not isinstance(shape, list) or not all(
+            (isinstance(d, str) and d) or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)
+            for d in shape
+        ):
+            raise out_f.error(name, f"must be a list of axis names or sizes, got {shape!r}")
+        outputs[name] = tuple(shape)
+    for name, shape in expected.items():
+        if name not in outputs:
+            raise out_f.error(name, f"is missing (this task's graph returns {sorted(expected)})")
+        got = outputs[name]
+        if len(got) != len(shape) or any(
+            isinstance(want, int) and have != want for have, want in zip(got, shape, strict=True)
+        ):
+            raise out_f.error(name, f"must have shape {list(shape)}, got {list(got)}")
+    output = top.str("output", required=False, default=default)
+    if output != default:
+        raise top.error("output", f"must be {default!r}, got {output!r}")
+    return outputs, output
+
+
+def _late(top: _Fields, common: dict[str, Any], task: str, position_limit: int | None,
+          prompts: dict[str, str], default_prompt: str | None) -> Manifest:
+    """The fields of a sparse or a multi-vector manifest."""
+    dim = top.int("dim", minimum=1)
+    if task == SPARSE:
+        outputs, output = _outputs(top, {SPARSE_OUTPUT: ("batch", dim)}, SPARSE_OUTPUT)
+        similarity = top.str("similarity_fn_name", required=False, default="dot")
+        if similarity not in SPARSE_SIMILARITIES:
+            raise top.error("similarity_fn_name", f"must be one of {list(SPARSE_SIMILARITIES)}, got "
+                            f"{similarity!r}")
+        return Manifest(
+            **common,
+            dim=dim,
+            prompts=prompts,
+            default_prompt_name=default_prompt,
+            similarity_fn_name=similarity,
+            outputs=outputs,
+            output=output,
+            sparse=SparseInfo(
+                pooling=top.choice("pooling", SPARSE_POOLINGS),
+                activation=top.choice("activation", SPARSE_ACTIVATIONS),
+                max_active_dims=top.int("max_active_dims", required=False, minimum=1, nullable=True),
+            ),
+        )
+    outputs, output = _outputs(
+        top, {TOKENS_OUTPUT: ("batch", "sequence", dim), MASK_OUTPUT: ("batch", "sequence")}, TOKENS_OUTPUT
+    )
+    similarity = top.str("similarity_fn_name", required=False, default="maxsim")
+    if similarity not in MULTI_VECTOR_SIMILARITIES:
+        raise top.error("similarity_fn_name", f"must be one of {list(MULTI_VECTOR_SIMILARITIES)}, got "
+                        f"{similarity!r}")
+    lengths = {}
+    for key in ("query_length", "document_length"):
+        lengths[key] = n = top.int(key, required=False, minimum=1, nullable=True)
+        if n is not None and position_limit is not None and n > position_limit:
+            raise top.error(key, f"is {n}, more than the graph's position limit {position_limit} "
+                            "(position_limit)")
+    post = top.strings("post_modules", required=False, nonempty=False)
+    bad = [p for p in post if p not in MULTI_VECTOR_POST_MODULES]
+    if bad:
+        raise top.error("post_modules", f"has {bad}; valid modules: {list(MULTI_VECTOR_POST_MODULES)}")
+    skip_tasks = top.strings("skiplist_tasks", required=False, nonempty=False)
+    bad = [t for t in skip_tasks if t not in ("query", "document")]
+    if bad:
+        raise top.error("skiplist_tasks", f"has {bad}; valid tasks: ['query', 'document']")
     return Manifest(
         **common,
-        dim=top.int("dim", minimum=1),
-        normalize=top.bool("normalize"),
-        pooling=Pooling(
-            pooling.strings("modes"), pooling.bool("include_prompt", required=False, default=True)
-        ),
-        prompts=dict(prompts),
+        dim=dim,
+        prompts=prompts,
         default_prompt_name=default_prompt,
-        similarity_fn_name=top.str("similarity_fn_name", required=False, default="cosine"),
+        similarity_fn_name=similarity,
+        outputs=outputs,
+        output=output,
+        multi_vector=MultiVectorInfo(
+            post_modules=post,
+            skiplist_ids=top.ints("skiplist_ids", required=False),
+            skiplist_tasks=skip_tasks,
+            **lengths,
+        ),
     )
 
 

@@ -58,6 +58,8 @@ class Task(_Choice):
     EMBEDDING = "embedding"  #: a SentenceTransformer: texts -> vectors (``embedrt.Encoder``)
     #: a CrossEncoder (reranker): text pairs -> scores (``embedrt.CrossEncoder``)
     CROSS_ENCODER = "cross-encoder"
+    SPARSE = "sparse"  #: a SparseEncoder (SPLADE): texts -> sparse vocabulary-sized vectors
+    MULTI_VECTOR = "multi-vector"  #: a MultiVectorEncoder (ColBERT): texts -> one vector per token
 
 
 class Activation(_Choice):

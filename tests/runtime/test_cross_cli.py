@@ -119,7 +119,7 @@ def test_help_documents_the_new_flags(capsys):
     with pytest.raises(SystemExit):
         export_model_main(["--help"])
     text = capsys.readouterr().out
-    assert "--cross-encoder" in text and "--task {auto,embedding,cross-encoder}" in text
+    assert "--cross-encoder" in text and "--task {auto,embedding,cross-encoder,sparse,multi-vector}" in text
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     assert "--pairs-from FILE" in capsys.readouterr().out

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import MANIFEST_NAME, Manifest, read_manifest
+from ..manifest import MANIFEST_NAME, MULTI_VECTOR, SPARSE, Manifest, read_manifest
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -249,6 +249,13 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
+    if manifest.task == SPARSE:  # NOTE: texts/s against sentence-transformers' SparseEncoder
+        from .sparse import run_sparse_bench
+
+        return run_sparse_bench(cfg, export_dir, manifest, workdir, quiet)
+    if manifest.task == MULTI_VECTOR:
+        raise InputError(f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
+                         "cross-encoder and sparse exports only")
     spec = spec_for(manifest.task)
     variants = cfg.variants or list(manifest.variants)
     unknown = [v for v in variants if v not in manifest.variants]
@@ -562,6 +569,10 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
 def to_markdown(report: dict[str, Any]) -> str:
     """The table of docs/performance.md: one row per runner, ratios against every peer measured in the same
     run, then the batch-size sweep, the graph each embedrt runner ran, and the skipped peers."""
+    if report.get("config", {}).get("task") == "sparse":
+        from .sparse import to_markdown as sparse_markdown
+
+        return sparse_markdown(report)
     spec = spec_for(report.get("config", {}).get("task"))
     cfg = report["config"]
     s = report["summary"]
@@ -666,7 +677,8 @@ EMBEDDING = TaskSpec(
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if spec_for(report.get("config", {}).get("task")) is not EMBEDDING:
+    if report.get("config", {}).get("task") == "sparse" or spec_for(report.get("config", {}).get("task")) \
+            is not EMBEDDING:
         raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
     try:
         import matplotlib

@@ -18,7 +18,14 @@ from ..modes import Task
 #: Each takes ``(model, output, *, force, atol, opset, log, variants, optimize, eval_sts)``.
 EXPORTERS: dict[Task, str] = {
     Task.CROSS_ENCODER: "embedrt.export.cross:export_cross_encoder",
+    Task.SPARSE: "embedrt.export.sparse:export_sparse_encoder",
+    Task.MULTI_VECTOR: "embedrt.export.multivector:export_multi_vector_encoder",
 }
+
+
+#: config_sentence_transformers.json ``model_type`` of each model class sentence-transformers saves.
+SAVED_AS = {"CrossEncoder": Task.CROSS_ENCODER, "SparseEncoder": Task.SPARSE,
+            "MultiVectorEncoder": Task.MULTI_VECTOR}
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -42,8 +49,9 @@ def detect_task(model_dir: Path) -> Task:
     a sentence-embedding model.
     """
     model_dir = Path(model_dir)
-    if _json(model_dir / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
-        return Task.CROSS_ENCODER
+    saved_as = _json(model_dir / "config_sentence_transformers.json").get("model_type")
+    if saved_as in SAVED_AS:
+        return SAVED_AS[saved_as]
     if _json(model_dir / "sentence_bert_config.json").get("transformer_task") == "sequence-classification":
         return Task.CROSS_ENCODER
     if not (model_dir / "modules.json").is_file():

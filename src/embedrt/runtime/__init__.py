@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from . import _ort  # noqa: F401 - first: a clear error when no onnxruntime is installed
+from .cluster import community_detection
 from .cross_encoder import CrossEncoder, rerank_hits
 from .encoder import Encoder, TokenizedTexts
+from .multivector import MultiVectorEncoder
 from .providers import TensorRTOptions
+from .sparse import SparseEncoder
 from .util import (
     cos_sim,
     dot_score,
@@ -18,7 +21,10 @@ from .util import (
 
 __all__ = [
     "CrossEncoder",
+    "community_detection",
     "Encoder",
+    "MultiVectorEncoder",
+    "SparseEncoder",
     "TensorRTOptions",
     "TokenizedTexts",
     "cos_sim",

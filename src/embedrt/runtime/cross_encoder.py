@@ -16,7 +16,7 @@ from ..manifest import Manifest, read_manifest
 from ..modes import Activation, Device, Task
 from . import providers as prov
 from .batching import run_batches
-from .session import GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
 from .tokenize import TextTokenizer, check_text
 
 SCORES = "scores"
@@ -188,7 +188,8 @@ class CrossEncoder:
         if m.task != Task.CROSS_ENCODER.value:
             raise ArtifactError(
                 f"{self.path} is an export of task {m.task!r}, not a cross-encoder: load it with "
-                "embedrt.Encoder, or export a cross-encoder with export-model --cross-encoder"
+                f"embedrt.{CLASS_OF_TASK.get(m.task, 'Encoder')}, or export a cross-encoder with "
+                "export-model --cross-encoder"
             )
         variant_of(m, variant)
         self.activation: Activation = Activation.parse(m.activation, "activation in the manifest")

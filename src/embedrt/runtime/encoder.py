@@ -15,9 +15,10 @@ import onnxruntime as ort
 from ..errors import ArtifactError, InputError
 from ..manifest import Manifest, read_manifest
 from ..modes import Device, Precision
+from . import long_text as lt
 from . import providers as prov
 from .batching import run_batches
-from .session import GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
 from .tokenize import check_text
 from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
 
@@ -143,7 +144,7 @@ class Encoder:
         m = self.manifest
         if m.task != "embedding":
             raise ArtifactError(f"{self.path} is an export of task {m.task!r}, not an embedding model: "
-                                "load it with embedrt.CrossEncoder")
+                                f"load it with embedrt.{CLASS_OF_TASK.get(m.task, 'CrossEncoder')}")
         variant_of(m, variant)
         self.variant = variant
         self.truncate_dim = self._check_truncate_dim(truncate_dim)
@@ -234,7 +235,8 @@ class Encoder:
                output_value: str | None = "sentence_embedding", precision: Precision | str = "float32",
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
                normalize_embeddings: bool = False, truncate_dim: int | None = None,
-               max_batch_tokens: int | None = None) -> np.ndarray | list[np.ndarray]:
+               max_batch_tokens: int | None = None, return_token_counts: bool = False,
+               long_text: str = "truncate", chunk_stride: int | None = None) -> Any:
         """Embed texts; the same arguments, shapes and numbers as ``SentenceTransformer.encode``.
 
         Args:
@@ -252,9 +254,18 @@ class Encoder:
             truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka), re-normalised when the
                 model ends in Normalize.
             max_batch_tokens: cap rows x padded length per batch; None uses the Encoder's default.
+            return_token_counts: also return each text's tokens before truncation (``count_tokens``): a count
+                above ``max_seq_length`` means the text was cut (or, with ``long_text="chunk"``, chunked).
+            long_text: ``"truncate"`` (sentence-transformers' behaviour) or ``"chunk"``: a text longer than
+                ``max_seq_length`` is embedded as overlapping windows, pooled into one vector (the windows'
+                token-weighted mean, then the model's normalisation). Texts that fit are unchanged, bit for
+                bit.
+            chunk_stride: content tokens between the starts of consecutive windows (default: three quarters
+                of a window); only with ``long_text="chunk"``.
 
         Returns:
-            float32 ``(N, D)`` (or int8/uint8 for quantized precisions), ``(D,)`` for a single str.
+            float32 ``(N, D)`` (or int8/uint8 for quantized precisions), ``(D,)`` for a single str; with
+            ``return_token_counts``, the tuple ``(embeddings, counts)`` (int64 ``(N,)``, or an int).
 
         Raises:
             InputError: None, bytes, a non-str element, a nested list, or an invalid argument.
@@ -275,20 +286,72 @@ class Encoder:
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
             raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
         prompt_text = self._resolve_prompt(prompt, prompt_name)
+        long_text = lt.check_mode(long_text)
+        if chunk_stride is not None and long_text != "chunk":
+            raise InputError("chunk_stride only applies with long_text='chunk'")
 
         out_dim = min(self._dim, truncate_dim) if truncate_dim else self._dim
+        counts = np.zeros(0, dtype=np.int64)
         if not texts:
             emb = np.zeros((0, out_dim), dtype=np.float32)
         else:
+            full = None
+            if return_token_counts or long_text == "chunk":
+                full = self.tokenizer.encode_full([prompt_text + t for t in texts] if prompt_text else texts)
+                counts = np.fromiter((len(r) for r in full), dtype=np.int64, count=len(full))
             emb, _ = self._embed(texts, prompt_text, batch_size, budget, show_progress_bar)
+            if long_text == "chunk":
+                self._chunk_long(emb, full, prompt_text, chunk_stride, batch_size, budget)
             emb = self.truncate_embeddings(emb, truncate_dim, normalize_embeddings)
         if precision is not Precision.FLOAT32:
             emb = quantize_embeddings(emb, precision)
         if single:
-            return emb[0]
-        if not convert_to_numpy:
-            return list(emb)
+            emb = emb[0]
+        elif not convert_to_numpy:
+            emb = list(emb)
+        if return_token_counts:
+            return emb, (int(counts[0]) if single else counts)
         return emb
+
+    def count_tokens(self, sentences: str | Sequence[str], prompt_name: str | None = None,
+                     prompt: str | None = None) -> Any:
+        """Tokens of each text as ``encode`` would feed it, before truncation: the prompt (the default one
+        too) and special tokens included. A count above ``max_seq_length`` means ``encode`` cuts the text.
+
+        Returns:
+            int64 ``(N,)`` for a list, an int for a single str.
+
+        Raises:
+            InputError: as ``encode`` for bad texts or prompt names.
+        """
+        texts, single = _validate_texts(sentences)
+        prompt_text = self._resolve_prompt(prompt, prompt_name)
+        rows = self.tokenizer.encode_full([prompt_text + t for t in texts] if prompt_text else texts)
+        counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        return int(counts[0]) if single else counts
+
+    def _chunk_long(self, emb: np.ndarray, full: list[list[int]], prompt: str | None,
+                    chunk_stride: int | None, batch_size: int, budget: int | None) -> None:
+        """Replace, in place, the rows of texts longer than the window by their pooled windows."""
+        limit = self.max_seq_length
+        long_rows = [i for i, r in enumerate(full) if len(r) > limit]
+        if not long_rows:
+            return
+        tok = self.tokenizer
+        n_head = tok.prompt_length(prompt) if prompt else tok.n_prefix
+        width = lt.window_width(limit, n_head, tok.n_suffix)
+        stride = lt.check_stride(chunk_stride, width)
+        rows: list[list[int]] = []
+        plan: list[tuple[int, list[int], int]] = []  # (text, weights, first extra row)
+        for i in long_rows:
+            wins, weights = lt.windows(full[i], n_head, tok.n_suffix, width, stride)
+            plan.append((i, weights, len(rows)))
+            rows.extend(wins[1:])  # NOTE: window 0 is the truncated row, already embedded
+        extra = self._run_tokenized(TokenizedTexts(rows, self._tokenize([], prompt).prompt_length),
+                                    batch_size, budget, None)
+        for i, weights, at in plan:
+            vectors = np.vstack([emb[i:i + 1], extra[at:at + len(weights) - 1]])
+            emb[i] = lt.pool_windows(vectors, weights, self._normalized_output)
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the ``"query"`` prompt when the model has one (as sentence-transformers)."""

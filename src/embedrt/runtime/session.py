@@ -13,11 +13,19 @@ from typing import Any
 import onnxruntime as ort
 
 from ..errors import ArtifactError, InputError, NativeOpsError
-from ..manifest import Manifest, Variant, sha256_file
+from ..manifest import CROSS_ENCODER, EMBEDDING, MULTI_VECTOR, SPARSE, Manifest, Variant, sha256_file
 from ..modes import Device
 from . import native as native_ops
 from . import providers as prov
 from .tokenize import TextTokenizer
+
+#: The embedrt class that loads each task's exports (for the error that names the right one).
+CLASS_OF_TASK = {
+    EMBEDDING: "Encoder",
+    CROSS_ENCODER: "CrossEncoder",
+    SPARSE: "SparseEncoder",
+    MULTI_VECTOR: "MultiVectorEncoder",
+}
 
 
 @dataclass
@@ -266,7 +274,19 @@ def check_graph(
         if name not in graph_outputs:
             raise ArtifactError(f"{path.name} has no output {name!r} (its outputs: {sorted(graph_outputs)})")
         shape = graph_outputs[name]
-        field_name = "dim" if manifest.task == "embedding" else "num_labels"
+        field_name = "num_labels" if manifest.task == CROSS_ENCODER else "dim"
+        declared = manifest.outputs.get(name) if manifest.task in (SPARSE, MULTI_VECTOR) else None
+        if declared is not None:
+            # NOTE: sparse and multi-vector graphs declare every output's shape in the manifest (a 2-D mask,
+            # 3-D token vectors): the rank must match, and the last axis the width the caller reads.
+            if len(shape) != len(declared) or (
+                width is not None and isinstance(shape[-1], int) and shape[-1] != width
+            ):
+                raise ArtifactError(
+                    f"{path.name} output {name!r} has shape {shape}, but the manifest field "
+                    f"'outputs.{name}' says {list(declared)} ('{field_name}' {manifest.dim})"
+                )
+            continue
         if width is None:
             if len(shape) != 1:
                 raise ArtifactError(

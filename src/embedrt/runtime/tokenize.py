@@ -59,6 +59,17 @@ class TextTokenizer:
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=self.max_seq_length, strategy="longest_first")
         self._special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        # NOTE: a second, never-truncating copy counts tokens and cuts long texts into windows; it too is
+        # configured once here, so both stay safe to share between threads.
+        self._full = Tokenizer.from_str(self._tok.to_str())
+        self._full.no_truncation()
+        self._full.no_padding()
+        with_specials = self._full.encode("a", add_special_tokens=True).ids
+        bare = self._full.encode("a", add_special_tokens=False).ids
+        at = next((i for i in range(len(with_specials) - len(bare) + 1)
+                   if with_specials[i:i + len(bare)] == bare), 0)
+        #: special tokens the post-processor puts before and after a text ([CLS] / [SEP] for BERT)
+        self.n_prefix, self.n_suffix = at, len(with_specials) - at - len(bare)
 
     def encode_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text (special tokens added, truncated, unpadded).
@@ -79,6 +90,10 @@ class TextTokenizer:
                 else:
                     check_texts(item, f"pair {i}")
             raise
+
+    def encode_full(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text with special tokens, never truncated."""
+        return [e.ids for e in self._full.encode_batch(texts, add_special_tokens=True)]
 
     def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Right-pad to the longest row: int64 ``input_ids`` and ``attention_mask`` of shape (B, T)."""

@@ -1,0 +1,197 @@
+"""``MultiVectorEncoder``: a torch-free drop-in for sentence-transformers' ``MultiVectorEncoder`` (ColBERT
+style
+late interaction): one vector per token, scored by MaxSim in numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..manifest import MASK_OUTPUT, MULTI_VECTOR, TOKENS_OUTPUT, Manifest
+from ..modes import Device
+from .encoder import _validate_texts
+from .late import TokenGraphModel
+from .tokenize import TextTokenizer
+from .util import normalize
+
+TOKENS = TOKENS_OUTPUT
+MASK = MASK_OUTPUT
+TASKS = (None, "query", "document")
+
+
+def maxsim(
+    queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], length_normalize: bool = False
+) -> np.ndarray:
+    """MaxSim matrix ``(len(queries), len(documents))``: for each pair, the sum over query tokens of the
+    best dot product with any document token (divided by the query's tokens when ``length_normalize``).
+
+    Memory: all query tokens times one document's tokens at a time.
+    """
+    q = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in queries]
+    d = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in documents]
+    out = np.zeros((len(q), len(d)), dtype=np.float32)
+    if not q or not d:
+        return out
+    counts = np.array([len(x) for x in q])
+    stacked = np.vstack(q)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for j, doc in enumerate(d):
+        if len(doc) == 0 or len(stacked) == 0:
+            continue
+        best = (stacked @ doc.T).max(axis=1)
+        sums = np.add.reduceat(best, starts) if len(best) else np.zeros(len(q), np.float32)
+        out[:, j] = np.where(counts > 0, sums, 0.0)
+    if length_normalize:
+        out /= np.maximum(counts, 1)[:, None]
+    return out
+
+
+class MultiVectorEncoder(TokenGraphModel):
+    """Load a multi-vector export and encode like ``sentence_transformers.MultiVectorEncoder``.
+
+    ``encode`` returns one float32 ``(tokens_i, dim)`` array per text (the ragged output of
+    sentence-transformers with ``convert_to_numpy=True``): the tokens its scoring mask keeps (real tokens,
+    minus the skiplist for documents). ``encode_query`` / ``encode_document`` add the query / document
+    prompt and use the model's ``query_length`` / ``document_length``.
+
+    Raises:
+        ArtifactError: a missing or corrupted file, or an export of another task.
+        ProviderUnavailableError, InputError: as ``Encoder``.
+    """
+
+    TASK = MULTI_VECTOR
+    CLASS = "MultiVectorEncoder"
+
+    @staticmethod
+    def graph_outputs(manifest: Manifest) -> dict[str, int | None]:
+        return {TOKENS: manifest.dim, MASK: None}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        info = self.manifest.multi_vector
+        self.query_length: int | None = info.query_length
+        self.document_length: int | None = info.document_length
+        self._skip = np.array(info.skiplist_ids, dtype=np.int64)
+        self._skip_tasks = list(info.skiplist_tasks)
+        self._task_tokenizers: dict[int, TextTokenizer] = {}
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Width of each token vector."""
+        return self._dim
+
+    def _tokenizer_for(self, task: str | None) -> TextTokenizer:
+        length = {"query": self.query_length, "document": self.document_length}.get(task or "")
+        if length is None or length == self.tokenizer.max_seq_length:
+            return self.tokenizer
+        # NOTE: as sentence-transformers, the task's length replaces max_seq_length for that task
+        if length not in self._task_tokenizers:
+            # NOTE: the same file load_tokenizer checked against its sha256 when the encoder was made
+            tok = self.manifest.tokenizer
+            self._task_tokenizers[length] = TextTokenizer(
+                self.manifest.file(tok.file), length, tok.pad_token_id
+            )
+        return self._task_tokenizers[length]
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "token_embeddings",
+        convert_to_numpy: bool = True,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        task: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Per-token embeddings; the arguments and numbers of ``MultiVectorEncoder.encode``.
+
+        Args:
+            sentences: a str or a list of str.
+            prompt_name, prompt: as ``Encoder.encode``.
+            batch_size: texts per graph run.
+            output_value: only ``"token_embeddings"``.
+            convert_to_numpy: accepted for parity; results are always numpy arrays.
+            device: must be None or this encoder's device.
+            normalize_embeddings: L2-normalise every token vector.
+            task: None, ``"query"`` or ``"document"``: picks the length and whether the skiplist applies.
+
+        Returns:
+            A list of float32 ``(tokens_i, dim)`` arrays; one array for a single str.
+
+        Raises:
+            InputError: bad texts, arguments, prompt names or task.
+        """
+        if kwargs:
+            raise InputError(f"MultiVectorEncoder.encode() got unexpected keyword arguments {sorted(kwargs)}")
+        if output_value != "token_embeddings":
+            raise InputError(
+                f"output_value {output_value!r} is not supported; valid choices: 'token_embeddings'"
+            )
+        if task not in TASKS:
+            raise InputError(f"task must be one of {list(TASKS)}, got {task!r}")
+        texts, single = _validate_texts(sentences)
+        self._check_batch_size(batch_size)
+        if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
+            raise InputError(f"this MultiVectorEncoder runs on {self.device.value!r}")
+        p = self._resolve_prompt(prompt, prompt_name)
+        tokenizer = self._tokenizer_for(task)
+        rows = tokenizer.encode_ids([p + t for t in texts] if p else texts)
+        skip = self._skip if ((task or "document") in self._skip_tasks and self._skip.size) else None
+        out: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(rows)
+        for idx, ids, mask in self._batches(rows, batch_size):
+            vectors, used = self._run([TOKENS, MASK], ids, mask)
+            keep = used.astype(bool)
+            if skip is not None:
+                keep &= ~np.isin(ids, skip)
+            for j, i in enumerate(idx):
+                v = vectors[j][keep[j]]
+                out[i] = normalize(v).astype(np.float32) if normalize_embeddings else np.ascontiguousarray(v)
+        return out[0] if single else out
+
+    def encode_query(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode(task="query")`` with the ``"query"`` prompt when the model has one."""
+        return self.encode(
+            sentences,
+            prompt_name=self._query_prompt_name(prompt, prompt_name),
+            prompt=prompt,
+            task="query",
+            **kwargs,
+        )
+
+    def encode_document(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode(task="document")`` with the first ``"document"``/``"passage"``/``"corpus"`` prompt."""
+        return self.encode(
+            sentences,
+            prompt_name=self._document_prompt_name(prompt, prompt_name),
+            prompt=prompt,
+            task="document",
+            **kwargs,
+        )
+
+    def similarity(self, queries: Any, documents: Any, length_normalize: bool | None = None) -> np.ndarray:
+        """MaxSim (MeanMaxSim for ``similarity_fn_name == "meanmaxsim"``) of every query and document."""
+        if isinstance(queries, np.ndarray) and queries.ndim == 2:
+            queries = [queries]
+        if isinstance(documents, np.ndarray) and documents.ndim == 2:
+            documents = [documents]
+        if length_normalize is None:
+            length_normalize = self.similarity_fn_name == "meanmaxsim"
+        return maxsim(list(queries), list(documents), length_normalize=length_normalize)
