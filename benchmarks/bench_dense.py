@@ -39,16 +39,26 @@ def chain_model(packed: bool):
     for layer in range(6):
         for i, (k, n) in enumerate(SHAPES):
             w, b, out = f"w{layer}_{i}", f"b{layer}_{i}", f"y{layer}_{i}"
-            inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), w))
+            inits.append(
+                numpy_helper.from_array((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), w)
+            )
             inits.append(numpy_helper.from_array((0.1 * rng.standard_normal(n)).astype(np.float32), b))
             if packed:
                 nodes.append(helper.make_node("PackedMatMul", [cur, w, b], [out], domain="ai.embedrt"))
             else:
-                nodes += [helper.make_node("MatMul", [cur, w], [out + "_mm"]), helper.make_node("Add", [out + "_mm", b], [out])]
+                nodes += [
+                    helper.make_node("MatMul", [cur, w], [out + "_mm"]),
+                    helper.make_node("Add", [out + "_mm", b], [out]),
+                ]
             # NOTE: Q, K, V, O chained one after another here: the same shapes and weights, one data path
             cur = out
-    graph = helper.make_graph(nodes, "linears", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, None, 384])],
-                              [helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "linears",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, None, 384])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)],
+        inits,
+    )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.embedrt", 1)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
@@ -63,7 +73,9 @@ def _chain_worker(packed: bool, rows: int) -> dict:
     so = ort.SessionOptions()
     if packed:
         native.register(so)
-    sess = ort.InferenceSession(chain_model(packed).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        chain_model(packed).SerializeToString(), so, providers=["CPUExecutionProvider"]
+    )
     x = np.random.default_rng(1).standard_normal((1, rows, 384)).astype(np.float32)
     for _ in range(30):
         y = sess.run(None, {"x": x})[0]
@@ -94,12 +106,17 @@ def _encoder_worker(export: str, packed: bool) -> dict:
     enc.encode(texts[:256], batch_size=32)
     t0 = time.perf_counter()
     enc.encode(texts, batch_size=32)
-    return {"graph": str(enc.graph_status), "p50_ms": 1e3 * float(np.median(ts)),
-            "sent_s": len(texts) / (time.perf_counter() - t0)}
+    return {
+        "graph": str(enc.graph_status),
+        "p50_ms": 1e3 * float(np.median(ts)),
+        "sent_s": len(texts) / (time.perf_counter() - t0),
+    }
 
 
 def _spawn(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -113,19 +130,24 @@ def main() -> int:
     args = p.parse_args()
     if args.worker:
         kind, *rest = args.worker
-        result = (_chain_worker(rest[0] == "packed", int(rest[1])) if kind == "chain"
-                  else _encoder_worker(rest[0], rest[1] == "packed"))
+        result = (
+            _chain_worker(rest[0] == "packed", int(rest[1]))
+            if kind == "chain"
+            else _encoder_worker(rest[0], rest[1] == "packed")
+        )
         print(json.dumps(result))
         return 0
     flops_per_row = 2 * sum(k * n for k, n in SHAPES) * 6
-    print(f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds, each side in its own process, "
-          f"EMBEDRT_OPS_ISA={os.environ.get('EMBEDRT_OPS_ISA', '(unset)')}\n")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds, each side in its own process, "
+        f"EMBEDRT_OPS_ISA={os.environ.get('EMBEDRT_OPS_ISA', '(unset)')}\n"
+    )
     print("| rows | onnxruntime MatMul+Add ms | PackedMatMul ms | ratio | PackedMatMul GFLOP/s |")
     print("|---|---|---|---|---|")
     for rows in args.rows:
         times: dict[str, list[float]] = {"standard": [], "packed": []}
         for r in range(args.rounds):
-            for side in (("standard", "packed") if r % 2 == 0 else ("packed", "standard")):
+            for side in ("standard", "packed") if r % 2 == 0 else ("packed", "standard"):
                 res = _spawn("chain", side, str(rows))
                 times[side].append(res["p50_ms"])
                 if r == 0:
@@ -141,21 +163,30 @@ def main() -> int:
     if export is None:
         tmp = tempfile.TemporaryDirectory()
         export = str(Path(tmp.name) / "minilm")
-        subprocess.run([sys.executable, "-m", "embedrt.cli", "export", "all-MiniLM-L6-v2", "-o", export],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "embedrt.cli", "export", "all-MiniLM-L6-v2", "-o", export],
+            check=True,
+            capture_output=True,
+        )
     res: dict[str, list[dict]] = {"fused": [], "packed": []}
     for r in range(args.rounds):
-        for side in (("fused", "packed") if r % 2 == 0 else ("packed", "fused")):
+        for side in ("fused", "packed") if r % 2 == 0 else ("packed", "fused"):
             res[side].append(_spawn("encoder", export, side))
     print("\n| Encoder fp32, all-MiniLM-L6-v2 | graph | single-text p50 ms | batch 32 sentences/s |")
     print("|---|---|---|---|")
     for side in ("fused", "packed"):
         rs = res[side]
-        print(f"| {side} | {rs[0]['graph'].split(', ')[1]} | {np.median([x['p50_ms'] for x in rs]):.2f} | "
-              f"{np.median([x['sent_s'] for x in rs]):.0f} |")
+        print(
+            f"| {side} | {rs[0]['graph'].split(', ')[1]} | {np.median([x['p50_ms'] for x in rs]):.2f} | "
+            f"{np.median([x['sent_s'] for x in rs]):.0f} |"
+        )
     f, k = res["fused"], res["packed"]
-    print(f"\npacked / fused: single-text p50 {np.median([b['p50_ms'] / a['p50_ms'] for a, b in zip(f, k)]):.2f}x, "
-          f"throughput {np.median([b['sent_s'] / a['sent_s'] for a, b in zip(f, k)]):.2f}x (per round, median)")
+    print(
+        "\npacked / fused: single-text p50 "
+        f"{np.median([b['p50_ms'] / a['p50_ms'] for a, b in zip(f, k, strict=True)]):.2f}x, "
+        f"throughput {np.median([b['sent_s'] / a['sent_s'] for a, b in zip(f, k, strict=True)]):.2f}x "
+        "(per round, median)"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -46,16 +46,28 @@ def ops_alone(lib, threads: int, rounds: int) -> None:
         feed = {"x": rng.standard_normal(shape).astype(np.float32)}
         for a, b in zip(qs.run(None, feed), qn.run(None, feed), strict=True):
             assert np.array_equal(a, b), "QuantizePerToken differs from the standard chain"
-        ts, tn, ratio = alternate(lambda f=feed: qs.run(None, f), lambda f=feed: qn.run(None, f), rounds, reps=20)
+        ts, tn, ratio = alternate(
+            lambda f=feed: qs.run(None, f), lambda f=feed: qn.run(None, f), rounds, reps=20
+        )
         print(f"| QuantizePerToken (8 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {spread(ratio)} |")
-    ds, dn = session(dequantize_standard(3, True), None, threads), session(dequantize_custom(3, True), lib, threads)
+    ds, dn = (
+        session(dequantize_standard(3, True), None, threads),
+        session(dequantize_custom(3, True), lib, threads),
+    )
     for shape in SHAPES:
-        feed = {"acc": rng.integers(-(2**20), 2**20, size=shape, dtype=np.int32),
-                "rs": rng.random(shape[:-1] + (1,), dtype=np.float32),
-                "cs": rng.random(shape[-1], dtype=np.float32), "b": rng.random(shape[-1], dtype=np.float32)}
+        feed = {
+            "acc": rng.integers(-(2**20), 2**20, size=shape, dtype=np.int32),
+            "rs": rng.random(shape[:-1] + (1,), dtype=np.float32),
+            "cs": rng.random(shape[-1], dtype=np.float32),
+            "b": rng.random(shape[-1], dtype=np.float32),
+        }
         assert np.array_equal(ds.run(None, feed)[0], dn.run(None, feed)[0]), "DequantizeRows differs"
-        ts, tn, ratio = alternate(lambda f=feed: ds.run(None, f), lambda f=feed: dn.run(None, f), rounds, reps=20)
-        print(f"| DequantizeRows + bias (4 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {spread(ratio)} |")
+        ts, tn, ratio = alternate(
+            lambda f=feed: ds.run(None, f), lambda f=feed: dn.run(None, f), rounds, reps=20
+        )
+        print(
+            f"| DequantizeRows + bias (4 ops) | {shape} | {ts * 1e3:.3f} | {tn * 1e3:.3f} | {spread(ratio)} |"
+        )
 
 
 def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: int) -> None:
@@ -70,8 +82,10 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int | None, rounds: 
     ts, tn, ratio = alternate(lambda: standard.encode(texts), lambda: native.encode(texts), rounds, reps=1)
     print(f"| int8 standard graph (A) vs int8 native graph (B) | {ts:.3f} | {tn:.3f} | {spread(ratio)} |")
     tf, tn, ratio = alternate(lambda: fp32.encode(texts), lambda: native.encode(texts), rounds, reps=1)
-    print(f"| fp32 ({'native pooling' if fp32.native else 'standard'}) (A) vs int8 native graph (B) "
-          f"| {tf:.3f} | {tn:.3f} | {spread(ratio)} |")
+    print(
+        f"| fp32 ({'native pooling' if fp32.native else 'standard'}) (A) vs int8 native graph (B) "
+        f"| {tf:.3f} | {tn:.3f} | {spread(ratio)} |"
+    )
     print(f"\nint8 native vs int8 standard: max abs diff {diff:.1e}; native: {native.graph_status}")
 
 

@@ -66,8 +66,10 @@ def pooling_alone(threads: int, rounds: int) -> None:
     fused = session(fused_model("mean", 1), library_path(), threads)
     standard = session(standard_model("mean", 1), None, threads)
     print("\n## pooling + normalize alone (float32, mean)\n")
-    print("| B x T x H | padding | standard ops (ms) | MeanPoolNormalize (ms) | standard / fused, per round: "
-          "median (min-max) |")
+    print(
+        "| B x T x H | padding | standard ops (ms) | MeanPoolNormalize (ms) | standard / fused, per round: "
+        "median (min-max) |"
+    )
     print("|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for (B, T, H), padded in [(s, p) for s in SHAPES for p in (False, True)]:
@@ -99,8 +101,10 @@ def end_to_end(export_dir: Path, texts: list[str], threads: int, rounds: int) ->
         reps=1,
     )
     print(f"\n## end to end: Encoder.encode({len(texts)} texts, batch_size=32), all-MiniLM-L6-v2\n")
-    print("| standard graph (s) | fused graph (s) | standard / fused, per round: median (min-max) "
-          "| max abs diff |")
+    print(
+        "| standard graph (s) | fused graph (s) | standard / fused, per round: median (min-max) "
+        "| max abs diff |"
+    )
     print("|---|---|---|---|")
     print(f"| {ts:.3f} | {tf:.3f} | {spread(ratio)} | {diff:.1e} |")
 
@@ -123,7 +127,8 @@ def start(p: argparse.ArgumentParser, texts: int, threads: int, threads_help: st
     print(
         f"machine: {platform.machine()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, "
-        f"embedrt {md.version('embedrt')}, library {lib}, threads={args.threads or 'default'}, rounds={args.rounds}"
+        f"embedrt {md.version('embedrt')}, library {lib}, "
+        f"threads={args.threads or 'default'}, rounds={args.rounds}"
     )
     return args, lib
 
@@ -133,7 +138,9 @@ def main() -> int:
     p.add_argument(
         "--export", default=None, help="all-MiniLM-L6-v2 export directory (default: export one to a temp dir)"
     )
-    started = start(p, texts=512, threads=1, threads_help="onnxruntime intra-op threads (default 1: less noise)")
+    started = start(
+        p, texts=512, threads=1, threads_help="onnxruntime intra-op threads (default 1: less noise)"
+    )
     if started is None:
         return 2
     args, _ = started

@@ -47,9 +47,13 @@ def quality(name, runner: Runner, ref_emb, texts, sts) -> dict:
     s1, s2, gold = sts
     pick = slice(0, 64 * 16, 16)
     alone = np.concatenate([runner.embed([t]) for t in texts[pick]])
-    return {"scheme": name, "mean_cos": agreement["mean_cosine"], "min_cos": agreement["min_cosine"],
-            "sts": sts_spearman(runner.embed(s1), runner.embed(s2), gold),
-            "batch_invariance_min_cos": float(_cos(emb[pick], alone).min())}
+    return {
+        "scheme": name,
+        "mean_cos": agreement["mean_cosine"],
+        "min_cos": agreement["min_cosine"],
+        "sts": sts_spearman(runner.embed(s1), runner.embed(s2), gold),
+        "batch_invariance_min_cos": float(_cos(emb[pick], alone).min()),
+    }
 
 
 def main() -> int:
@@ -68,8 +72,11 @@ def main() -> int:
         raise SystemExit("the custom-op library is not built (pip install -e .)")
     export_dir = Path(args.export_dir)
     m = read_manifest(export_dir).to_dict()
-    tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
-                        int(m["tokenizer"]["pad_token_id"]))
+    tok = TextTokenizer(
+        export_dir / m["tokenizer"].get("file", "tokenizer.json"),
+        int(m["max_seq_length"]),
+        int(m["tokenizer"]["pad_token_id"]),
+    )
     corpus = Path(args.corpus).read_text(encoding="utf-8").splitlines()
     texts, speed_texts = corpus[::11], corpus[: args.speed_texts]
     sts = read_sts(args.sts)
@@ -81,34 +88,48 @@ def main() -> int:
     source = export_dir / fp32.get("native", {}).get("file", fp32["file"])
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
     feeds = {"input_ids": ids, "attention_mask": mask}
-    print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, kernels "
-          f"{native.cpu_kernels()}, fp32 STS-B {base:.2f}", flush=True)
+    print(
+        f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, kernels "
+        f"{native.cpu_kernels()}, fp32 STS-B {base:.2f}",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="exact-int8-") as work:
         for scheme in args.schemes.split(","):
             for exclude in ((),) if args.every_linear_only else ((), ("ffn_down",)):
                 name = f"{scheme}, " + ("every Linear" if not exclude else "FFN down in fp32")
                 path = Path(work) / f"{scheme}-{len(exclude)}.onnx"
-                cfg = Int8Config(exclude_roles=exclude, scheme=scheme, quantize_op="native",
-                                 dequantize_op="native")
+                cfg = Int8Config(
+                    exclude_roles=exclude, scheme=scheme, quantize_op="native", dequantize_op="native"
+                )
                 quantize_int8(source, path, cfg)
                 checks = capture_graph(path, feeds, register=native.register)
                 runner = Runner(path, tok, int(m["dim"]), True)
-                row = (quality(name, runner, ref_emb, texts, sts) if args.no_speed else
-                       measure(name, runner, ref, ref_emb, texts, sts, speed_texts, args.rounds))
+                row = (
+                    quality(name, runner, ref_emb, texts, sts)
+                    if args.no_speed
+                    else measure(name, runner, ref, ref_emb, texts, sts, speed_texts, args.rounds)
+                )
                 row["int32_max_abs_error"] = max(c["max_abs_error"] for c in checks)
                 row["sts_delta"] = row["sts"] - base
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n| scheme | mean cos | min cos | STS-B dev x100 (delta vs {base:.2f}) | alone vs batch min cos "
-          "| speed vs fp32 | int32 max error here |")
+    print(
+        f"\n| scheme | mean cos | min cos | STS-B dev x100 (delta vs {base:.2f}) | alone vs batch min cos "
+        "| speed vs fp32 | int32 max error here |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        speed = (f"{r['speed_vs_fp32']:.2f}x ({r['speed_range'][0]:.2f}-{r['speed_range'][1]:.2f})"
-                 if "speed_vs_fp32" in r else "–")
-        print(f"| {r['scheme']} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {r['sts']:.2f} "
-              f"({r['sts_delta']:+.2f}) | {r['batch_invariance_min_cos']:.6f} | {speed} | "
-              f"{r['int32_max_abs_error']} |")
+        speed = (
+            f"{r['speed_vs_fp32']:.2f}x ({r['speed_range'][0]:.2f}-{r['speed_range'][1]:.2f})"
+            if "speed_vs_fp32" in r
+            else "–"
+        )
+        print(
+            f"| {r['scheme']} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {r['sts']:.2f} "
+            f"({r['sts_delta']:+.2f}) | {r['batch_invariance_min_cos']:.6f} | {speed} | "
+            f"{r['int32_max_abs_error']} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -1,10 +1,12 @@
-"""Every int8 scheme issue 5 asks about, built from one export's fp32 graph and measured the same way: agreement
+"""Every int8 scheme issue 5 asks about, built from one export's fp32 graph and measured the same way:
+agreement
 with fp32 on real sentences, STS-B dev Spearman, batch invariance, and speed against fp32 in the same process.
 
 Run:  python benchmarks/compare_int8_schemes.py EXPORT_DIR [--sts ../shared/data/stsb-dev.tsv] [--rounds 3]
           [--json schemes.json]
 
-EXPORT_DIR: an all-MiniLM-L6-v2 export with an int8 variant (export-model all-MiniLM-L6-v2 -o DIR --quantize int8).
+EXPORT_DIR: an all-MiniLM-L6-v2 export with an int8 variant (export-model all-MiniLM-L6-v2 -o DIR --quantize
+int8).
 The schemes (written to a temp dir):
 - onnxruntime quantize_dynamic, per-channel s8 weights, every MatMul (as sentence-transformers' presets), with
   and without reduce_range, without the FFN down-projections, without the attention output projections,
@@ -68,13 +70,15 @@ class Runner:
         order = np.argsort([-len(r) for r in rows], kind="stable")
         out = np.empty((len(texts), self.dim), np.float32)
         for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             ids, mask = self.tok.pad([rows[j] for j in idx])
             out[idx] = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]
         return out
 
 
-def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[str]) -> dict[str, tuple[Path, bool]]:
+def build_schemes(
+    export_dir: Path, work: Path, tok: TextTokenizer, calib: list[str]
+) -> dict[str, tuple[Path, bool]]:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -95,8 +99,14 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
 
     def dyn(name, **kw):
         path = work / f"{name}.onnx"
-        quantize_dynamic(str(fp32), str(path), per_channel=True, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"], **kw)
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            **kw,
+        )
         out[name] = (path, False)
 
     dyn("ort-dynamic, every MatMul")
@@ -106,18 +116,33 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
     dyn("ort-dynamic, attention output projections in fp32", nodes_to_exclude=attn_out)
     last = max(lin["layer"] for lin in linears if lin["layer"] is not None)
     last_layer = [lin["node"].name for lin in linears if lin["layer"] == last]
-    dyn("ort-dynamic, FFN down and the last layer in fp32", nodes_to_exclude=sorted(set(ffn_down + last_layer)))
+    dyn(
+        "ort-dynamic, FFN down and the last layer in fp32",
+        nodes_to_exclude=sorted(set(ffn_down + last_layer)),
+    )
 
     from embedrt.export.optimize import fuse_transformer
 
     fused = work / "fused.onnx"
-    cfg = json.loads((Path(m["source"]["path"]) / "config.json").read_text()) if m["source"].get("path") else {}
-    fuse_transformer(fp32, fused, m.get("architecture", "bert"), cfg.get("num_attention_heads", 12),
-                     cfg.get("hidden_size", m["dim"]))
+    cfg = (
+        json.loads((Path(m["source"]["path"]) / "config.json").read_text()) if m["source"].get("path") else {}
+    )
+    fuse_transformer(
+        fp32,
+        fused,
+        m.get("architecture", "bert"),
+        cfg.get("num_attention_heads", 12),
+        cfg.get("hidden_size", m["dim"]),
+    )
     path = work / "ort-dynamic-after-fusions.onnx"
     # NOTE: shape inference cannot type the contrib ops' outputs; tell the quantizer they are float
-    quantize_dynamic(str(fused), str(path), per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(fused),
+        str(path),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     out["ort-dynamic, after onnxruntime's fusions"] = (path, False)
 
     class Reader(CalibrationDataReader):
@@ -125,7 +150,7 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
             rows = tok.encode_ids(calib)
             self.feeds = []
             for i in range(0, len(rows), 32):
-                ids, mask = tok.pad(rows[i:i + 32])
+                ids, mask = tok.pad(rows[i : i + 32])
                 self.feeds.append({"input_ids": ids, "attention_mask": mask})
             self.it = iter(self.feeds)
 
@@ -134,9 +159,18 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
 
     def static(name, nodes):
         path = work / f"{name}.onnx"
-        quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                        nodes_to_quantize=nodes, calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(fp32),
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=nodes,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         out[name] = (path, False)
 
     static("static QDQ MinMax, every Linear", all_lin)
@@ -158,12 +192,20 @@ def build_schemes(export_dir: Path, work: Path, tok: TextTokenizer, calib: list[
         fp32_entry = m.variants["fp32"]
         source = export_dir / (fp32_entry.native.file if fp32_entry.native else fp32_entry.file)
         path = work / "pertoken-no-ffn-down.onnx"
-        quantize_int8(source, path, Int8Config(exclude_roles=("ffn_down",), quantize_op="native",
-                                               dequantize_op="native"))
+        quantize_int8(
+            source,
+            path,
+            Int8Config(exclude_roles=("ffn_down",), quantize_op="native", dequantize_op="native"),
+        )
         out["embedrt per-token, native ops, FFN down in fp32"] = (path, True)
         path = work / "pertoken-no-last-layer.onnx"
-        quantize_int8(source, path, Int8Config(exclude_roles=(), exclude_layers=(last,), quantize_op="native",
-                                               dequantize_op="native"))
+        quantize_int8(
+            source,
+            path,
+            Int8Config(
+                exclude_roles=(), exclude_layers=(last,), quantize_op="native", dequantize_op="native"
+            ),
+        )
         out["embedrt per-token, native ops, last layer in fp32"] = (path, True)
     return out
 
@@ -179,8 +221,9 @@ def measure(name, runner: Runner, ref: Runner, ref_emb, texts, sts, speed_texts,
     pick = slice(0, 64 * 16, 16)
     alone = np.concatenate([runner.embed([t]) for t in texts[pick]])
     result["batch_invariance_min_cos"] = float(_cos(emb[pick], alone).min())
-    t_ref, t_run, ratios = alternate(lambda: ref.embed(speed_texts), lambda: runner.embed(speed_texts), rounds,
-                                     reps=1)
+    t_ref, t_run, ratios = alternate(
+        lambda: ref.embed(speed_texts), lambda: runner.embed(speed_texts), rounds, reps=1
+    )
     result["speed_vs_fp32"] = statistics.median(ratios)
     result["speed_range"] = [min(ratios), max(ratios)]
     result["sent_per_s"] = len(speed_texts) / t_run
@@ -206,29 +249,52 @@ def main() -> int:
     sts = read_sts(args.sts) if args.sts else None
     ref = Runner(export_dir / m.variants["fp32"].file, tok, int(m.dim))
     ref_emb = ref.embed(texts)
-    print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts for "
-          f"agreement, {len(speed_texts)} for speed, {args.rounds} rounds", flush=True)
+    print(
+        f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts for "
+        f"agreement, {len(speed_texts)} for speed, {args.rounds} rounds",
+        flush=True,
+    )
     rows = []
     if sts is not None:
         s1, s2, gold = sts
-        rows.append({"scheme": "fp32 (model.onnx)", "mean_cos": 1.0, "min_cos": 1.0,
-                     "sts": sts_spearman(ref.embed(s1), ref.embed(s2), gold), "batch_invariance_min_cos": None,
-                     "speed_vs_fp32": 1.0})
+        rows.append(
+            {
+                "scheme": "fp32 (model.onnx)",
+                "mean_cos": 1.0,
+                "min_cos": 1.0,
+                "sts": sts_spearman(ref.embed(s1), ref.embed(s2), gold),
+                "batch_invariance_min_cos": None,
+                "speed_vs_fp32": 1.0,
+            }
+        )
     with tempfile.TemporaryDirectory(prefix="int8-schemes-") as work:
         schemes = build_schemes(export_dir, Path(work), tok, calib)
         for name, (path, custom) in schemes.items():
-            row = measure(name, Runner(path, tok, int(m["dim"]), custom), ref, ref_emb, texts, sts, speed_texts, args.rounds)
+            row = measure(
+                name,
+                Runner(path, tok, int(m["dim"]), custom),
+                ref,
+                ref_emb,
+                texts,
+                sts,
+                speed_texts,
+                args.rounds,
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
     base = rows[0].get("sts")
-    print("\n| scheme | mean cos | min cos | STS-B dev x100 (delta) | alone vs batch min cos | speed vs fp32 |")
+    print(
+        "\n| scheme | mean cos | min cos | STS-B dev x100 (delta) | alone vs batch min cos | speed vs fp32 |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         sts_s = f"{r['sts']:.2f} ({r['sts'] - base:+.2f})" if base is not None and "sts" in r else "–"
         inv = "–" if r.get("batch_invariance_min_cos") is None else f"{r['batch_invariance_min_cos']:.6f}"
         rng = f" ({r['speed_range'][0]:.2f}-{r['speed_range'][1]:.2f})" if "speed_range" in r else ""
-        print(f"| {r['scheme']} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {sts_s} | {inv} | "
-              f"{r['speed_vs_fp32']:.2f}x{rng} |")
+        print(
+            f"| {r['scheme']} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {sts_s} | {inv} | "
+            f"{r['speed_vs_fp32']:.2f}x{rng} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

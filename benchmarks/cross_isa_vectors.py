@@ -35,8 +35,7 @@ def main() -> int:
     out = {}
     for variant in ("fp32", "int8"):
         for fused in (True, False):
-            enc = Encoder(args.export_dir, device="cpu", variant=variant,
-                          native="auto" if fused else False)
+            enc = Encoder(args.export_dir, device="cpu", variant=variant, native="auto" if fused else False)
             name = f"{variant}-{'native' if enc.native else 'standard'}"
             out[name] = enc.encode(texts)
             print(f"{name}: {enc.graph_status}")

@@ -31,8 +31,11 @@ def main() -> int:
     args = p.parse_args()
     export_dir = Path(args.export_dir)
     m = read_manifest(export_dir).to_dict()
-    tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
-                        int(m["tokenizer"]["pad_token_id"]))
+    tok = TextTokenizer(
+        export_dir / m["tokenizer"].get("file", "tokenizer.json"),
+        int(m["max_seq_length"]),
+        int(m["tokenizer"]["pad_token_id"]),
+    )
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
     feeds = {"input_ids": ids, "attention_mask": mask}
     print(f"cpu kernels: {native.cpu_kernels()}")
@@ -55,10 +58,12 @@ def main() -> int:
         worst = max(results, key=lambda r: r["max_abs_error"])
         wrong = [r for r in results if r["max_abs_error"]]
         bad += bool(wrong)
-        print(f"{path.name}: {len(results)} checks ({len(results) // 2} MatMulInteger nodes, probe batch of "
-              f"{ids.shape[0]} texts and worst-case rows), {len(wrong)} with wrong int32 values; worst: "
-              f"{worst['node']} off by {worst['max_abs_error']} ({worst['wrong_fraction']:.1%} of its "
-              "entries)")
+        print(
+            f"{path.name}: {len(results)} checks ({len(results) // 2} MatMulInteger nodes, probe batch of "
+            f"{ids.shape[0]} texts and worst-case rows), {len(wrong)} with wrong int32 values; worst: "
+            f"{worst['node']} off by {worst['max_abs_error']} ({worst['wrong_fraction']:.1%} of its "
+            "entries)"
+        )
     return 1 if bad else 0
 
 

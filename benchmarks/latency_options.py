@@ -1,4 +1,5 @@
-"""Single-text latency of Encoder.encode under the onnxruntime settings that could plausibly lower it, and where
+"""Single-text latency of Encoder.encode under the onnxruntime settings that could plausibly lower it, and
+where
 one call's time goes (tokenization vs the session run).
 
 Run:  python benchmarks/latency_options.py EXPORT_DIR [--optimized OPT_EXPORT_DIR] [--texts 300] [--rounds 4]
@@ -49,12 +50,21 @@ def main() -> int:
     encoders = {
         "default (2 intra-op threads, spinning)": Encoder(args.export_dir, device="cpu"),
         "1 intra-op thread": Encoder(args.export_dir, device="cpu", intra_op_threads=1),
-        "spinning off": Encoder(args.export_dir, device="cpu", native=True,
-                                session_options=_options(session__intra_op__allow_spinning="0")),
-        "denormals as zero": Encoder(args.export_dir, device="cpu", native=True,
-                                     session_options=_options(session__set_denormal_as_zero="1")),
-        "parallel executor (2 inter-op threads)": Encoder(args.export_dir, device="cpu", native=True,
-                                                          session_options=parallel),
+        "spinning off": Encoder(
+            args.export_dir,
+            device="cpu",
+            native=True,
+            session_options=_options(session__intra_op__allow_spinning="0"),
+        ),
+        "denormals as zero": Encoder(
+            args.export_dir,
+            device="cpu",
+            native=True,
+            session_options=_options(session__set_denormal_as_zero="1"),
+        ),
+        "parallel executor (2 inter-op threads)": Encoder(
+            args.export_dir, device="cpu", native=True, session_options=parallel
+        ),
     }
     if args.optimized:
         encoders["--optimize export (fused attention)"] = Encoder(args.optimized, device="cpu")
@@ -63,7 +73,7 @@ def main() -> int:
             enc.encode(t)
     times: dict[str, list[float]] = {k: [] for k in encoders}
     for r in range(args.rounds):
-        for name in (list(encoders) if r % 2 == 0 else list(encoders)[::-1]):
+        for name in list(encoders) if r % 2 == 0 else list(encoders)[::-1]:
             enc = encoders[name]
             for t in texts:
                 t0 = time.perf_counter()
@@ -78,14 +88,18 @@ def main() -> int:
         base._session.run(None, {"input_ids": ids, "attention_mask": mask})
         tok.append(t1 - t0)
         run.append(time.perf_counter() - t1)
-    print(f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts x "
-          f"{args.rounds} rounds\n")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}, onnxruntime {ort.__version__}, {len(texts)} texts x "
+        f"{args.rounds} rounds\n"
+    )
     print("| setting | p50 ms | p99 ms |")
     print("|---|---|---|")
     for name, ts in times.items():
         print(f"| {name} | {1e3 * np.median(ts):.2f} | {1e3 * np.percentile(ts, 99):.2f} |")
-    print(f"\ndefault, one call split: tokenize + pad p50 {1e3 * np.median(tok):.3f} ms, session run p50 "
-          f"{1e3 * np.median(run):.2f} ms ({'native' if base.native else 'standard'} graph)")
+    print(
+        f"\ndefault, one call split: tokenize + pad p50 {1e3 * np.median(tok):.3f} ms, session run p50 "
+        f"{1e3 * np.median(run):.2f} ms ({'native' if base.native else 'standard'} graph)"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Where the time of one encode goes, by operator type, from onnxruntime's own profiler.
 
-Run: python benchmarks/profile_ops.py EXPORT_DIR [--variant fp32|int8] [--limit 2000] [--batch-size 32] [--standard]
+Run: python benchmarks/profile_ops.py EXPORT_DIR [--variant fp32|int8] [--limit 2000] [--batch-size 32]
+[--standard]
 
 It encodes the first --limit lines of ../shared/data/corpus-qnli.txt once to warm up, then once with
 onnxruntime profiling on, and prints: wall time split into tokenization+padding / session runs / the rest, the
@@ -62,8 +63,9 @@ def main() -> None:
     so.enable_profiling = True
     so.profile_file_prefix = "/tmp/embedrt-profile"
     # NOTE: with session_options given, "auto" leaves the native graph alone; profile the graph that ran above
-    prof = Encoder(args.export_dir, device="cpu", variant=args.variant, session_options=so,
-                   native=plain.native)
+    prof = Encoder(
+        args.export_dir, device="cpu", variant=args.variant, session_options=so, native=plain.native
+    )
     prof.encode(texts, batch_size=args.batch_size)
     path = prof._session.end_profiling()
     events = json.loads(Path(path).read_text())
@@ -79,10 +81,14 @@ def main() -> None:
     print(f"graph: {plain.graph_status}")
     print(f"{args.variant}: {len(texts)} texts, batch {args.batch_size}, providers {plain.active_providers}")
     print(f"encode wall {wall:.3f} s = {len(texts) / wall:.0f} sent/s")
-    print(f"  tokenize+pad {tok_s:.3f} s ({100 * tok_s / wall:.1f}%), session runs {run_s:.3f} s "
-          f"({100 * run_s / wall:.1f}%), rest {wall - tok_s - run_s:.3f} s")
-    print(f"  padding: {padded_tokens} padded tokens for {lengths.sum()} real "
-          f"({100 * (padded_tokens - lengths.sum()) / padded_tokens:.1f}% waste)")
+    print(
+        f"  tokenize+pad {tok_s:.3f} s ({100 * tok_s / wall:.1f}%), session runs {run_s:.3f} s "
+        f"({100 * run_s / wall:.1f}%), rest {wall - tok_s - run_s:.3f} s"
+    )
+    print(
+        f"  padding: {padded_tokens} padded tokens for {lengths.sum()} real "
+        f"({100 * (padded_tokens - lengths.sum()) / padded_tokens:.1f}% waste)"
+    )
     print(f"  nodes executed per run (after onnxruntime's optimisations): {kernels / len(batches):.0f}")
     print(f"operator kernel time (profiled run, {total:.3f} s summed over nodes):")
     for op, s in sorted(by_op.items(), key=lambda kv: -kv[1]):

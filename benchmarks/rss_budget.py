@@ -1,8 +1,10 @@
 """Peak RSS and throughput of one encode setting, in a fresh process (run it once per setting).
 
-Run: python benchmarks/rss_budget.py EXPORT_DIR [--variant fp32] [--max-batch-tokens 2048 | --no-budget] [--no-arena]
+Run: python benchmarks/rss_budget.py EXPORT_DIR [--variant fp32] [--max-batch-tokens 2048 | --no-budget]
+[--no-arena]
 
-Peak RSS (ru_maxrss) is per process, so each setting needs its own process; throughput from a single process is
+Peak RSS (ru_maxrss) is per process, so each setting needs its own process; throughput from a single process
+is
 noisy on a shared machine: compare settings with `embedrt bench` or alternation, not with this number.
 """
 
@@ -36,18 +38,32 @@ def main() -> None:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.enable_cpu_mem_arena = not args.no_arena
     # NOTE: with session_options given, "auto" would leave the native graph alone; measure the graph users get
-    enc = Encoder(args.export_dir, device="cpu", variant=args.variant, session_options=so,
-                  max_batch_tokens=None if args.no_budget else args.max_batch_tokens,
-                  native=library_path() is not None)
+    enc = Encoder(
+        args.export_dir,
+        device="cpu",
+        variant=args.variant,
+        session_options=so,
+        max_batch_tokens=None if args.no_budget else args.max_batch_tokens,
+        native=library_path() is not None,
+    )
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     enc.encode(texts[:64])
     t = time.perf_counter()
     enc.encode(texts, batch_size=32)
     dt = time.perf_counter() - t
-    print(json.dumps({"variant": args.variant, "graph": str(enc.graph_status),
-                      "max_batch_tokens": enc.max_batch_tokens, "arena": not args.no_arena,
-                      "sent_per_s": round(len(texts) / dt, 1), "rss_after_load_mib": round(loaded),
-                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "graph": str(enc.graph_status),
+                "max_batch_tokens": enc.max_batch_tokens,
+                "arena": not args.no_arena,
+                "sent_per_s": round(len(texts) / dt, 1),
+                "rss_after_load_mib": round(loaded),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main() -> None:
 
     def gathered_topk():
         v = block.shape[1]
-        cols = np.argpartition(block, v - args.k, axis=1)[:, v - args.k:]
+        cols = np.argpartition(block, v - args.k, axis=1)[:, v - args.k :]
         vals = np.take_along_axis(block, cols, axis=1)
         keep = vals != 0
         rows = np.broadcast_to(np.arange(block.shape[0])[:, None], cols.shape)

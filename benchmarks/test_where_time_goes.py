@@ -23,13 +23,14 @@ def batch32(enc, corpus):
     rows = enc.tokenizer.encode_ids(corpus)
     order = np.argsort([len(r) for r in rows])
     mid = len(order) // 2
-    return enc.tokenizer.pad([rows[i] for i in order[mid - 16: mid + 16]])
+    return enc.tokenizer.pad([rows[i] for i in order[mid - 16 : mid + 16]])
 
 
 @pytest.mark.parametrize("batch_size", [1, 8, 32, 128])
 def test_encode_512_texts(benchmark, enc, corpus, batch_size):
-    benchmark.pedantic(enc.encode, args=(corpus[:512],), kwargs={"batch_size": batch_size}, rounds=3,
-                       warmup_rounds=1)
+    benchmark.pedantic(
+        enc.encode, args=(corpus[:512],), kwargs={"batch_size": batch_size}, rounds=3, warmup_rounds=1
+    )
 
 
 def test_tokenize_4000_texts(benchmark, enc, corpus):
@@ -38,7 +39,7 @@ def test_tokenize_4000_texts(benchmark, enc, corpus):
 
 def test_pad_4000_texts_in_batches_of_32(benchmark, enc, corpus):
     rows = enc.tokenizer.encode_ids(corpus)
-    benchmark(lambda: [enc.tokenizer.pad(rows[i:i + 32]) for i in range(0, len(rows), 32)])
+    benchmark(lambda: [enc.tokenizer.pad(rows[i : i + 32]) for i in range(0, len(rows), 32)])
 
 
 def test_session_run_batch32(benchmark, enc, batch32):

@@ -16,13 +16,20 @@ import time
 from embedrt import CrossEncoder, Encoder, rerank_hits, semantic_search
 
 
-def retrieve_and_rerank(encoder: Encoder, reranker: CrossEncoder, corpus: list[str], queries: list[str],
-                        retrieve_k: int = 100, top_k: int = 5) -> list[list[dict]]:
+def retrieve_and_rerank(
+    encoder: Encoder,
+    reranker: CrossEncoder,
+    corpus: list[str],
+    queries: list[str],
+    retrieve_k: int = 100,
+    top_k: int = 5,
+) -> list[list[dict]]:
     """Rerank each query's ``retrieve_k`` bi-encoder hits with the cross-encoder; keep ``top_k``."""
     corpus_emb = encoder.encode(corpus, batch_size=64)  # once, offline in a real system (the index)
     hits = semantic_search(encoder.encode(queries), corpus_emb, top_k=retrieve_k)
-    return [rerank_hits(reranker, q, qhits, corpus, top_k=top_k)
-            for q, qhits in zip(queries, hits, strict=True)]
+    return [
+        rerank_hits(reranker, q, qhits, corpus, top_k=top_k) for q, qhits in zip(queries, hits, strict=True)
+    ]
 
 
 def main() -> None:

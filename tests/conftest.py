@@ -64,9 +64,8 @@ def minilm_export(minilm_path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_factory(tmp_path_factory):
     """Build (and cache) tiny sentence-transformers models and their exports by keyword arguments."""
-    from tiny_models import build_tiny_st
-
     from embedrt import export_model
+    from tiny_models import build_tiny_st
 
     cache: dict = {}
 
@@ -93,9 +92,8 @@ def tiny_bert(tiny_factory):
 @pytest.fixture(scope="session")
 def cross_factory(tmp_path_factory):
     """Build (and cache) tiny random cross-encoders and their exports by keyword arguments."""
-    from tiny_models import build_tiny_cross
-
     from embedrt import export_model
+    from tiny_models import build_tiny_cross
 
     cache: dict = {}
 

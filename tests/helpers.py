@@ -30,8 +30,27 @@ def run_bench_cli(export_dir: Path, input_flag: str, input_path: Path, tmp_path:
     from embedrt.cli import main
 
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
-    argv = ["bench", str(export_dir), input_flag, str(input_path), "--batch-sizes", "1,4",
-            "--headline-batch-size", "4", "--repeats", "2", "--latency-calls", "5", "--workdir",
-            str(tmp_path / "work"), "--json", str(out), "--markdown", str(md), "-q", *extra]
+    argv = [
+        "bench",
+        str(export_dir),
+        input_flag,
+        str(input_path),
+        "--batch-sizes",
+        "1,4",
+        "--headline-batch-size",
+        "4",
+        "--repeats",
+        "2",
+        "--latency-calls",
+        "5",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+        "-q",
+        *extra,
+    ]
     assert main(argv) == 0
     return json.loads(out.read_text()), md.read_text()

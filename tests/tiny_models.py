@@ -12,9 +12,11 @@ HIDDEN = 32
 #: exercise the packed graph's attention layouts too
 HEADS = 2
 
-_WORDS = ("the a an is are was of to in and on for with that this it by as at from model token vector "
-          "search index hello world man playing guitar stage pizza love family code return café naïve "
-          "relativity theory who what when where why how").split()
+_WORDS = (
+    "the a an is are was of to in and on for with that this it by as at from model token vector "
+    "search index hello world man playing guitar stage pizza love family code return café naïve "
+    "relativity theory who what when where why how"
+).split()
 _EXTRA_CHARS = "éèàâçïôûüöäßÅåñ日本語中文한국어🍕🔥👍مرحباשלום—–…’“”"
 
 
@@ -61,8 +63,15 @@ def build_tokenizer(arch: str):
 def build_config(arch: str, vocab_size: int, pad_id: int, max_pos: int = 64):
     import transformers as tf
 
-    common = dict(vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=HEADS,
-                  intermediate_size=64, initializer_range=0.2, pad_token_id=pad_id)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        intermediate_size=64,
+        initializer_range=0.2,
+        pad_token_id=pad_id,
+    )
     if arch == "bert":
         return tf.BertConfig(max_position_embeddings=max_pos, **common)
     if arch == "mpnet":
@@ -72,15 +81,33 @@ def build_config(arch: str, vocab_size: int, pad_id: int, max_pos: int = 64):
     if arch == "xlm-roberta":
         return tf.XLMRobertaConfig(max_position_embeddings=max_pos + 2, **common)
     if arch == "distilbert":
-        return tf.DistilBertConfig(vocab_size=vocab_size, dim=HIDDEN, n_layers=2, n_heads=HEADS, hidden_dim=64,
-                                   max_position_embeddings=max_pos, initializer_range=0.2, pad_token_id=pad_id)
+        return tf.DistilBertConfig(
+            vocab_size=vocab_size,
+            dim=HIDDEN,
+            n_layers=2,
+            n_heads=HEADS,
+            hidden_dim=64,
+            max_position_embeddings=max_pos,
+            initializer_range=0.2,
+            pad_token_id=pad_id,
+        )
     raise ValueError(arch)
 
 
-def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, ...] = "mean", dense: bool = False,
-                  normalize: bool = False, prompts: dict[str, str] | None = None,
-                  default_prompt_name: str | None = None, include_prompt: bool = True, max_seq_length: int = 24,
-                  seed: int = 0, weight_scale: float | None = None, outliers: float | None = None) -> Path:
+def build_tiny_st(
+    out_dir: Path,
+    arch: str = "bert",
+    pooling: str | tuple[str, ...] = "mean",
+    dense: bool = False,
+    normalize: bool = False,
+    prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    include_prompt: bool = True,
+    max_seq_length: int = 24,
+    seed: int = 0,
+    weight_scale: float | None = None,
+    outliers: float | None = None,
+) -> Path:
     """Save a random sentence-transformers model to ``out_dir`` and return it."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -100,7 +127,8 @@ def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, .
     if outliers is not None:
         # Activation channels of wildly different magnitudes (outlier features): the value projection's output
         # channels scaled and the attention output projection scaled back (both linear, no residual between),
-        # so fp32 computes the same function while per-token int8 rounds the small channels to zero. BERT only.
+        # so fp32 computes the same function while per-token int8 rounds the small channels to zero. BERT
+        # only.
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for layer in model.encoder.layer:
@@ -112,30 +140,46 @@ def build_tiny_st(out_dir: Path, arch: str = "bert", pooling: str | tuple[str, .
                 layer.attention.output.dense.weight.div_(f[None, :])
     model.save_pretrained(hf_dir)
     tok.save_pretrained(hf_dir)
-    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length),
-               Pooling(HIDDEN, pooling_mode=pooling, include_prompt=include_prompt)]
+    modules = [
+        Transformer(str(hf_dir), max_seq_length=max_seq_length),
+        Pooling(HIDDEN, pooling_mode=pooling, include_prompt=include_prompt),
+    ]
     width = HIDDEN * (1 if isinstance(pooling, str) else len(pooling))
     if dense:
         modules.append(Dense(width, 16, activation_function=torch.nn.Tanh()))
     if normalize:
         modules.append(Normalize())
-    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts, default_prompt_name=default_prompt_name)
+    st = SentenceTransformer(
+        modules=modules, device="cpu", prompts=prompts, default_prompt_name=default_prompt_name
+    )
     st.save(str(out_dir))
     return out_dir
 
 
-CROSS_CLASSES = {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification",
-                 "xlm-roberta": "XLMRobertaForSequenceClassification",
-                 "distilbert": "DistilBertForSequenceClassification"}
+CROSS_CLASSES = {
+    "bert": "BertForSequenceClassification",
+    "roberta": "RobertaForSequenceClassification",
+    "xlm-roberta": "XLMRobertaForSequenceClassification",
+    "distilbert": "DistilBertForSequenceClassification",
+}
 
 
-def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max_length: int = 24, seed: int = 0,
-                     activation_fn=None, save_as: str = "st") -> Path:
+def build_tiny_cross(
+    out_dir: Path,
+    arch: str = "bert",
+    num_labels: int = 1,
+    max_length: int = 24,
+    seed: int = 0,
+    activation_fn=None,
+    save_as: str = "st",
+) -> Path:
     """Save a random cross-encoder (``*ForSequenceClassification``) to ``out_dir`` and return it.
 
     ``save_as="st"`` saves it with ``sentence_transformers.CrossEncoder.save`` (modules.json and
-    config_sentence_transformers.json, as sentence-transformers >= 6 does); ``"hf"`` leaves the bare Hugging Face
-    checkpoint (config.json + weights + tokenizer), as cross-encoders were published before sentence-transformers 4.
+    config_sentence_transformers.json, as sentence-transformers >= 6 does); ``"hf"`` leaves the bare Hugging
+    Face
+    checkpoint (config.json + weights + tokenizer), as cross-encoders were published before
+    sentence-transformers 4.
     """
     import torch
     import transformers as tf
@@ -149,7 +193,8 @@ def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max
     torch.manual_seed(seed)
     model = getattr(tf, CROSS_CLASSES[arch])(cfg)
     model.eval()
-    # NOTE: tokenizer_config's model_max_length is where sentence-transformers reads a CrossEncoder's max length.
+    # NOTE: tokenizer_config's model_max_length is where sentence-transformers reads a CrossEncoder's max
+    # length.
     tok.model_max_length = max_length
     model.save_pretrained(hf_dir)
     tok.save_pretrained(hf_dir)
@@ -160,14 +205,26 @@ def build_tiny_cross(out_dir: Path, arch: str = "bert", num_labels: int = 1, max
     return out_dir
 
 
-MLM_CLASSES = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
-               "xlm-roberta": "XLMRobertaForMaskedLM", "distilbert": "DistilBertForMaskedLM",
-               "mpnet": "MPNetForMaskedLM"}
+MLM_CLASSES = {
+    "bert": "BertForMaskedLM",
+    "roberta": "RobertaForMaskedLM",
+    "xlm-roberta": "XLMRobertaForMaskedLM",
+    "distilbert": "DistilBertForMaskedLM",
+    "mpnet": "MPNetForMaskedLM",
+}
 
 
-def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", activation: str = "relu",
-                      max_seq_length: int = 24, prompts: dict[str, str] | None = None,
-                      max_active_dims: int | None = None, seed: int = 0, save_as: str = "st") -> Path:
+def build_tiny_sparse(
+    out_dir: Path,
+    arch: str = "bert",
+    pooling: str = "max",
+    activation: str = "relu",
+    max_seq_length: int = 24,
+    prompts: dict[str, str] | None = None,
+    max_active_dims: int | None = None,
+    seed: int = 0,
+    save_as: str = "st",
+) -> Path:
     """Save a random SPLADE model (``*ForMaskedLM`` + SpladePooling) to ``out_dir`` and return it.
 
     ``save_as="hf"`` leaves the bare ``*ForMaskedLM`` checkpoint (what ``export-model --task sparse`` takes).
@@ -189,17 +246,27 @@ def build_tiny_sparse(out_dir: Path, arch: str = "bert", pooling: str = "max", a
     tok.save_pretrained(hf_dir)
     if save_as == "hf":
         return out_dir
-    modules = [Transformer(str(hf_dir), transformer_task="fill-mask", max_seq_length=max_seq_length),
-               SpladePooling(pooling_strategy=pooling, activation_function=activation)]
+    modules = [
+        Transformer(str(hf_dir), transformer_task="fill-mask", max_seq_length=max_seq_length),
+        SpladePooling(pooling_strategy=pooling, activation_function=activation),
+    ]
     se = SparseEncoder(modules=modules, device="cpu", prompts=prompts, max_active_dims=max_active_dims)
     se.save(str(out_dir))
     return out_dir
 
 
-def build_tiny_multivector(out_dir: Path, arch: str = "bert", dim: int = 16, normalize: bool = True,
-                           skiplist_words: list[str] | None = None, query_length: int | None = None,
-                           document_length: int | None = None, prompts: dict[str, str] | None = None,
-                           max_seq_length: int = 24, seed: int = 0) -> Path:
+def build_tiny_multivector(
+    out_dir: Path,
+    arch: str = "bert",
+    dim: int = 16,
+    normalize: bool = True,
+    skiplist_words: list[str] | None = None,
+    query_length: int | None = None,
+    document_length: int | None = None,
+    prompts: dict[str, str] | None = None,
+    max_seq_length: int = 24,
+    seed: int = 0,
+) -> Path:
     """Save a random ColBERT-style MultiVectorEncoder (Transformer, token-level Dense, Normalize,
     MultiVectorMask) to ``out_dir`` and return it."""
     import torch
@@ -215,9 +282,15 @@ def build_tiny_multivector(out_dir: Path, arch: str = "bert", dim: int = 16, nor
     model = AutoModel.from_config(build_config(arch, len(tok), tok.pad_token_id))
     model.save_pretrained(hf_dir)
     tok.save_pretrained(hf_dir)
-    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length, query_length=query_length,
-                           document_length=document_length),
-               Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings")]
+    modules = [
+        Transformer(
+            str(hf_dir),
+            max_seq_length=max_seq_length,
+            query_length=query_length,
+            document_length=document_length,
+        ),
+        Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings"),
+    ]
     if normalize:
         modules.append(Normalize(module_input_name="token_embeddings"))
     modules.append(MultiVectorMask(skiplist_words=skiplist_words))

@@ -26,10 +26,22 @@ from .modes import Activation, Device, Pooling, Precision, Task
 
 __version__ = "0.1.0"
 
-_RUNTIME = {"Encoder", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder", "TensorRTOptions",
-            "community_detection",
-            "cos_sim", "dot_score", "normalize", "semantic_search",
-            "paraphrase_mining", "paraphrase_mining_embeddings", "quantize_embeddings", "rerank_hits"}
+_RUNTIME = {
+    "Encoder",
+    "CrossEncoder",
+    "SparseEncoder",
+    "MultiVectorEncoder",
+    "TensorRTOptions",
+    "community_detection",
+    "cos_sim",
+    "dot_score",
+    "normalize",
+    "semantic_search",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "quantize_embeddings",
+    "rerank_hits",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .export import export_model
@@ -64,8 +76,39 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'embedrt' has no attribute {name!r}")
 
 
-__all__ = sorted(_RUNTIME | {
-    "export_model", "Activation", "Device", "Pooling", "Precision", "Task", "EmbedrtError", "ArtifactError",
-    "ExportError", "InputError", "ModelLoadError", "ModelNotFoundError", "NativeOpsError", "OutputExistsError",
-    "ProviderUnavailableError", "QualityGateError", "UnsupportedModelError", "VerificationError", "__version__",
-})
+# NOTE: a literal list, so that linters and type checkers see the public names (the runtime ones load lazily).
+__all__ = [
+    "Activation",
+    "ArtifactError",
+    "CrossEncoder",
+    "Device",
+    "EmbedrtError",
+    "Encoder",
+    "ExportError",
+    "InputError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "MultiVectorEncoder",
+    "NativeOpsError",
+    "OutputExistsError",
+    "Pooling",
+    "Precision",
+    "ProviderUnavailableError",
+    "QualityGateError",
+    "SparseEncoder",
+    "Task",
+    "TensorRTOptions",
+    "UnsupportedModelError",
+    "VerificationError",
+    "__version__",
+    "community_detection",
+    "cos_sim",
+    "dot_score",
+    "export_model",
+    "normalize",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "quantize_embeddings",
+    "rerank_hits",
+    "semantic_search",
+]

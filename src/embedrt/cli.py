@@ -11,54 +11,101 @@ from pathlib import Path
 
 from .errors import EmbedrtError, InputError
 
-EPILOG = ("Every command exits 0 on success, 2 on a usage or embedrt error (the message says which). "
-          "Input files are UTF-8, one text per line; line N is row / corpus_id N-1, blank lines included "
-          "(search and mine never return a blank line).")
+EPILOG = (
+    "Every command exits 0 on success, 2 on a usage or embedrt error (the message says which). "
+    "Input files are UTF-8, one text per line; line N is row / corpus_id N-1, blank lines included "
+    "(search and mine never return a blank line)."
+)
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="local sentence-transformers directory, hub id (org/name) or short name "
-                                 "(all-MiniLM-L6-v2 means sentence-transformers/all-MiniLM-L6-v2)")
+    p.add_argument(
+        "model",
+        help="local sentence-transformers directory, hub id (org/name) or short name "
+        "(all-MiniLM-L6-v2 means sentence-transformers/all-MiniLM-L6-v2)",
+    )
     p.add_argument("-o", "--output", help="export directory to create (default: ./<model name>.embedrt)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
-    p.add_argument("--atol", type=float, default=1e-5,
-                   help="max abs diff allowed against SentenceTransformer.encode (default: 1e-5)")
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=1e-5,
+        help="max abs diff allowed against SentenceTransformer.encode (default: 1e-5)",
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument("--quantize", action="append", default=[], choices=["int8", "fp16"],
-                   help="add a variant beside fp32 (repeatable): int8 (per-token, batch-invariant, CPU) or "
-                        "fp16 (for GPU providers)")
-    p.add_argument("--variants", default=None, help="comma-separated alternative to --quantize, e.g. fp32,int8,fp16")
-    p.add_argument("--min-mean-cosine", type=float, default=0.99,
-                   help="quality gate: refuse a variant whose mean cosine to fp32 is lower (default 0.99)")
-    p.add_argument("--min-cosine", type=float, default=0.95,
-                   help="quality gate: refuse a variant whose worst cosine to fp32 is lower (default 0.95)")
-    p.add_argument("--calibration", default=None,
-                   help="text file of real sentences for the gate (default: a built-in sample)")
-    p.add_argument("--eval-sts", default=None,
-                   help="STS file (score<TAB>s1<TAB>s2): Spearman of every variant goes into the manifest")
-    p.add_argument("--int8-exclude", default="",
-                   help="comma-separated Linear roles kept fp32 in int8: attention, ffn_up, ffn_down (default: none)")
-    p.add_argument("--int8-scheme", default="w7a8", choices=["w7a8", "w8a7", "w8a8-vnni"],
-                   help="int8 integer ranges: w7a8 (default: 7-bit weights x 8-bit activations) and w8a7 "
-                        "give the same vectors on every CPU; w8a8-vnni (8-bit x 8-bit) is exact only on CPUs "
-                        "with VNNI (elsewhere onnxruntime's int8 kernel saturates)")
-    p.add_argument("--optimize", action="store_true",
-                   help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
-                        "verification still holds (default off: no gain measured, and the graph stays portable)")
-    p.add_argument("--task", choices=["auto", "embedding", "cross-encoder", "sparse", "multi-vector"],
-                   default="auto",
-                   help="what the model is (default auto: read from its configs; a *ForSequenceClassification "
-                        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder, a "
-                        "SparseEncoder is sparse, a MultiVectorEncoder multi-vector; a bare *ForMaskedLM "
-                        "needs --task sparse)")
-    p.add_argument("--cross-encoder", dest="task", action="store_const", const="cross-encoder",
-                   help="export a cross-encoder (reranker): pairs -> scores; same as --task cross-encoder")
+    p.add_argument(
+        "--quantize",
+        action="append",
+        default=[],
+        choices=["int8", "fp16"],
+        help="add a variant beside fp32 (repeatable): int8 (per-token, batch-invariant, CPU) or "
+        "fp16 (for GPU providers)",
+    )
+    p.add_argument(
+        "--variants", default=None, help="comma-separated alternative to --quantize, e.g. fp32,int8,fp16"
+    )
+    p.add_argument(
+        "--min-mean-cosine",
+        type=float,
+        default=0.99,
+        help="quality gate: refuse a variant whose mean cosine to fp32 is lower (default 0.99)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float,
+        default=0.95,
+        help="quality gate: refuse a variant whose worst cosine to fp32 is lower (default 0.95)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="text file of real sentences for the gate (default: a built-in sample)",
+    )
+    p.add_argument(
+        "--eval-sts",
+        default=None,
+        help="STS file (score<TAB>s1<TAB>s2): Spearman of every variant goes into the manifest",
+    )
+    p.add_argument(
+        "--int8-exclude",
+        default="",
+        help="comma-separated Linear roles kept fp32 in int8: attention, ffn_up, ffn_down (default: none)",
+    )
+    p.add_argument(
+        "--int8-scheme",
+        default="w7a8",
+        choices=["w7a8", "w8a7", "w8a8-vnni"],
+        help="int8 integer ranges: w7a8 (default: 7-bit weights x 8-bit activations) and w8a7 "
+        "give the same vectors on every CPU; w8a8-vnni (8-bit x 8-bit) is exact only on CPUs "
+        "with VNNI (elsewhere onnxruntime's int8 kernel saturates)",
+    )
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="apply onnxruntime's offline transformer fusions (contrib ops, exact GELU); kept only if "
+        "verification still holds (default off: no gain measured, and the graph stays portable)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["auto", "embedding", "cross-encoder", "sparse", "multi-vector"],
+        default="auto",
+        help="what the model is (default auto: read from its configs; a *ForSequenceClassification "
+        "checkpoint or a sentence-transformers CrossEncoder is a cross-encoder, a "
+        "SparseEncoder is sparse, a MultiVectorEncoder multi-vector; a bare *ForMaskedLM "
+        "needs --task sparse)",
+    )
+    p.add_argument(
+        "--cross-encoder",
+        dest="task",
+        action="store_const",
+        const="cross-encoder",
+        help="export a cross-encoder (reranker): pairs -> scores; same as --task cross-encoder",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model
-
     from .export.gate import GateThresholds
     from .export.quantize import ROLES, Int8Config
 
@@ -72,29 +119,44 @@ def _run_export(args: argparse.Namespace) -> int:
         raise InputError(f"unknown --int8-exclude roles {bad}; valid choices: {list(ROLES)}")
     calibration = _read_lines(args.calibration) if args.calibration else None
     t0 = time.perf_counter()
-    manifest = export_model(args.model, output, force=args.force, atol=args.atol, opset=args.opset,
-                            log=None if args.quiet else lambda m: print(m, flush=True), variants=variants,
-                            int8=Int8Config(exclude_roles=exclude, scheme=args.int8_scheme),
-                            thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
-                            calibration=[c for c in calibration if c.strip()] if calibration else None,
-                            eval_sts=args.eval_sts, optimize=args.optimize,
-                            task=None if args.task == "auto" else args.task)
+    manifest = export_model(
+        args.model,
+        output,
+        force=args.force,
+        atol=args.atol,
+        opset=args.opset,
+        log=None if args.quiet else lambda m: print(m, flush=True),
+        variants=variants,
+        int8=Int8Config(exclude_roles=exclude, scheme=args.int8_scheme),
+        thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
+        calibration=[c for c in calibration if c.strip()] if calibration else None,
+        eval_sts=args.eval_sts,
+        optimize=args.optimize,
+        task=None if args.task == "auto" else args.task,
+    )
     fig = manifest["variants"]["fp32"]["verification"]
     if manifest.get("task") == "cross-encoder":
-        print(f"exported cross-encoder {manifest['source']['model']} to {Path(output).absolute()} in "
-              f"{time.perf_counter() - t0:.1f} s ({manifest['num_labels']} label(s), {manifest['activation']}, "
-              f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
-              "CrossEncoder.predict)")
+        print(
+            f"exported cross-encoder {manifest['source']['model']} to {Path(output).absolute()} in "
+            f"{time.perf_counter() - t0:.1f} s ({manifest['num_labels']} label(s), {manifest['activation']}, "
+            f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
+            "CrossEncoder.predict)"
+        )
         return 0
     if manifest.get("task") in ("sparse", "multi-vector"):
-        print(f"exported {manifest['task']} encoder {manifest['source']['model']} to "
-              f"{Path(output).absolute()} in {time.perf_counter() - t0:.1f} s (dim {manifest['dim']}, "
-              f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
-              "sentence-transformers)")
+        print(
+            f"exported {manifest['task']} encoder {manifest['source']['model']} to "
+            f"{Path(output).absolute()} in {time.perf_counter() - t0:.1f} s (dim {manifest['dim']}, "
+            f"max_seq_length {manifest['max_seq_length']}, max abs diff {fig['max_abs_diff']:.1e} vs "
+            "sentence-transformers)"
+        )
         return 0
-    print(f"exported {manifest['source']['model']} to {Path(output).absolute()} in {time.perf_counter() - t0:.1f} s "
-          f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "
-          f"max abs diff {fig['max_abs_diff']:.1e} vs sentence-transformers)")
+    print(
+        f"exported {manifest['source']['model']} to {Path(output).absolute()} "
+        f"in {time.perf_counter() - t0:.1f} s "
+        f"(dim {manifest['dim']}, max_seq_length {manifest['max_seq_length']}, "
+        f"max abs diff {fig['max_abs_diff']:.1e} vs sentence-transformers)"
+    )
     return 0
 
 
@@ -102,7 +164,9 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("export_dir", help="directory written by export-model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (default: auto)")
     p.add_argument("--variant", default="fp32", help="graph variant from the manifest (default: fp32)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
 
 
@@ -126,8 +190,10 @@ def _iter_lines(path: str | Path):
             for line in f:
                 yield line.rstrip("\n")
     except UnicodeDecodeError as e:
-        raise InputError(f"{p} is not valid UTF-8: {_bad_utf8_line(p)} ({e.reason}); "
-                         "convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+        raise InputError(
+            f"{p} is not valid UTF-8: {_bad_utf8_line(p)} ({e.reason}); "
+            "convert it first (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     except OSError as e:
         raise InputError(f"cannot read {p}: {e.strerror or e}") from None
 
@@ -138,7 +204,7 @@ def _bad_utf8_line(p: Path) -> str:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                return f"line {n}, byte {e.start + 1} ({raw[e.start:e.start + 1]!r})"
+                return f"line {n}, byte {e.start + 1} ({raw[e.start : e.start + 1]!r})"
     return "a multi-byte character is cut"
 
 
@@ -189,12 +255,12 @@ def _run_encode(args: argparse.Namespace) -> int:
         for line in _iter_lines(src):
             chunk.append(line)
             if len(chunk) == args.chunk_size:
-                out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
+                out[done : done + len(chunk)] = _encode_chunk(enc, chunk, args)
                 done += len(chunk)
                 bar(done)
                 chunk = []
         if chunk:
-            out[done:done + len(chunk)] = _encode_chunk(enc, chunk, args)
+            out[done : done + len(chunk)] = _encode_chunk(enc, chunk, args)
             done += len(chunk)
             bar(done)
         out.flush()
@@ -208,8 +274,13 @@ def _run_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_chunk(enc, chunk, args):
-    return enc.encode(chunk, batch_size=args.batch_size, normalize_embeddings=args.normalize,
-                      truncate_dim=args.truncate_dim, prompt_name=args.prompt_name)
+    return enc.encode(
+        chunk,
+        batch_size=args.batch_size,
+        normalize_embeddings=args.normalize,
+        truncate_dim=args.truncate_dim,
+        prompt_name=args.prompt_name,
+    )
 
 
 def _progress(total: int, quiet: bool):
@@ -223,8 +294,12 @@ def _progress(total: int, quiet: bool):
         def plain(done: int) -> None:
             rate = done / max(time.perf_counter() - t0, 1e-9)
             eta = (total - done) / rate if rate else 0
-            print(f"\r{done}/{total} texts, {rate:.0f}/s, ETA {eta:.0f} s", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r{done}/{total} texts, {rate:.0f}/s, ETA {eta:.0f} s",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
         return plain
     bar = tqdm(total=total, unit="text", desc="encode")
@@ -259,7 +334,7 @@ def _run_search(args: argparse.Namespace) -> int:
     if cross is not None:
         hits = _rerank(args, cross, corpus, hits)
     results = []
-    for q, qhits in zip(args.query, hits):
+    for q, qhits in zip(args.query, hits, strict=True):
         print(f"\nQuery: {q}")
         for h in qhits:
             via = f"  (retrieval {h['retrieval_score']:.4f}, #{h['retrieval_rank'] + 1})" if cross else ""
@@ -283,8 +358,10 @@ def _rerank(args: argparse.Namespace, ce, corpus: list[str], hits: list[list[dic
     from .runtime import rerank_hits
 
     t0 = time.perf_counter()
-    out = [rerank_hits(ce, q, qhits[: args.rerank_top_k], corpus, top_k=args.top_k, batch_size=args.batch_size)
-           for q, qhits in zip(args.query, hits)]
+    out = [
+        rerank_hits(ce, q, qhits[: args.rerank_top_k], corpus, top_k=args.top_k, batch_size=args.batch_size)
+        for q, qhits in zip(args.query, hits, strict=True)
+    ]
     n = sum(min(len(h), args.rerank_top_k) for h in hits)
     print(f"reranked {n} pairs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return out
@@ -304,8 +381,11 @@ def _run_mine(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     for score, i, j in pairs:
         print(f"{score:.4f}\t{texts[i]}\t{texts[j]}")
-    print(f"{len(texts)} sentences: embed {t1 - t0:.1f} s + mine {t2 - t1:.1f} s = {t2 - t0:.1f} s "
-          f"({enc.variant}, {enc.active_providers[0]})", file=sys.stderr)
+    print(
+        f"{len(texts)} sentences: embed {t1 - t0:.1f} s + mine {t2 - t1:.1f} s = {t2 - t0:.1f} s "
+        f"({enc.variant}, {enc.active_providers[0]})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -324,10 +404,14 @@ def _run_cluster(args: argparse.Namespace) -> int:
         for i in members[: args.per_cluster]:
             print(f"\t{texts[i]}")
     if args.json:
-        Path(args.json).write_text(json.dumps([{"size": len(c), "ids": c} for c in clusters]) + "\n",
-                                   encoding="utf-8")
-    print(f"{len(texts)} sentences, {len(clusters)} clusters: embed {t1 - t0:.1f} s + cluster "
-          f"{t2 - t1:.1f} s ({enc.variant}, {enc.active_providers[0]})", file=sys.stderr)
+        Path(args.json).write_text(
+            json.dumps([{"size": len(c), "ids": c} for c in clusters]) + "\n", encoding="utf-8"
+        )
+    print(
+        f"{len(texts)} sentences, {len(clusters)} clusters: embed {t1 - t0:.1f} s + cluster "
+        f"{t2 - t1:.1f} s ({enc.variant}, {enc.active_providers[0]})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -371,15 +455,24 @@ def _run_bench(args: argparse.Namespace) -> int:
         if value:
             _output_file(value, flag)  # NOTE: before the run, not after minutes of it
     if (args.corpus is None) == (args.pairs_from is None):
-        raise InputError("pass exactly one of --corpus (texts, for an embedding export) and --pairs-from "
-                         "(tab-separated pairs, for a cross-encoder export)")
+        raise InputError(
+            "pass exactly one of --corpus (texts, for an embedding export) and --pairs-from "
+            "(tab-separated pairs, for a cross-encoder export)"
+        )
     cfg = BenchConfig(
-        target=args.target, corpus=args.corpus or args.pairs_from, limit=args.limit, batch_sizes=args.batch_sizes,
+        target=args.target,
+        corpus=args.corpus or args.pairs_from,
+        limit=args.limit,
+        batch_sizes=args.batch_sizes,
         headline_batch_size=args.headline_batch_size,
         variants=args.variants.split(",") if args.variants else None,
         peers=[p for p in args.peers.split(",") if p] if args.peers is not None else None,
-        repeats=args.repeats, latency_calls=args.latency_calls, sweep_limit=args.sweep_limit,
-        peer_python=args.peer_python, workdir=args.workdir)
+        repeats=args.repeats,
+        latency_calls=args.latency_calls,
+        sweep_limit=args.sweep_limit,
+        peer_python=args.peer_python,
+        workdir=args.workdir,
+    )
     if cfg.peers is None:
         cfg.peers = ["st-torch", "st-onnx", "st-onnx-int8", "fastembed"]
     report = run_bench(cfg, quiet=args.quiet)
@@ -400,14 +493,18 @@ def _run_info(args: argparse.Namespace) -> int:
 
     m = read_manifest(args.export_dir)
     # NOTE: not part of the manifest: what this machine's CPU gives the native ops and the int8 GEMM
-    print(json.dumps({**m.to_dict(), "this_machine": {"cpu_kernels": cpu_kernels()}}, indent=2,
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {**m.to_dict(), "this_machine": {"cpu_kernels": cpu_kernels()}}, indent=2, ensure_ascii=False
+        )
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embedrt", description="Fast, exact sentence-transformers embeddings.",
-                                     epilog=EPILOG)
+    parser = argparse.ArgumentParser(
+        prog="embedrt", description="Fast, exact sentence-transformers embeddings.", epilog=EPILOG
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a sentence-transformers model (same as export-model)")
@@ -421,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true", help="L2-normalise the output")
     p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka)")
     p.add_argument("--prompt-name", default=None, help="prompt from the model's prompts to prepend")
-    p.add_argument("--chunk-size", type=int, default=8192, help="texts read and encoded at a time (default 8192)")
+    p.add_argument(
+        "--chunk-size", type=int, default=8192, help="texts read and encoded at a time (default 8192)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_encode)
 
@@ -432,10 +531,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="hits per query (default 5)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N corpus lines")
     p.add_argument("--json", default=None, help="also write the hits as JSON")
-    p.add_argument("--rerank", default=None, metavar="CROSS_EXPORT_DIR",
-                   help="rerank the retrieved hits with this cross-encoder export (retrieve, then rerank)")
-    p.add_argument("--rerank-top-k", type=int, default=100,
-                   help="retrieval hits per query passed to the cross-encoder (default 100)")
+    p.add_argument(
+        "--rerank",
+        default=None,
+        metavar="CROSS_EXPORT_DIR",
+        help="rerank the retrieved hits with this cross-encoder export (retrieve, then rerank)",
+    )
+    p.add_argument(
+        "--rerank-top-k",
+        type=int,
+        default=100,
+        help="retrieval hits per query passed to the cross-encoder (default 100)",
+    )
     p.set_defaults(func=_run_search)
 
     p = sub.add_parser("mine", help="paraphrase mining: the most similar pairs in a corpus (the SBERT demo)")
@@ -450,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_args(p)
     p.add_argument("--corpus", required=True, help="UTF-8 text file, one sentence per line")
     p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
-    p.add_argument("--threshold", type=float, default=0.75,
-                   help="cosine similarity of neighbours (default 0.75)")
+    p.add_argument(
+        "--threshold", type=float, default=0.75, help="cosine similarity of neighbours (default 0.75)"
+    )
     p.add_argument("--min-size", type=int, default=10, help="smallest cluster (default 10)")
     p.add_argument("--show", type=int, default=10, help="clusters to print (default 10)")
     p.add_argument("--per-cluster", type=int, default=3, help="sentences printed per cluster (default 3)")
@@ -463,28 +571,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sts", required=True, help="score<TAB>sentence1<TAB>sentence2 file (e.g. stsb-dev.tsv)")
     p.add_argument("--variants", default=None, help="comma-separated variants (default: all in the manifest)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--reference", default=None, help="also score this sentence-transformers model (needs [export])")
+    p.add_argument(
+        "--reference", default=None, help="also score this sentence-transformers model (needs [export])"
+    )
     p.set_defaults(func=_run_eval)
 
-    p = sub.add_parser("bench", help="throughput, latency, cold start, memory and agreement, side by side with peers")
+    p = sub.add_parser(
+        "bench", help="throughput, latency, cold start, memory and agreement, side by side with peers"
+    )
     p.add_argument("target", help="export directory, or a model to export first")
     p.add_argument("--corpus", default=None, help="UTF-8 text file, one text per line")
-    p.add_argument("--pairs-from", default=None, metavar="FILE",
-                   help="for a cross-encoder export: pairs, the last two tab-separated fields of each line "
-                        "(e.g. stsb-dev.tsv: score, s1, s2; a header line is skipped)")
+    p.add_argument(
+        "--pairs-from",
+        default=None,
+        metavar="FILE",
+        help="for a cross-encoder export: pairs, the last two tab-separated fields of each line "
+        "(e.g. stsb-dev.tsv: score, s1, s2; a header line is skipped)",
+    )
     p.add_argument("--limit", type=int, default=4000, help="first N lines (default 4000)")
-    p.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], help="sweep (default 1,8,32,128)")
-    p.add_argument("--headline-batch-size", type=int, default=32, help="batch size of the main table (default 32)")
-    p.add_argument("--sweep-limit", type=int, default=1000,
-                   help="texts for the non-headline batch sizes (default 1000)")
+    p.add_argument(
+        "--batch-sizes", type=_int_list, default=[1, 8, 32, 128], help="sweep (default 1,8,32,128)"
+    )
+    p.add_argument(
+        "--headline-batch-size", type=int, default=32, help="batch size of the main table (default 32)"
+    )
+    p.add_argument(
+        "--sweep-limit", type=int, default=1000, help="texts for the non-headline batch sizes (default 1000)"
+    )
     p.add_argument("--variants", default=None, help="embedrt variants (default: all in the manifest)")
-    p.add_argument("--peers", default=None,
-                   help="comma-separated: st-torch,st-onnx,st-onnx-int8,fastembed (default: all; '' for none)")
+    p.add_argument(
+        "--peers",
+        default=None,
+        help="comma-separated: st-torch,st-onnx,st-onnx-int8,fastembed (default: all; '' for none)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="alternating repetitions (default 3)")
-    p.add_argument("--latency-calls", type=int, default=200, help="single-sentence calls for p50/p99 (default 200)")
-    p.add_argument("--peer-python", default=None,
-                   help="interpreter for the peers (e.g. a venv with sentence-transformers + optimum); default: this one")
-    p.add_argument("--workdir", default=None, help="cache for peer ONNX exports (default ~/.cache/embedrt/bench/...)")
+    p.add_argument(
+        "--latency-calls", type=int, default=200, help="single-sentence calls for p50/p99 (default 200)"
+    )
+    p.add_argument(
+        "--peer-python",
+        default=None,
+        help="interpreter for the peers (e.g. a venv with sentence-transformers + optimum); "
+        "default: this one",
+    )
+    p.add_argument(
+        "--workdir", default=None, help="cache for peer ONNX exports (default ~/.cache/embedrt/bench/...)"
+    )
     p.add_argument("--json", default=None, help="write the full report as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
     p.add_argument("--plot", default=None, help="write throughput/latency plots as PNG (needs matplotlib)")
@@ -492,7 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run_bench)
 
     # Scale-out on Ray (needs embedrt[ray]; ray itself is imported only when the command runs).
-    from .integrations import ray as _ray_data, serve as _ray_serve
+    from .integrations import ray as _ray_data
+    from .integrations import serve as _ray_serve
+
     _ray_data.add_parser(sub)
     _ray_serve.add_parser(sub)
 
@@ -530,10 +664,12 @@ def main(argv: list[str] | None = None) -> int:
 def export_model_main(argv: list[str] | None = None) -> int:
     """``export-model`` entry point."""
     parser = argparse.ArgumentParser(
-        prog="export-model", epilog=EPILOG,
+        prog="export-model",
+        epilog=EPILOG,
         description="Export a sentence-transformers model to one verified ONNX graph (transformer, pooling, "
-                    "Dense, Normalize) with its tokenizer and an embedrt.json manifest. Steps: resolve, load, "
-                    "trace, verify, write. Nothing is left behind when a step fails.")
+        "Dense, Normalize) with its tokenizer and an embedrt.json manifest. Steps: resolve, load, "
+        "trace, verify, write. Nothing is left behind when a step fails.",
+    )
     _add_export_args(parser)
     parser.set_defaults(func=_run_export)
     return _dispatch(parser.parse_args(argv))

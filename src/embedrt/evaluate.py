@@ -23,7 +23,9 @@ def read_sts(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
         for n, line in enumerate(f, 1):
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3:
-                raise InputError(f"{path}:{n}: expected score<TAB>sentence1<TAB>sentence2, got {len(fields)} fields")
+                raise InputError(
+                    f"{path}:{n}: expected score<TAB>sentence1<TAB>sentence2, got {len(fields)} fields"
+                )
             try:
                 score = float(fields[0])
             except ValueError:
@@ -46,7 +48,7 @@ def _rank(x: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < len(x) and sx[j + 1] == sx[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1
         i = j + 1
     return ranks
 

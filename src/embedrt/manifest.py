@@ -494,16 +494,23 @@ def _outputs(top: _Fields, expected: dict[str, tuple[str | int, ...]], default: 
     return outputs, output
 
 
-def _late(top: _Fields, common: dict[str, Any], task: str, position_limit: int | None,
-          prompts: dict[str, str], default_prompt: str | None) -> Manifest:
+def _late(
+    top: _Fields,
+    common: dict[str, Any],
+    task: str,
+    position_limit: int | None,
+    prompts: dict[str, str],
+    default_prompt: str | None,
+) -> Manifest:
     """The fields of a sparse or a multi-vector manifest."""
     dim = top.int("dim", minimum=1)
     if task == SPARSE:
         outputs, output = _outputs(top, {SPARSE_OUTPUT: ("batch", dim)}, SPARSE_OUTPUT)
         similarity = top.str("similarity_fn_name", required=False, default="dot")
         if similarity not in SPARSE_SIMILARITIES:
-            raise top.error("similarity_fn_name", f"must be one of {list(SPARSE_SIMILARITIES)}, got "
-                            f"{similarity!r}")
+            raise top.error(
+                "similarity_fn_name", f"must be one of {list(SPARSE_SIMILARITIES)}, got {similarity!r}"
+            )
         return Manifest(
             **common,
             dim=dim,
@@ -523,14 +530,16 @@ def _late(top: _Fields, common: dict[str, Any], task: str, position_limit: int |
     )
     similarity = top.str("similarity_fn_name", required=False, default="maxsim")
     if similarity not in MULTI_VECTOR_SIMILARITIES:
-        raise top.error("similarity_fn_name", f"must be one of {list(MULTI_VECTOR_SIMILARITIES)}, got "
-                        f"{similarity!r}")
+        raise top.error(
+            "similarity_fn_name", f"must be one of {list(MULTI_VECTOR_SIMILARITIES)}, got {similarity!r}"
+        )
     lengths = {}
     for key in ("query_length", "document_length"):
         lengths[key] = n = top.int(key, required=False, minimum=1, nullable=True)
         if n is not None and position_limit is not None and n > position_limit:
-            raise top.error(key, f"is {n}, more than the graph's position limit {position_limit} "
-                            "(position_limit)")
+            raise top.error(
+                key, f"is {n}, more than the graph's position limit {position_limit} (position_limit)"
+            )
     post = top.strings("post_modules", required=False, nonempty=False)
     bad = [p for p in post if p not in MULTI_VECTOR_POST_MODULES]
     if bad:

@@ -13,8 +13,14 @@ from helpers import run_bench_cli
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "corpus.txt"
-    lines = ["hello world", "the model is a vector", "", "who wrote the theory of relativity?",
-             "a man is playing a guitar on stage " * 3, "café naïve 日本語"]
+    lines = [
+        "hello world",
+        "the model is a vector",
+        "",
+        "who wrote the theory of relativity?",
+        "a man is playing a guitar on stage " * 3,
+        "café naïve 日本語",
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -42,12 +48,16 @@ def test_bench_schema_and_ratios(tiny_bert, corpus, tmp_path):
         assert set(run["throughput"]) == {"1", "4"} and run["latency_ms"]["n"] == 5
     by = {(r["label"], r["rep"]): r for r in report["runs"]}
     # ratios are pair by pair from the measured runs: recompute them here
-    expected = sorted(by[("embedrt-fp32", k)]["throughput"]["4"]["sentences_per_s"] /
-                      by[("st-torch", k)]["throughput"]["4"]["sentences_per_s"] for k in range(2))
+    expected = sorted(
+        by[("embedrt-fp32", k)]["throughput"]["4"]["sentences_per_s"]
+        / by[("st-torch", k)]["throughput"]["4"]["sentences_per_s"]
+        for k in range(2)
+    )
     got = report["ratios"]["embedrt-fp32"]["st-torch"]["throughput"]
     assert got == pytest.approx(sum(expected) / 2)
     assert report["ratios"]["st-torch"]["embedrt-fp32"]["throughput"] == pytest.approx(
-        sum(1 / x for x in expected) / 2)
+        sum(1 / x for x in expected) / 2
+    )
     s = report["summary"]["embedrt-fp32"]
     assert s["agreement"]["max_abs_diff"] <= 1e-5 and s["agreement"]["min_cosine"] > 0.9999
     assert report["summary"]["st-torch"]["agreement"]["max_abs_diff"] == 0.0
@@ -55,8 +65,13 @@ def test_bench_schema_and_ratios(tiny_bert, corpus, tmp_path):
     # the roofline is measured once per repetition; the fraction is the median of the per-repetition ones
     roofs = report["roofline"]["reps"]
     assert [r["rep"] for r in roofs] == [0, 1]
-    per_rep = sorted(report["config"]["corpus_gflop"] / 6 * by[("embedrt-fp32", r["rep"])]["throughput"]["4"][
-        "sentences_per_s"] / r["fp32_gflops"] for r in roofs)
+    per_rep = sorted(
+        report["config"]["corpus_gflop"]
+        / 6
+        * by[("embedrt-fp32", r["rep"])]["throughput"]["4"]["sentences_per_s"]
+        / r["fp32_gflops"]
+        for r in roofs
+    )
     assert s["roofline_fraction"] == pytest.approx(sum(per_rep) / 2)
     assert "| embedrt-fp32 |" in md and "vs st-torch" in md
     # which graph the embedrt runner ran (native or standard) is reported, with the reason
@@ -65,8 +80,15 @@ def test_bench_schema_and_ratios(tiny_bert, corpus, tmp_path):
 
 def test_missing_peers_are_skipped_not_fatal(tiny_bert, corpus, tmp_path):
     _, export_dir = tiny_bert
-    report, md = _bench(export_dir, corpus, tmp_path, "--peers", "st-onnx,fastembed",
-                        "--peer-python", sys.executable + "-does-not-exist")
+    report, md = _bench(
+        export_dir,
+        corpus,
+        tmp_path,
+        "--peers",
+        "st-onnx,fastembed",
+        "--peer-python",
+        sys.executable + "-does-not-exist",
+    )
     assert {x["runner"] for x in report["skipped"]} == {"st-onnx", "fastembed"}
     assert all("not found" in x["reason"] for x in report["skipped"])
     assert [r["label"] for r in report["runs"]] == ["embedrt-fp32", "embedrt-fp32"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import ARCHS, POOLING_MODES
 
 from embedrt import Encoder
 from embedrt.export.verify import probe_texts
+from tiny_models import ARCHS, POOLING_MODES
 
 ATOL = 1e-5
 TEXTS = probe_texts() + ["the model is a vector", "who wrote the theory of relativity?", "hello " * 30]
@@ -15,7 +15,9 @@ TEXTS = probe_texts() + ["the model is a vector", "who wrote the theory of relat
 # Each (arch, pooling) pair once; Dense/Normalize cycle so that every pooling mode and every architecture
 # meets all four post-module combinations.
 POST = [(False, False), (True, False), (False, True), (True, True)]
-MATRIX = [(arch, mode, *POST[(i + j) % 4]) for i, arch in enumerate(ARCHS) for j, mode in enumerate(POOLING_MODES)]
+MATRIX = [
+    (arch, mode, *POST[(i + j) % 4]) for i, arch in enumerate(ARCHS) for j, mode in enumerate(POOLING_MODES)
+]
 
 
 def _reference(st_dir, texts, **kwargs):
@@ -38,9 +40,11 @@ def _worst(a, b):
     return float(diff.max()), int(diff.max(axis=-1).argmax()) if diff.ndim == 2 else -1
 
 
-@pytest.mark.parametrize("arch,pooling,dense,normalize", MATRIX,
-                         ids=[f"{a}-{p}-{'dense' if d else 'nodense'}-{'norm' if n else 'nonorm'}"
-                              for a, p, d, n in MATRIX])
+@pytest.mark.parametrize(
+    "arch,pooling,dense,normalize",
+    MATRIX,
+    ids=[f"{a}-{p}-{'dense' if d else 'nodense'}-{'norm' if n else 'nonorm'}" for a, p, d, n in MATRIX],
+)
 def test_matches_sentence_transformers(tiny_factory, arch, pooling, dense, normalize):
     st_dir, export_dir = tiny_factory(arch=arch, pooling=pooling, dense=dense, normalize=normalize)
     ref = _reference(st_dir, TEXTS, batch_size=8)
@@ -94,9 +98,9 @@ def test_default_prompt_name_is_applied(tiny_factory):
 
 def test_plain_hf_model_gets_mean_pooling_with_a_warning(tmp_path):
     from sentence_transformers import SentenceTransformer
-    from tiny_models import build_tiny_st
 
     from embedrt import export_model
+    from tiny_models import build_tiny_st
 
     st_dir = build_tiny_st(tmp_path / "st", arch="bert")
     hf_dir = tmp_path / "st-hf"  # the bare Hugging Face model the ST model was built from

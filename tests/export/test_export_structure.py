@@ -73,8 +73,13 @@ def test_tokenizer_has_no_baked_truncation_or_padding(tiny_bert):
     assert tok["truncation"] is None and tok["padding"] is None
     assert not list(export_dir.glob(".*tmp*"))
     assert sorted(p.name for p in export_dir.iterdir()) == [
-        "embedrt.json", "model.fused.onnx", "model.fused.probe.npz", "model.onnx", "model.packed.onnx",
-        "tokenizer.json"]
+        "embedrt.json",
+        "model.fused.onnx",
+        "model.fused.probe.npz",
+        "model.onnx",
+        "model.packed.onnx",
+        "tokenizer.json",
+    ]
 
 
 def test_optimize_fuses_and_stays_exact(tiny_factory, tmp_path):

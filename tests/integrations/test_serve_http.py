@@ -43,10 +43,28 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _serve(export_dir, log, *args):
     port = _free_port()
-    cmd = [sys.executable, "-m", "embedrt.cli", "serve", str(export_dir), "--port", str(port), "--device", "cpu",
-           "--ray", "--replicas", "1", "--num-cpus", "1", "--model-name", "tiny", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedrt.cli",
+        "serve",
+        str(export_dir),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--ray",
+        "--replicas",
+        "1",
+        "--num-cpus",
+        "1",
+        "--model-name",
+        "tiny",
+        *args,
+    ]
     with open(log, "wb") as out:
-        # NOTE: a new session, so teardown can kill every process Ray started (its agents outlive ray.shutdown)
+        # NOTE: a new session, so teardown can kill every process Ray started (its agents outlive
+        # ray.shutdown)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -81,9 +99,22 @@ def server(tiny_bert, tmp_path_factory):
     """Room for 32 concurrent clients: up to 48 requests in flight on the replica."""
     _, export_dir = tiny_bert
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with _serve(export_dir, log, "--max-batch-size", "32", "--batch-wait-timeout-ms", "10",
-                "--max-ongoing-requests", "48", "--max-queued-requests", "256", "--max-inputs", str(MAX_INPUTS),
-                "--max-text-chars", str(MAX_CHARS)) as base:
+    with _serve(
+        export_dir,
+        log,
+        "--max-batch-size",
+        "32",
+        "--batch-wait-timeout-ms",
+        "10",
+        "--max-ongoing-requests",
+        "48",
+        "--max-queued-requests",
+        "256",
+        "--max-inputs",
+        str(MAX_INPUTS),
+        "--max-text-chars",
+        str(MAX_CHARS),
+    ) as base:
         yield base, Encoder(export_dir, device="cpu")
 
 
@@ -91,8 +122,9 @@ def server(tiny_bert, tmp_path_factory):
 def small_server(tiny_bert, tmp_path):
     """Two requests in flight and two waiting at most: the third concurrent one on is refused."""
     _, export_dir = tiny_bert
-    with _serve(export_dir, tmp_path / "serve.log", "--max-ongoing-requests", "2",
-                "--max-queued-requests", "2") as base:
+    with _serve(
+        export_dir, tmp_path / "serve.log", "--max-ongoing-requests", "2", "--max-queued-requests", "2"
+    ) as base:
         yield base
 
 
@@ -100,8 +132,13 @@ def _post(base, body, timeout=60):
     return httpx.post(f"{base}/v1/embeddings", json=body, timeout=timeout)
 
 
-TEXTS = ["A man is playing a guitar.", "", "Someone plays an instrument on a stage in front of a crowd.",
-         "Ünïcödé, 漢字 and emoji 👍🏽", "x " * 300]
+TEXTS = [
+    "A man is playing a guitar.",
+    "",
+    "Someone plays an instrument on a stage in front of a crowd.",
+    "Ünïcödé, 漢字 and emoji 👍🏽",
+    "x " * 300,
+]
 
 
 def test_health_and_model_name(server):
@@ -135,16 +172,19 @@ def test_single_string_base64_and_dimensions(server):
     np.testing.assert_allclose(got, enc.encode(TEXTS, truncate_dim=8), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("body, match", [
-    ({"input": []}, "empty list"),
-    ({"input": ["ok", 7]}, "input[1]' is an int"),
-    ({"input": ["ok", None]}, "input[1]' is NoneType"),
-    ({"input": ["t"] * (MAX_INPUTS + 1)}, f"at most {MAX_INPUTS}"),
-    ({"input": ["y" * (MAX_CHARS + 1)]}, f"at most {MAX_CHARS}"),
-    ({"input": "ok", "encoding_format": "float16"}, "valid choices"),
-    ({"input": "ok", "dimensions": 10_000}, "'dimensions' must be"),
-    ({"input": "ok", "model": "gpt"}, "unknown model 'gpt'"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"input": []}, "empty list"),
+        ({"input": ["ok", 7]}, "input[1]' is an int"),
+        ({"input": ["ok", None]}, "input[1]' is NoneType"),
+        ({"input": ["t"] * (MAX_INPUTS + 1)}, f"at most {MAX_INPUTS}"),
+        ({"input": ["y" * (MAX_CHARS + 1)]}, f"at most {MAX_CHARS}"),
+        ({"input": "ok", "encoding_format": "float16"}, "valid choices"),
+        ({"input": "ok", "dimensions": 10_000}, "'dimensions' must be"),
+        ({"input": "ok", "model": "gpt"}, "unknown model 'gpt'"),
+    ],
+)
 def test_bad_input_is_400_with_json_error(server, body, match):
     base, _ = server
     r = _post(base, body)
@@ -173,8 +213,11 @@ def test_invalid_json_is_400(server):
 
 def _batch_count(base) -> tuple[int, int]:
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith(("embedrt_batch_size_sum", "embedrt_batch_size_count"))}
+    values = {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(("embedrt_batch_size_sum", "embedrt_batch_size_count"))
+    }
     return int(values["embedrt_batch_size_sum"]), int(values["embedrt_batch_size_count"])
 
 
@@ -208,8 +251,10 @@ def test_32_concurrent_clients_are_batched_and_exact(server, shared_data):
     assert n_texts == len(texts)
     # batching happened: fewer graph runs than requests, and some requests rode in a batch of several
     assert n_batches < len(texts) and max(sizes) > 1, (n_batches, max(sizes))
-    print(f"\n320 requests from 32 clients in {elapsed:.1f} s: {n_batches} batches, "
-          f"mean {n_texts / n_batches:.1f} texts/batch, largest {max(sizes)}")
+    print(
+        f"\n320 requests from 32 clients in {elapsed:.1f} s: {n_batches} batches, "
+        f"mean {n_texts / n_batches:.1f} texts/batch, largest {max(sizes)}"
+    )
 
 
 def test_overload_gives_503_not_a_hang(small_server):
@@ -230,7 +275,9 @@ def test_overload_gives_503_not_a_hang(small_server):
     assert codes.count(503) > 0 and codes.count(200) > 0, codes
     refused = next(text for c, text in results if c == 503)
     assert "backpressure" in refused or "overloaded" in refused, refused
-    print(f"\n40 concurrent heavy requests: {codes.count(200)} x 200, {codes.count(503)} x 503, "
-          f"{time.monotonic() - t0:.1f} s")
+    print(
+        f"\n40 concurrent heavy requests: {codes.count(200)} x 200, {codes.count(503)} x 503, "
+        f"{time.monotonic() - t0:.1f} s"
+    )
     # and the server is fine afterwards
     assert _post(base, {"input": "still alive"}).status_code == 200

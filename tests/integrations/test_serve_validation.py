@@ -21,22 +21,29 @@ def parse(body):
     return parse_request(body, LIMITS, dim=32, model_names=("m",))
 
 
-@pytest.mark.parametrize("body, param, match", [
-    ({"input": []}, "input", "empty list"),
-    ({"input": ["a", 3]}, "input", r"input\[1\]' is an int"),
-    ({"input": ["a", None]}, "input", r"input\[1\]' is NoneType"),
-    ({"input": [[1, 2]]}, "input", "token arrays are not supported"),
-    ({"input": 5}, "input", "must be a string or a list"),
-    ({"input": ["a"] * 5}, "input", "5 items; at most 4"),
-    ({"input": ["x" * 11]}, "input", "11 characters; at most 10"),
-    ({"input": "a", "encoding_format": "int8"}, "encoding_format", r"valid choices: \['float', 'base64'\]"),
-    ({"input": "a", "dimensions": 0}, "dimensions", r"\[1, 32\]"),
-    ({"input": "a", "dimensions": 33}, "dimensions", r"\[1, 32\]"),
-    ({"input": "a", "model": "other"}, "model", r"serves 'm' \(start it with --accept-any-model"),
-    ({"input": "\ud800"}, "input", r"'input\[0\]' is not valid Unicode"),
-    ({}, "input", "'input' is required"),
-    ([], None, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, param, match",
+    [
+        ({"input": []}, "input", "empty list"),
+        ({"input": ["a", 3]}, "input", r"input\[1\]' is an int"),
+        ({"input": ["a", None]}, "input", r"input\[1\]' is NoneType"),
+        ({"input": [[1, 2]]}, "input", "token arrays are not supported"),
+        ({"input": 5}, "input", "must be a string or a list"),
+        ({"input": ["a"] * 5}, "input", "5 items; at most 4"),
+        ({"input": ["x" * 11]}, "input", "11 characters; at most 10"),
+        (
+            {"input": "a", "encoding_format": "int8"},
+            "encoding_format",
+            r"valid choices: \['float', 'base64'\]",
+        ),
+        ({"input": "a", "dimensions": 0}, "dimensions", r"\[1, 32\]"),
+        ({"input": "a", "dimensions": 33}, "dimensions", r"\[1, 32\]"),
+        ({"input": "a", "model": "other"}, "model", r"serves 'm' \(start it with --accept-any-model"),
+        ({"input": "\ud800"}, "input", r"'input\[0\]' is not valid Unicode"),
+        ({}, "input", "'input' is required"),
+        ([], None, "JSON object"),
+    ],
+)
 def test_bad_requests_name_the_parameter(body, param, match):
     from embedrt.integrations.serve import RequestError
 
@@ -90,17 +97,20 @@ def test_cli_does_not_import_ray_or_pyarrow():
     import subprocess
     import sys
 
-    code = ("import sys, embedrt.cli; embedrt.cli.build_parser(); import embedrt.integrations.ray, "
-            "embedrt.integrations.serve; bad = [m for m in ('ray', 'pyarrow', 'fastapi', 'starlette', "
-            "'uvicorn') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, embedrt.cli; embedrt.cli.build_parser(); import embedrt.integrations.ray, "
+        "embedrt.integrations.serve; bad = [m for m in ('ray', 'pyarrow', 'fastapi', 'starlette', "
+        "'uvicorn') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_accept_any_model_and_no_model():
     from embedrt.integrations.serve import parse_request
 
-    assert parse_request({"input": "a", "model": "text-embedding-ada-002"}, LIMITS, 32, ("m",),
-                         accept_any_model=True).texts == ["a"]
+    assert parse_request(
+        {"input": "a", "model": "text-embedding-ada-002"}, LIMITS, 32, ("m",), accept_any_model=True
+    ).texts == ["a"]
     assert parse_request({"input": "a"}, LIMITS, 32, ("m",)).texts == ["a"]
 
 
@@ -121,11 +131,14 @@ def test_hub_alias_never_a_local_path(tmp_path):
         os.chdir(cwd)
 
 
-@pytest.mark.parametrize("body, match", [
-    ({"inputs": ["a", 1]}, r"inputs\[1\]' is an int"),
-    ({"inputs": "a", "normalize": 1}, "'normalize' must be true or false"),
-    ({"inputs": "a", "dimensions": 40}, r"\[1, 32\]"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"inputs": ["a", 1]}, r"inputs\[1\]' is an int"),
+        ({"inputs": "a", "normalize": 1}, "'normalize' must be true or false"),
+        ({"inputs": "a", "dimensions": 40}, r"\[1, 32\]"),
+    ],
+)
 def test_parse_embed(body, match):
     from embedrt.integrations.serve import RequestError, parse_embed
 
@@ -140,8 +153,9 @@ def test_parse_rerank_shapes():
     from embedrt.integrations.serve import Limits, RequestError, parse_rerank, parse_tei_rerank
 
     lim = Limits(max_documents=3, max_text_chars=10)
-    r = parse_rerank({"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1, "return_documents": True},
-                     lim, ("m",))
+    r = parse_rerank(
+        {"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1, "return_documents": True}, lim, ("m",)
+    )
     assert (r.query, r.documents, r.top_n) == ("q", ["a", "b"], 1)
     assert (r.return_documents, r.raw_scores) == (True, False)
     r = parse_tei_rerank({"query": "q", "texts": ["a"], "raw_scores": True, "return_text": True}, lim)
@@ -205,8 +219,10 @@ def test_batcher_joins_concurrent_jobs_and_keeps_keys_apart():
     async def main():
         first = asyncio.ensure_future(b.submit("a", [(["x"], 1, 1)]))
         await asyncio.sleep(0.05)
-        rest = [asyncio.ensure_future(b.submit(k, [(["x"] * n, n, n)])) for k, n in
-                [("a", 3), ("b", 2), ("a", 4), ("a", 2)]]
+        rest = [
+            asyncio.ensure_future(b.submit(k, [(["x"] * n, n, n)]))
+            for k, n in [("a", 3), ("b", 2), ("a", 4), ("a", 2)]
+        ]
         await asyncio.sleep(0.05)
         gate.set()
         return await first, await asyncio.gather(*rest)

@@ -31,8 +31,9 @@ def isa(request, monkeypatch):
     monkeypatch.delenv("EMBEDRT_OPS_ISA", raising=False)
     kernels = cpu_kernels()
     if ISAS.index(request.param) > ISAS.index(kernels["cpu_isa"]):
-        pytest.skip(f"this CPU ({kernels['machine']}, best kernel ISA {kernels['cpu_isa']}) has no "
-                    f"{request.param}")
+        pytest.skip(
+            f"this CPU ({kernels['machine']}, best kernel ISA {kernels['cpu_isa']}) has no {request.param}"
+        )
     monkeypatch.setenv("EMBEDRT_OPS_ISA", request.param)
     return request.param
 

@@ -126,7 +126,8 @@ def random_batch(
     return x, mask
 
 
-# ------------------------------------------------------------------ the int8 ops (QuantizePerToken, DequantizeRows)
+# ------------------------------------------------------------------ the int8 ops (QuantizePerToken,
+# DequantizeRows)
 def _model(nodes, inputs, outputs, inits=(), custom=True) -> bytes:
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.embedrt", 1)] if custom else [])
@@ -148,15 +149,22 @@ def _vi(name, elem, rank):
 
 def quantize_custom(rank: int, **attrs: int) -> bytes:
     node = helper.make_node("QuantizePerToken", ["x"], ["q", "s"], domain="ai.embedrt", **attrs)
-    return _model([node], [_vi("x", TensorProto.FLOAT, rank)],
-                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
-                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)])
+    return _model(
+        [node],
+        [_vi("x", TensorProto.FLOAT, rank)],
+        [
+            helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, None),
+        ],
+    )
 
 
 def quantize_standard(rank: int) -> bytes:
     """Abs, ReduceMax, Max, Div, Div, Round, Add, Cast: the chain quantize_int8 writes at opset 17."""
-    c = [numpy_helper.from_array(np.array(v, np.float32), name)
-         for name, v in (("eps", 1e-12), ("c127", 127.0), ("c128", 128.0))]
+    c = [
+        numpy_helper.from_array(np.array(v, np.float32), name)
+        for name, v in (("eps", 1e-12), ("c127", 127.0), ("c128", 128.0))
+    ]
     nodes = [
         helper.make_node("Abs", ["x"], ["abs"]),
         helper.make_node("ReduceMax", ["abs"], ["amax"], axes=[-1], keepdims=1),
@@ -167,16 +175,27 @@ def quantize_standard(rank: int) -> bytes:
         helper.make_node("Add", ["xr", "c128"], ["xo"]),
         helper.make_node("Cast", ["xo"], ["q"], to=TensorProto.UINT8),
     ]
-    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)],
-                  [helper.make_tensor_value_info("q", TensorProto.UINT8, None),
-                   helper.make_tensor_value_info("s", TensorProto.FLOAT, None)], c, custom=False)
+    return _model(
+        nodes,
+        [_vi("x", TensorProto.FLOAT, rank)],
+        [
+            helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, None),
+        ],
+        c,
+        custom=False,
+    )
 
 
 def dequantize_custom(rank: int, bias: bool, **attrs: int) -> bytes:
-    node = helper.make_node("DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"],
-                            domain="ai.embedrt", **attrs)
-    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
-              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    node = helper.make_node(
+        "DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"], domain="ai.embedrt", **attrs
+    )
+    inputs = [
+        _vi("acc", TensorProto.INT32, rank),
+        _vi("rs", TensorProto.FLOAT, rank),
+        _vi("cs", TensorProto.FLOAT, 1),
+    ] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
     return _model([node], inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
 
 
@@ -187,13 +206,17 @@ def dequantize_standard(rank: int, bias: bool) -> bytes:
         helper.make_node("Mul", ["accf", "cs"], ["ycol"]),
         helper.make_node("Mul", ["ycol", "rs"], ["y0" if bias else "y"]),
     ] + ([helper.make_node("Add", ["y0", "b"], ["y"])] if bias else [])
-    inputs = [_vi("acc", TensorProto.INT32, rank), _vi("rs", TensorProto.FLOAT, rank),
-              _vi("cs", TensorProto.FLOAT, 1)] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    inputs = [
+        _vi("acc", TensorProto.INT32, rank),
+        _vi("rs", TensorProto.FLOAT, rank),
+        _vi("cs", TensorProto.FLOAT, 1),
+    ] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
     return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], custom=False)
 
 
-def dense_custom(w: np.ndarray, bias: np.ndarray | None, rank: int, weight_input: bool = False,
-                 **attrs: int) -> bytes:
+def dense_custom(
+    w: np.ndarray, bias: np.ndarray | None, rank: int, weight_input: bool = False, **attrs: int
+) -> bytes:
     """One PackedMatMul node: x [d0.., K] @ w (+ bias). ``weight_input`` makes W a graph input (packed per
     call) instead of an initializer (packed at load)."""
     inputs = ["x", "W"] + (["b"] if bias is not None else [])
@@ -214,5 +237,10 @@ def dense_standard(w: np.ndarray, bias: np.ndarray | None, rank: int) -> bytes:
     if bias is not None:
         nodes.append(helper.make_node("Add", ["mm", "b"], ["y"]))
         inits.append(numpy_helper.from_array(bias, "b"))
-    return _model(nodes, [_vi("x", TensorProto.FLOAT, rank)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                  inits, custom=False)
+    return _model(
+        nodes,
+        [_vi("x", TensorProto.FLOAT, rank)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+        custom=False,
+    )

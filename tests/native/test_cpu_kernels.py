@@ -16,8 +16,13 @@ def test_the_library_reports_the_cpus_isa_and_the_chosen_one(ops_library, monkey
     k = native.cpu_kernels()
     assert k["source"] == "cpuid" and k["isa"] == k["cpu_isa"] and k["isa"] in native.ISAS
     # the ISA follows from the features cpuid reported
-    expected = ("avx512" if "avx512f" in k["features"] else
-                "avx2" if {"avx2", "fma", "f16c"} <= set(k["features"]) else "scalar")
+    expected = (
+        "avx512"
+        if "avx512f" in k["features"]
+        else "avx2"
+        if {"avx2", "fma", "f16c"} <= set(k["features"])
+        else "scalar"
+    )
     assert k["cpu_isa"] == expected, k
     assert (k["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] != "scalar")
     for lower in native.ISAS[: native.ISAS.index(k["cpu_isa"]) + 1]:
@@ -45,7 +50,11 @@ def test_encoder_status_and_embedrt_info_say_which_kernels(ops_library, tiny_fac
     enc = Encoder(export_dir, device="cpu")
     isa = native.cpu_kernels()["isa"]
     assert enc.native is True and str(enc.graph_status).endswith(f", {isa} kernels")
-    out = subprocess.run([sys.executable, "-m", "embedrt.cli", "info", str(export_dir)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", "info", str(export_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(out)
     assert info["this_machine"]["cpu_kernels"]["isa"] == isa and "variants" in info

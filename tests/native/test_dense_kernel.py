@@ -1,4 +1,5 @@
-"""The CPU kernel of ai.embedrt::PackedMatMul (csrc/dense_cpu.cc): a float64-accurate Linear on every ISA path,
+"""The CPU kernel of ai.embedrt::PackedMatMul (csrc/dense_cpu.cc): a float64-accurate Linear on every ISA
+path,
 bit-identical across ISA paths, thread counts, batch sizes and weight packing (at load or per call), its
 attention layouts pure data movement, and bad inputs refused with a message."""
 
@@ -12,8 +13,16 @@ from reference import session as _session
 F32 = np.float32
 # (x shape, N): one text of MiniLM (27 rows), a batch, tails of every kind (rows not a multiple of the 14-row
 # tile, N not a multiple of the 32-column panel, odd K), a single row, and a 2-D input
-CASES = [((1, 27, 384), 384), ((1, 27, 384), 1536), ((2, 19, 1536), 384), ((3, 5, 17), 45), ((1, 1, 8), 8),
-         ((4, 33, 64), 96), ((7, 50), 33), ((2, 3, 40), 1)]
+CASES = [
+    ((1, 27, 384), 384),
+    ((1, 27, 384), 1536),
+    ((2, 19, 1536), 384),
+    ((3, 5, 17), 45),
+    ((1, 1, 8), 8),
+    ((4, 33, 64), 96),
+    ((7, 50), 33),
+    ((2, 3, 40), 1),
+]
 
 
 def _linear(rng, k, n, bias=True):
@@ -48,7 +57,9 @@ def test_isa_paths_threads_and_packing_are_bit_identical(ops_library, monkeypatc
     base = _run(dense_custom(w, b, 3), x, ops_library, threads=1)
     for isa in ("scalar", "avx2", "avx512"):
         monkeypatch.setenv("EMBEDRT_OPS_ISA", isa)
-        np.testing.assert_array_equal(_run(dense_custom(w, b, 3), x, ops_library, threads=2), base, err_msg=isa)
+        np.testing.assert_array_equal(
+            _run(dense_custom(w, b, 3), x, ops_library, threads=2), base, err_msg=isa
+        )
     monkeypatch.delenv("EMBEDRT_OPS_ISA")
     # W as a graph input: packed per call, the same numbers
     np.testing.assert_array_equal(_run(dense_custom(w, b, 3, weight_input=True), x, ops_library, W=w), base)

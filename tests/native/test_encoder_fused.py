@@ -13,8 +13,8 @@ import pytest
 
 from embedrt import Encoder, InputError, NativeOpsError
 from embedrt.export.verify import probe_texts
-from helpers import op_counts
 from embedrt.manifest import read_manifest
+from helpers import op_counts
 
 # NOTE: the export's own probe set: empty and blank strings, texts past max_seq_length, unicode, literal
 # special tokens, code
@@ -78,7 +78,9 @@ def test_export_writes_a_packed_graph(tiny_bert):
     assert packed["linears"] == 12 and packed["folded_bias"] == 12 and packed["head_layouts"] == 8
     assert packed["constant_reshapes"] >= 8
     ops, std = op_counts(export_dir / packed["file"]), op_counts(export_dir / fused["file"])
-    assert ops["PackedMatMul"] == 12 and ops["MatMul"] == 4  # the attention's two activation x activation ones
+    assert (
+        ops["PackedMatMul"] == 12 and ops["MatMul"] == 4
+    )  # the attention's two activation x activation ones
     assert ops["Transpose"] == 2 and std["Transpose"] == 8  # only the keys' [0,1,3,2], fused into the MatMul
     assert ops["Reshape"] < std["Reshape"] and ops["Shape"] < std["Shape"]
     assert sum(ops.values()) < sum(std.values())
@@ -227,9 +229,7 @@ def test_caller_session_options_are_left_alone_in_auto(ops_library, tiny_bert):
     _, export_dir = tiny_bert
     enc = Encoder(export_dir, device="cpu", session_options=ort.SessionOptions())
     assert enc.native is False and "session_options given" in str(enc.graph_status)
-    assert Encoder(
-        export_dir, device="cpu", session_options=ort.SessionOptions(), native=True
-    ).native
+    assert Encoder(export_dir, device="cpu", session_options=ort.SessionOptions(), native=True).native
 
 
 def test_fused_runtime_needs_no_torch_or_onnx(ops_library, tiny_bert):

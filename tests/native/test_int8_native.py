@@ -31,7 +31,9 @@ def _export(tiny_factory, tmp_path_factory, name: str, int8: Int8Config | None =
 
 @pytest.fixture(scope="module")
 def tiny_int8(tiny_factory, tmp_path_factory):
-    return _export(tiny_factory, tmp_path_factory, "int8n", arch="bert", pooling="mean", normalize=True, seed=21)
+    return _export(
+        tiny_factory, tmp_path_factory, "int8n", arch="bert", pooling="mean", normalize=True, seed=21
+    )
 
 
 def test_export_writes_the_int8_native_graph(tiny_int8):
@@ -70,17 +72,31 @@ def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_in
 
 
 def test_prompt_excluded_from_pooling(ops_library, tiny_factory, tmp_path_factory):
-    out = _export(tiny_factory, tmp_path_factory, "int8p", arch="bert", pooling="mean", normalize=True,
-                  include_prompt=False, prompts={"query": "query: "}, seed=22)
+    out = _export(
+        tiny_factory,
+        tmp_path_factory,
+        "int8p",
+        arch="bert",
+        pooling="mean",
+        normalize=True,
+        include_prompt=False,
+        prompts={"query": "query: "},
+        seed=22,
+    )
     a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS, prompt_name="query")
     b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS, prompt_name="query")
     assert np.abs(a - b).max() <= 1e-6
 
 
-def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, tiny_factory, tmp_path_factory):
-    out = _export(tiny_factory, tmp_path_factory, "int8c", arch="mpnet", pooling="cls", normalize=False, seed=23)
+def test_pooling_without_a_fused_op_still_gets_native_quantization(
+    ops_library, tiny_factory, tmp_path_factory
+):
+    out = _export(
+        tiny_factory, tmp_path_factory, "int8c", arch="mpnet", pooling="cls", normalize=False, seed=23
+    )
     m = json.loads((out / "embedrt.json").read_text())
-    # fp32's native graph is model.onnx with packed Linears only; int8 is quantized from model.onnx, not from it
+    # fp32's native graph is model.onnx with packed Linears only; int8 is quantized from model.onnx, not from
+    # it
     assert m["variants"]["fp32"]["native"]["packed_only"] is True
     entry = m["variants"]["int8"]["native"]
     ops = op_counts(out / entry["file"])
@@ -93,8 +109,9 @@ def test_pooling_without_a_fused_op_still_gets_native_quantization(ops_library, 
 
 def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path_factory):
     cfg = Int8Config(exclude_roles=("ffn_down",), smooth_alpha=0.5, smooth_roles=("ffn_up",))
-    out = _export(tiny_factory, tmp_path_factory, "int8s", cfg, arch="bert", pooling="mean", normalize=True,
-                  seed=24)
+    out = _export(
+        tiny_factory, tmp_path_factory, "int8s", cfg, arch="bert", pooling="mean", normalize=True, seed=24
+    )
     entry = json.loads((out / "embedrt.json").read_text())["variants"]["int8"]["native"]
     assert op_counts(out / entry["file"])["MatMulInteger"] == 10
     a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS)

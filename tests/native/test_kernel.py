@@ -161,10 +161,16 @@ def test_library_exports_only_its_entry_points(ops_library):
         ["nm", "-D", "--defined-only", str(ops_library)], capture_output=True, text=True, check=True
     ).stdout
     symbols = [line.split()[-1] for line in out.splitlines() if line.strip()]
-    # NOTE: EmbedrtOpsBuildInfo tells the runtime (ctypes) whether the CUDA kernel is in (docs/gpu.md, item 7);
+    # NOTE: EmbedrtOpsBuildInfo tells the runtime (ctypes) whether the CUDA kernel is in (docs/gpu.md, item
+    # 7);
     # the three Embedrt*Isa/Features functions are what runtime/native.py cpu_kernels() reads
-    assert sorted(symbols) == ["EmbedrtCpuFeatures", "EmbedrtCpuIsa", "EmbedrtKernelIsa", "EmbedrtOpsBuildInfo",
-                               "RegisterCustomOps"]
+    assert sorted(symbols) == [
+        "EmbedrtCpuFeatures",
+        "EmbedrtCpuIsa",
+        "EmbedrtKernelIsa",
+        "EmbedrtOpsBuildInfo",
+        "RegisterCustomOps",
+    ]
     needed = subprocess.run(["readelf", "-d", str(ops_library)], capture_output=True, text=True).stdout
     assert (
         "onnxruntime" not in needed

@@ -53,8 +53,11 @@ def test_dequantize_matches_numpy_and_the_standard_ops_bit_for_bit(ops_library, 
     for shape in SHAPES:
         for bias in (False, True):
             acc = rng.integers(-(2**20), 2**20, size=shape, dtype=np.int32)
-            feeds = {"acc": acc, "rs": rng.random(shape[:-1] + (1,), dtype=F32),
-                     "cs": rng.random(shape[-1], dtype=F32) * F32(1e-3)}
+            feeds = {
+                "acc": acc,
+                "rs": rng.random(shape[:-1] + (1,), dtype=F32),
+                "cs": rng.random(shape[-1], dtype=F32) * F32(1e-3),
+            }
             if bias:
                 feeds["b"] = rng.standard_normal(shape[-1]).astype(F32)
             y = _session(dequantize_custom(len(shape), bias), ops_library).run(None, feeds)[0]
@@ -71,9 +74,15 @@ def test_empty_rows(ops_library):
     x = np.zeros((0, 7, 16), F32)
     q, s = _session(quantize_custom(3), ops_library).run(None, {"x": x})
     assert q.shape == (0, 7, 16) and s.shape == (0, 7, 1)
-    y = _session(dequantize_custom(2, True), ops_library).run(None, {
-        "acc": np.zeros((0, 8), np.int32), "rs": np.zeros((0, 1), F32), "cs": np.ones(8, F32),
-        "b": np.ones(8, F32)})[0]
+    y = _session(dequantize_custom(2, True), ops_library).run(
+        None,
+        {
+            "acc": np.zeros((0, 8), np.int32),
+            "rs": np.zeros((0, 1), F32),
+            "cs": np.ones(8, F32),
+            "b": np.ones(8, F32),
+        },
+    )[0]
     assert y.shape == (0, 8)
 
 
@@ -103,8 +112,12 @@ def test_bad_column_scales_are_a_clear_error(ops_library):
 
 def test_bad_row_scales_and_bias_are_clear_errors(ops_library):
     s = _session(dequantize_custom(2, True), ops_library)
-    feeds = {"acc": np.zeros((3, 8), np.int32), "rs": np.ones((2, 1), F32), "cs": np.ones(8, F32),
-             "b": np.ones(8, F32)}
+    feeds = {
+        "acc": np.zeros((3, 8), np.int32),
+        "rs": np.ones((2, 1), F32),
+        "cs": np.ones(8, F32),
+        "b": np.ones(8, F32),
+    }
     with pytest.raises(Exception, match=r"row_scale must be acc's shape with the last dim 1"):
         s.run(None, feeds)
     feeds["rs"] = np.ones((3, 1), F32)
@@ -131,7 +144,9 @@ def test_head_layouts_are_pure_data_movement(ops_library, isa):
     np.testing.assert_array_equal(heads, plain.reshape(B, S, H, D).transpose(0, 2, 1, 3))
     x = _activations(rng, (B, H, S, D))
     q, s = _session(quantize_custom(4, heads_in=1), ops_library).run(None, {"x": x})
-    q_ref, s_ref = _session(quantize_custom(3), ops_library).run(None, {"x": x.transpose(0, 2, 1, 3).reshape(B, S, N)})
+    q_ref, s_ref = _session(quantize_custom(3), ops_library).run(
+        None, {"x": x.transpose(0, 2, 1, 3).reshape(B, S, N)}
+    )
     assert q.shape == (B, S, N) and s.shape == (B, S, 1)
     np.testing.assert_array_equal(q, q_ref)
     np.testing.assert_array_equal(s, s_ref)
@@ -146,7 +161,10 @@ def test_head_layout_errors(ops_library):
         _session(quantize_custom(3, heads_in=1), ops_library).run(None, {"x": np.ones((2, 3, 4), F32)})
     sess = _session(dequantize_custom(3, False, head_size=16), ops_library)
     with pytest.raises(Exception, match="head_size 16 needs acc"):
-        sess.run(None, {"acc": np.ones((1, 2, 24), np.int32), "rs": np.ones((1, 2, 1), F32), "cs": np.ones(24, F32)})
+        sess.run(
+            None,
+            {"acc": np.ones((1, 2, 24), np.int32), "rs": np.ones((1, 2, 1), F32), "cs": np.ones(24, F32)},
+        )
 
 
 def test_quantize_at_7_bits_matches_numpy_bit_for_bit(ops_library, isa):

@@ -17,8 +17,24 @@ def test_encode_streams_to_npy_in_chunks(tiny_bert, tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = tmp_path / "emb.npy"
-    assert main(["encode", str(export_dir), "--input", str(src), "--output", str(out), "--chunk-size", "4",
-                 "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(export_dir),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--chunk-size",
+                "4",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     got = np.load(out)
     np.testing.assert_allclose(got, Encoder(export_dir, device="cpu").encode(texts), atol=1e-6)
     assert not list(tmp_path.glob("*.partial*"))
@@ -29,8 +45,23 @@ def test_search_prints_hits_and_json(tiny_bert, tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the model\nhello world\na guitar on stage\n", encoding="utf-8")
     js = tmp_path / "hits.json"
-    assert main(["search", str(export_dir), "--corpus", str(corpus), "--query", "hello world", "--top-k", "2",
-                 "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(export_dir),
+                "--corpus",
+                str(corpus),
+                "--query",
+                "hello world",
+                "--top-k",
+                "2",
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     hits = json.loads(js.read_text())
     assert hits[0]["hits"][0]["text"] == "hello world" and len(hits[0]["hits"]) == 2
     assert "Query: hello world" in capsys.readouterr().out

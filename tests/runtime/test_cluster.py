@@ -22,8 +22,9 @@ def _blobs(n_centres=12, per=(3, 30), dim=24, noise=0.35, seed=0):
     return emb[rng.permutation(len(emb))]
 
 
-@pytest.mark.parametrize("threshold,min_size,batch_size", [(0.75, 10, 1024), (0.6, 5, 7), (0.9, 3, 64),
-                                                           (0.5, 1, 100)])
+@pytest.mark.parametrize(
+    "threshold,min_size,batch_size", [(0.75, 10, 1024), (0.6, 5, 7), (0.9, 3, 64), (0.5, 1, 100)]
+)
 def test_same_clusters_as_sentence_transformers_on_blobs(threshold, min_size, batch_size):
     emb = _blobs()
     ours = community_detection(emb, threshold=threshold, min_community_size=min_size, batch_size=batch_size)
@@ -69,8 +70,23 @@ def test_cluster_cli(tiny_bert, tmp_path, capsys):
     lines = ["hello world"] * 4 + ["the model reads every token"] * 3 + ["", "pizza"]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "clusters.json"
-    assert main(["cluster", str(export_dir), "--corpus", str(corpus), "--min-size", "3", "--threshold",
-                 "0.99", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "cluster",
+                str(export_dir),
+                "--corpus",
+                str(corpus),
+                "--min-size",
+                "3",
+                "--threshold",
+                "0.99",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     clusters = json.loads(out.read_text())
     assert [c["size"] for c in clusters] == [4, 3]
     assert sorted(clusters[0]["ids"]) == [0, 1, 2, 3] and sorted(clusters[1]["ids"]) == [4, 5, 6]

@@ -18,8 +18,9 @@ TEXTS = probe_texts() + [f"sentence number {i} about the model and the index" fo
 def pair(tiny_factory):
     from sentence_transformers import SentenceTransformer
 
-    st_dir, export_dir = tiny_factory(arch="bert", pooling="mean", normalize=True,
-                                      prompts={"query": "query: ", "document": "passage: "})
+    st_dir, export_dir = tiny_factory(
+        arch="bert", pooling="mean", normalize=True, prompts={"query": "query: ", "document": "passage: "}
+    )
     return SentenceTransformer(str(st_dir), device="cpu"), Encoder(export_dir, device="cpu")
 
 
@@ -150,8 +151,11 @@ def test_precisions(pair_unnormalized, precision):
 
     np.testing.assert_array_equal(quantize_embeddings(floats, precision), st_quantize(floats, precision))
     # ... and end to end, 1e-7 float noise may move a value across a bucket edge: at most one step.
-    assert np.abs(ours.astype(np.int64) - ref.astype(np.int64)).max() <= (1 if "int8" in precision else 0) or \
-        precision.endswith("binary") and (ours != ref).mean() < 0.01
+    assert (
+        np.abs(ours.astype(np.int64) - ref.astype(np.int64)).max() <= (1 if "int8" in precision else 0)
+        or precision.endswith("binary")
+        and (ours != ref).mean() < 0.01
+    )
 
 
 def test_int8_precision_of_one_text_is_refused_like_st(pair):
@@ -175,31 +179,37 @@ def test_similarity(pair):
     assert enc.similarity_fn_name == "cosine"
 
 
-@pytest.mark.parametrize("bad,match", [
-    (None, "None"),
-    (b"bytes", "bytes"),
-    (["ok", None], r"sentences\[1\] is NoneType"),
-    (["ok", 3], r"sentences\[1\] is int"),
-    ([["nested", "list"]], "nested list"),
-    ({"a": 1}, "must be a str or a list"),
-    (42, "must be a str or a list"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (None, "None"),
+        (b"bytes", "bytes"),
+        (["ok", None], r"sentences\[1\] is NoneType"),
+        (["ok", 3], r"sentences\[1\] is int"),
+        ([["nested", "list"]], "nested list"),
+        ({"a": 1}, "must be a str or a list"),
+        (42, "must be a str or a list"),
+    ],
+)
 def test_bad_inputs_raise_typed_errors(pair, bad, match):
     _, enc = pair
     with pytest.raises(InputError, match=match):
         enc.encode(bad)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"batch_size": 0}, "batch_size"),
-    ({"precision": "float16"}, "valid choices: 'float32', 'int8'"),
-    ({"truncate_dim": 0}, "truncate_dim"),
-    ({"prompt_name": "nope"}, r"prompt_name 'nope' not found.*'document', 'query'"),
-    ({"output_value": "token_embeddings"}, "sentence_embedding"),
-    ({"convert_to_tensor": True}, "torch"),
-    ({"max_batch_tokens": -1}, "max_batch_tokens"),
-    ({"device": "gpu"}, "valid choices: 'auto', 'cpu', 'cuda', 'tensorrt'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"precision": "float16"}, "valid choices: 'float32', 'int8'"),
+        ({"truncate_dim": 0}, "truncate_dim"),
+        ({"prompt_name": "nope"}, r"prompt_name 'nope' not found.*'document', 'query'"),
+        ({"output_value": "token_embeddings"}, "sentence_embedding"),
+        ({"convert_to_tensor": True}, "torch"),
+        ({"max_batch_tokens": -1}, "max_batch_tokens"),
+        ({"device": "gpu"}, "valid choices: 'auto', 'cpu', 'cuda', 'tensorrt'"),
+    ],
+)
 def test_bad_arguments(pair, kwargs, match):
     _, enc = pair
     with pytest.raises(InputError, match=match):
@@ -279,8 +289,10 @@ def test_truncate_embeddings_is_encodes_output_rule(request, fixture, normalize)
     _, enc = request.getfixturevalue(fixture)
     raw = enc.encode_tokenized(enc.tokenize(TEXTS))
     for dim in (None, 8, 10_000):
-        assert np.array_equal(enc.truncate_embeddings(raw, dim, normalize),
-                              enc.encode(TEXTS, truncate_dim=dim, normalize_embeddings=normalize))
+        assert np.array_equal(
+            enc.truncate_embeddings(raw, dim, normalize),
+            enc.encode(TEXTS, truncate_dim=dim, normalize_embeddings=normalize),
+        )
 
 
 def test_public_halves_reject_bad_arguments(pair):

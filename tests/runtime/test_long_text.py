@@ -20,8 +20,11 @@ def _st_forward(st, rows: list[list[int]]) -> np.ndarray:
     out = []
     for r in rows:
         ids = torch.tensor([r], dtype=torch.int64)
-        features = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                    "token_type_ids": torch.zeros_like(ids)}
+        features = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids),
+        }
         with torch.no_grad():
             out.append(st(features)["sentence_embedding"][0].numpy())
     return np.stack(out)
@@ -39,7 +42,7 @@ def _reference(st, text: str, prompt: str, stride: int, normalize: bool) -> np.n
     width = limit - head - 1
     rows, weights, start = [], [], 0
     while True:
-        piece = content[start:start + width]
+        piece = content[start : start + width]
         rows.append(ids[:head] + piece + tail)
         weights.append(len(piece))
         if start + width >= len(content):
@@ -54,8 +57,9 @@ def _reference(st, text: str, prompt: str, stride: int, normalize: bool) -> np.n
 def pair(tiny_factory):
     from sentence_transformers import SentenceTransformer
 
-    st_dir, export_dir = tiny_factory(arch="bert", pooling="mean", normalize=True,
-                                      prompts={"query": "query: ", "document": "passage: "})
+    st_dir, export_dir = tiny_factory(
+        arch="bert", pooling="mean", normalize=True, prompts={"query": "query: ", "document": "passage: "}
+    )
     return SentenceTransformer(str(st_dir), device="cpu"), Encoder(export_dir, device="cpu")
 
 

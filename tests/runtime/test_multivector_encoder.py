@@ -154,12 +154,18 @@ def test_multivector_manifest_is_typed(trio):
         (lambda m: m.__setitem__("skiplist_tasks", ["passage"]), r"field 'skiplist_tasks' has \['passage'\]"),
         (lambda m: m.__setitem__("post_modules", ["Pooling"]), r"field 'post_modules' has \['Pooling'\]"),
         (lambda m: m["outputs"].pop("token_mask"), r"field 'outputs.token_mask' is missing"),
-        (lambda m: m["outputs"].__setitem__("token_embeddings", ["batch", 4]),
-         r"field 'outputs.token_embeddings' must have shape"),
-        (lambda m: m.__setitem__("similarity_fn_name", "cosine"),
-         r"field 'similarity_fn_name' must be one of"),
-        (lambda m: m["tokenizer"].__setitem__("file", "/etc/passwd"),
-         r"field 'tokenizer.file' is an absolute"),
+        (
+            lambda m: m["outputs"].__setitem__("token_embeddings", ["batch", 4]),
+            r"field 'outputs.token_embeddings' must have shape",
+        ),
+        (
+            lambda m: m.__setitem__("similarity_fn_name", "cosine"),
+            r"field 'similarity_fn_name' must be one of",
+        ),
+        (
+            lambda m: m["tokenizer"].__setitem__("file", "/etc/passwd"),
+            r"field 'tokenizer.file' is an absolute",
+        ),
     ],
 )
 def test_bad_multivector_manifest_fields_are_named(trio, tmp_path, change, match):

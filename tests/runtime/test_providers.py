@@ -18,8 +18,9 @@ NAMES = ["input_ids", "attention_mask"]
 
 def choose(device, available, **kw):
     kw.setdefault("trt_cache", Path(tempfile.gettempdir()) / "embedrt-test-trt")
-    return prov.choose_providers(device, available, max_seq_length=256, input_names=NAMES,
-                                 trt=kw.pop("trt", None), **kw)
+    return prov.choose_providers(
+        device, available, max_seq_length=256, input_names=NAMES, trt=kw.pop("trt", None), **kw
+    )
 
 
 def test_auto_prefers_cuda_then_cpu():
@@ -30,7 +31,9 @@ def test_auto_prefers_cuda_then_cpu():
 
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_explicit_accelerator_missing_is_an_error_listing_available(device):
-    with pytest.raises(ProviderUnavailableError, match=r"available: \['CPUExecutionProvider'\].*embedrt\[gpu\]"):
+    with pytest.raises(
+        ProviderUnavailableError, match=r"available: \['CPUExecutionProvider'\].*embedrt\[gpu\]"
+    ):
         choose(device, [prov.CPU])
 
 
@@ -63,8 +66,9 @@ def test_tensorrt_profile_sizes():
 
 
 def test_tensorrt_profiles_skip_extra_inputs_and_cap_opt_length(tmp_path):
-    o = prov.tensorrt_provider_options(prov.TensorRTOptions(opt_seq_length=512), 24,
-                                       NAMES + ["prompt_length"], tmp_path)
+    o = prov.tensorrt_provider_options(
+        prov.TensorRTOptions(opt_seq_length=512), 24, NAMES + ["prompt_length"], tmp_path
+    )
     assert "prompt_length" not in o["trt_profile_max_shapes"]
     assert o["trt_profile_opt_shapes"].endswith("64x24")
     assert o["trt_engine_cache_path"] == str(tmp_path)
@@ -73,9 +77,14 @@ def test_tensorrt_profiles_skip_extra_inputs_and_cap_opt_length(tmp_path):
 def test_tensorrt_cache_defaults_outside_the_export_and_refuses_unwritable(tmp_path, monkeypatch):
     monkeypatch.setenv(prov.CACHE_ENV, str(tmp_path / "c"))
     assert prov.default_tensorrt_cache("ab" * 32) == tmp_path / "c" / "tensorrt" / ("ab" * 8)
-    _, providers = prov.choose_providers("tensorrt", [prov.TENSORRT, prov.CPU], max_seq_length=32,
-                                         input_names=NAMES, trt=None,
-                                         trt_cache=prov.default_tensorrt_cache("cd" * 32))
+    _, providers = prov.choose_providers(
+        "tensorrt",
+        [prov.TENSORRT, prov.CPU],
+        max_seq_length=32,
+        input_names=NAMES,
+        trt=None,
+        trt_cache=prov.default_tensorrt_cache("cd" * 32),
+    )
     assert providers[0][1]["trt_engine_cache_path"] == str(tmp_path / "c" / "tensorrt" / ("cd" * 8))
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -87,15 +96,21 @@ def test_tensorrt_cache_defaults_outside_the_export_and_refuses_unwritable(tmp_p
     try:
         if not os.access(read_only, os.W_OK):  # NOTE: root writes anywhere; the blocker above covers it
             with pytest.raises(InputError, match="not writable"):
-                choose("tensorrt", [prov.TENSORRT, prov.CPU],
-                       trt=prov.TensorRTOptions(cache_dir=str(read_only / "x")))
+                choose(
+                    "tensorrt",
+                    [prov.TENSORRT, prov.CPU],
+                    trt=prov.TensorRTOptions(cache_dir=str(read_only / "x")),
+                )
     finally:
         read_only.chmod(0o700)
 
 
 def test_tf32_off_in_exact_mode():
-    assert prov.cuda_provider_options(1) == {"device_id": "1", "arena_extend_strategy": "kSameAsRequested",
-                                             "use_tf32": "0"}
+    assert prov.cuda_provider_options(1) == {
+        "device_id": "1",
+        "arena_extend_strategy": "kSameAsRequested",
+        "use_tf32": "0",
+    }
     assert prov.cuda_provider_options(0, tf32=True)["use_tf32"] == "1"
     _, cuda = choose("cuda", [prov.CUDA, prov.CPU])
     assert cuda[0] == (prov.CUDA, prov.cuda_provider_options(0))
@@ -150,8 +165,11 @@ def test_every_runtime_session_has_fallback_disabled(tiny_bert, tiny_cross):
 def test_sessions_are_created_in_one_place():
     """The runtime creates onnxruntime sessions only in providers.create_session (GPU rules in one place)."""
     runtime = Path(prov.__file__).parent
-    offenders = [p.name for p in runtime.glob("*.py") if p.name != "providers.py"
-                 and "InferenceSession(" in p.read_text()]
+    offenders = [
+        p.name
+        for p in runtime.glob("*.py")
+        if p.name != "providers.py" and "InferenceSession(" in p.read_text()
+    ]
     assert offenders == []
 
 
@@ -240,5 +258,7 @@ def test_tensorrt_engine_cache(tiny_bert, tmp_path):
     _, export_dir = tiny_bert
     enc = Encoder(export_dir, device="tensorrt", tensorrt=prov.TensorRTOptions(cache_dir=str(tmp_path)))
     cpu = Encoder(export_dir, device="cpu")
-    np.testing.assert_allclose(enc.encode(["hello", "world x y"]), cpu.encode(["hello", "world x y"]), atol=1e-4)
+    np.testing.assert_allclose(
+        enc.encode(["hello", "world x y"]), cpu.encode(["hello", "world x y"]), atol=1e-4
+    )
     assert any(tmp_path.iterdir())

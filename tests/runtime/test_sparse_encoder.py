@@ -225,14 +225,20 @@ def test_sparse_manifest_is_typed_with_checksums(sparse_factory):
         (lambda m: m.__setitem__("max_active_dims", 0), r"field 'max_active_dims' must be an int >= 1"),
         (lambda m: m.__setitem__("dim", "big"), r"field 'dim' must be an int >= 1"),
         (lambda m: m.pop("outputs"), r"field 'outputs' is missing"),
-        (lambda m: m["outputs"].__setitem__("sparse_embedding", ["batch", 3]),
-         r"field 'outputs.sparse_embedding' must have shape"),
+        (
+            lambda m: m["outputs"].__setitem__("sparse_embedding", ["batch", 3]),
+            r"field 'outputs.sparse_embedding' must have shape",
+        ),
         (lambda m: m.__setitem__("output", "logits"), r"field 'output' must be 'sparse_embedding'"),
-        (lambda m: m.__setitem__("similarity_fn_name", "maxsim"),
-         r"field 'similarity_fn_name' must be one of"),
+        (
+            lambda m: m.__setitem__("similarity_fn_name", "maxsim"),
+            r"field 'similarity_fn_name' must be one of",
+        ),
         (lambda m: m["tokenizer"].pop("sha256"), r"field 'tokenizer.sha256' is missing"),
-        (lambda m: m["variants"]["fp32"].__setitem__("file", "../model.onnx"),
-         r"field 'variants.fp32.file' contains '..'"),
+        (
+            lambda m: m["variants"]["fp32"].__setitem__("file", "../model.onnx"),
+            r"field 'variants.fp32.file' contains '..'",
+        ),
         (lambda m: m.__setitem__("max_seq_length", 10**6), r"field 'max_seq_length' is 1000000, more than"),
     ],
 )

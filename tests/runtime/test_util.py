@@ -20,11 +20,18 @@ def emb():
 
 def test_similarity_functions_match(emb):
     corpus, q = emb
-    for ours, ref in [(cos_sim, st_util.cos_sim), (dot_score, st_util.dot_score),
-                      (euclidean_sim, st_util.euclidean_sim), (manhattan_sim, st_util.manhattan_sim)]:
-        np.testing.assert_allclose(ours(q, corpus), ref(torch.from_numpy(q), torch.from_numpy(corpus)).numpy(),
-                                   atol=2e-4, rtol=1e-5)
-    np.testing.assert_allclose(normalize(q), torch.nn.functional.normalize(torch.from_numpy(q)).numpy(), atol=1e-7)
+    for ours, ref in [
+        (cos_sim, st_util.cos_sim),
+        (dot_score, st_util.dot_score),
+        (euclidean_sim, st_util.euclidean_sim),
+        (manhattan_sim, st_util.manhattan_sim),
+    ]:
+        np.testing.assert_allclose(
+            ours(q, corpus), ref(torch.from_numpy(q), torch.from_numpy(corpus)).numpy(), atol=2e-4, rtol=1e-5
+        )
+    np.testing.assert_allclose(
+        normalize(q), torch.nn.functional.normalize(torch.from_numpy(q)).numpy(), atol=1e-7
+    )
     assert np.array_equal(normalize(np.zeros((1, 4), np.float32)), np.zeros((1, 4)))  # eps clamp, no NaN
 
 
@@ -33,7 +40,7 @@ def test_semantic_search_matches_in_chunks(emb, chunk):
     corpus, q = emb
     ours = semantic_search(q, corpus, top_k=10, corpus_chunk_size=chunk, query_chunk_size=3)
     ref = st_util.semantic_search(torch.from_numpy(q), torch.from_numpy(corpus), top_k=10)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=True):
         assert [h["corpus_id"] for h in a] == [h["corpus_id"] for h in b]
         np.testing.assert_allclose([h["score"] for h in a], [h["score"] for h in b], atol=1e-5)
 

@@ -254,8 +254,10 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
 
         return run_sparse_bench(cfg, export_dir, manifest, workdir, quiet)
     if manifest.task == MULTI_VECTOR:
-        raise InputError(f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
-                         "cross-encoder and sparse exports only")
+        raise InputError(
+            f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
+            "cross-encoder and sparse exports only"
+        )
     spec = spec_for(manifest.task)
     variants = cfg.variants or list(manifest.variants)
     unknown = [v for v in variants if v not in manifest.variants]
@@ -348,7 +350,10 @@ def _probe_peers(
         # NOTE: the probe imports the peer's libraries (optimum, onnxruntime, torch); on a loaded machine that
         # alone can take over 120 s
         res = call_worker(
-            peer_python, {**common, "mode": "probe", "runner": peer}, tmp, f"probe-{peer}",
+            peer_python,
+            {**common, "mode": "probe", "runner": peer},
+            tmp,
+            f"probe-{peer}",
             min(600.0, cfg.worker_timeout_s),
         )
         progress.step()
@@ -625,8 +630,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Graph each embedrt runner ran: " + "; ".join(graphs) + "."]
     kernels = next((s[label]["cpu_kernels"] for label in labels if s[label].get("cpu_kernels")), None)
     if kernels:
-        lines += ["", f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
-                  f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}."]
+        lines += [
+            "",
+            f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
+            f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}.",
+        ]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"
@@ -677,8 +685,10 @@ EMBEDDING = TaskSpec(
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if report.get("config", {}).get("task") == "sparse" or spec_for(report.get("config", {}).get("task")) \
-            is not EMBEDDING:
+    if (
+        report.get("config", {}).get("task") == "sparse"
+        or spec_for(report.get("config", {}).get("task")) is not EMBEDDING
+    ):
         raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
     try:
         import matplotlib

@@ -35,16 +35,18 @@ NO_SPARSE_RUNNER = "no sparse-encoder runner for this peer (dense peers only)"
 AGREEMENT_ROWS = 256
 
 
-def _call_worker(python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float,
-                 worker: Path = SPARSE_WORKER) -> dict[str, Any]:
+def _call_worker(
+    python: str, cfg: dict[str, Any], tmp: Path, name: str, timeout: float, worker: Path = SPARSE_WORKER
+) -> dict[str, Any]:
     """Run ``sparse_worker.py`` on ``cfg`` under ``python``; its JSON result, or ``{"ok": False, ...}``."""
     cfg = dict(cfg, result_out=str(tmp / f"{name}.result.json"), t_spawn=time.time())
     cfg_path = tmp / f"{name}.config.json"
     cfg_path.write_text(json.dumps(cfg))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", TRANSFORMERS_VERBOSITY="error")
     try:
-        proc = subprocess.run([python, str(worker), str(cfg_path)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        proc = subprocess.run(
+            [python, str(worker), str(cfg_path)], capture_output=True, text=True, timeout=timeout, env=env
+        )
     except FileNotFoundError:
         return {"ok": False, "error": f"interpreter not found: {python}"}
     except subprocess.TimeoutExpired:

@@ -431,8 +431,9 @@ def export_cross_encoder(
     return manifest
 
 
-def _manifest(resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset: int,
-              limit: int | None) -> dict[str, Any]:
+def _manifest(
+    resolved, spec: CrossSpec, tokenizer_entry: dict[str, Any], opset: int, limit: int | None
+) -> dict[str, Any]:
     return {
         "format": "embedrt",
         "format_version": FORMAT_VERSION,

@@ -32,10 +32,12 @@ def _run_one_node(a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int) -> np.nda
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "w", "az"], ["y"])], "matmulinteger",
+        [helper.make_node("MatMulInteger", ["a", "w", "az"], ["y"])],
+        "matmulinteger",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, a_u8.shape[1]])],
         [helper.make_tensor_value_info("y", TensorProto.INT32, [None, w_s8.shape[1]])],
-        [numpy_helper.from_array(w_s8, "w"), numpy_helper.from_array(np.array(zero_point, np.uint8), "az")])
+        [numpy_helper.from_array(w_s8, "w"), numpy_helper.from_array(np.array(zero_point, np.uint8), "az")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
     onnx.checker.check_model(model)
@@ -45,18 +47,24 @@ def _run_one_node(a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int) -> np.nda
     return sess.run(None, {"a": a_u8})[0]
 
 
-def _compare(name: str, a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int,
-             got: np.ndarray) -> dict[str, Any]:
+def _compare(
+    name: str, a_u8: np.ndarray, w_s8: np.ndarray, zero_point: int, got: np.ndarray
+) -> dict[str, Any]:
     # NOTE: float64 products of integers: exact while every partial sum stays below 2**53 (here at most
     # 255 * 128 * K), and BLAS-fast, where numpy's int64 matmul is a naive loop
     if 255 * 128 * a_u8.shape[-1] >= 2**53:
         raise ValueError(f"K = {a_u8.shape[-1]} is too large for an exact float64 product")
-    exact = np.rint((a_u8.reshape(-1, a_u8.shape[-1]).astype(np.float64) - zero_point)
-                    @ w_s8.astype(np.float64)).astype(np.int64)
+    exact = np.rint(
+        (a_u8.reshape(-1, a_u8.shape[-1]).astype(np.float64) - zero_point) @ w_s8.astype(np.float64)
+    ).astype(np.int64)
     got = got.reshape(exact.shape).astype(np.int64)
     err = np.abs(got - exact)
-    return {"node": name, "rows": int(exact.shape[0]), "max_abs_error": int(err.max()) if err.size else 0,
-            "wrong_fraction": float(np.mean(err > 0)) if err.size else 0.0}
+    return {
+        "node": name,
+        "rows": int(exact.shape[0]),
+        "max_abs_error": int(err.max()) if err.size else 0,
+        "wrong_fraction": float(np.mean(err > 0)) if err.size else 0.0,
+    }
 
 
 def worst_case_rows(w_s8: np.ndarray, zero_point: int, columns: int = 4) -> np.ndarray:
@@ -75,8 +83,9 @@ def worst_case_rows(w_s8: np.ndarray, zero_point: int, columns: int = 4) -> np.n
     return np.stack(rows).astype(np.uint8)
 
 
-def capture_graph(model_path: Path, feeds: dict[str, np.ndarray], worst_case: bool = True,
-                  register=None) -> list[dict[str, Any]]:
+def capture_graph(
+    model_path: Path, feeds: dict[str, np.ndarray], worst_case: bool = True, register=None
+) -> list[dict[str, Any]]:
     """Every ``MatMulInteger`` of the graph at ``model_path`` on ``feeds``, compared with numpy; then, with
     ``worst_case``, each node's weights against ``worst_case_rows``. One dict per check:
     ``{"node", "rows", "max_abs_error", "wrong_fraction"}`` (exact: max_abs_error 0).
@@ -117,8 +126,9 @@ def capture_graph(model_path: Path, feeds: dict[str, np.ndarray], worst_case: bo
     return out
 
 
-def scheme_extremes(scheme: str, k: int = 384, n: int = 64,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+def scheme_extremes(
+    scheme: str, k: int = 384, n: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(u8 activations, s8 weights, zero point) at the extremes of ``scheme``'s ranges."""
     sch = int8_scheme(scheme)
     rng = np.random.default_rng(seed)

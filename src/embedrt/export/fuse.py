@@ -68,8 +68,14 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
             opset=opset,
             custom_opsets={"ai.embedrt": 1},
         )
-    write_probe(export_dir, export_dir / standard_file, export_dir / PROBE_FILE, spec.max_seq_length,
-                int(st_model.tokenizer.pad_token_id), spec.include_prompt)
+    write_probe(
+        export_dir,
+        export_dir / standard_file,
+        export_dir / PROBE_FILE,
+        spec.max_seq_length,
+        int(st_model.tokenizer.pad_token_id),
+        spec.include_prompt,
+    )
     return {
         "file": FUSED_FILE,
         "sha256": sha256_file(export_dir / FUSED_FILE),
@@ -98,12 +104,25 @@ def write_packed(export_dir: Path, source_file: str) -> dict[str, Any] | None:
     if not any(o.domain == "ai.embedrt" for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("ai.embedrt", 1))
     onnx.save(model, str(export_dir / PACKED_FILE))
-    return {"file": PACKED_FILE, "sha256": sha256_file(export_dir / PACKED_FILE), "op": PACKED_OP,
-            "linears": linears, "folded_bias": biases, "constant_reshapes": reshapes, "head_layouts": heads}
+    return {
+        "file": PACKED_FILE,
+        "sha256": sha256_file(export_dir / PACKED_FILE),
+        "op": PACKED_OP,
+        "linears": linears,
+        "folded_bias": biases,
+        "constant_reshapes": reshapes,
+        "head_layouts": heads,
+    }
 
 
-def write_probe(export_dir: Path, standard: Path, probe: Path, max_seq_length: int, pad_token_id: int,
-                include_prompt: bool) -> None:
+def write_probe(
+    export_dir: Path,
+    standard: Path,
+    probe: Path,
+    max_seq_length: int,
+    pad_token_id: int,
+    include_prompt: bool,
+) -> None:
     """Run the standard graph on PROBE_TEXTS (one padded batch) and store inputs and outputs in ``probe``."""
     import onnxruntime as ort
 
@@ -157,8 +176,14 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     heads = fold_head_transposes(model.graph)
     onnx.save(model, str(export_dir / INT8_FUSED_FILE))
     include_prompt = "prompt_length" not in manifest["inputs"]
-    write_probe(export_dir, export_dir / manifest["variants"]["int8"]["file"], export_dir / INT8_PROBE_FILE,
-                int(manifest["max_seq_length"]), int(manifest["tokenizer"]["pad_token_id"]), include_prompt)
+    write_probe(
+        export_dir,
+        export_dir / manifest["variants"]["int8"]["file"],
+        export_dir / INT8_PROBE_FILE,
+        int(manifest["max_seq_length"]),
+        int(manifest["tokenizer"]["pad_token_id"]),
+        include_prompt,
+    )
     ops = ["ai.embedrt::QuantizePerToken", "ai.embedrt::DequantizeRows"]
     entry: dict[str, Any] = {
         "file": INT8_FUSED_FILE,

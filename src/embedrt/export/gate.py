@@ -63,6 +63,7 @@ class GateThresholds:
 
 def _top10_overlap(a: np.ndarray, b: np.ndarray, n_queries: int = 10) -> float:
     """Mean overlap of the top-10 neighbours of the first queries, fp32 against the variant."""
+
     def top(e):
         e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         s = e[:n_queries] @ e.T
@@ -70,11 +71,16 @@ def _top10_overlap(a: np.ndarray, b: np.ndarray, n_queries: int = 10) -> float:
         return np.argsort(-s, axis=1, kind="stable")[:, :10]
 
     ta, tb = top(a), top(b)
-    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ta, tb)]))
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ta, tb, strict=True)]))
 
 
-def measure_variant(export_dir: Path, variant: str, sentences: list[str] | None = None,
-                    sts_file: str | None = None, sts_baseline: float | None = None) -> dict[str, Any]:
+def measure_variant(
+    export_dir: Path,
+    variant: str,
+    sentences: list[str] | None = None,
+    sts_file: str | None = None,
+    sts_baseline: float | None = None,
+) -> dict[str, Any]:
     """Drift of ``variant`` against the fp32 graph on the probe set and a sample of real sentences."""
     from ..runtime.encoder import Encoder
 
@@ -95,9 +101,16 @@ def measure_variant(export_dir: Path, variant: str, sentences: list[str] | None 
         from ..evaluate import read_sts, sts_spearman
 
         s1, s2, gold = read_sts(sts_file)
-        base = sts_baseline if sts_baseline is not None else sts_spearman(fp32.encode(s1), fp32.encode(s2), gold)
+        base = (
+            sts_baseline if sts_baseline is not None else sts_spearman(fp32.encode(s1), fp32.encode(s2), gold)
+        )
         mine = sts_spearman(var.encode(s1), var.encode(s2), gold)
-        figures["sts"] = {"file": str(sts_file), "fp32_spearman": base, "spearman": mine, "delta": mine - base}
+        figures["sts"] = {
+            "file": str(sts_file),
+            "fp32_spearman": base,
+            "spearman": mine,
+            "delta": mine - base,
+        }
     return figures
 
 
@@ -112,5 +125,7 @@ def gate_failures(figures: dict[str, Any], t: GateThresholds) -> list[str]:
     if not figures["mean_cosine"] >= t.min_mean_cosine:
         out.append(f"mean cosine {figures['mean_cosine']:.5f} < {t.min_mean_cosine}")
     if not figures["min_cosine"] >= t.min_cosine:
-        out.append(f"min cosine {figures['min_cosine']:.5f} < {t.min_cosine} (worst text {figures['worst_text']!r})")
+        out.append(
+            f"min cosine {figures['min_cosine']:.5f} < {t.min_cosine} (worst text {figures['worst_text']!r})"
+        )
     return out

@@ -142,9 +142,15 @@ def inspect_model(st_model, module_types: list[str], model_dir: Path) -> ModelSp
         elif name == "Dense":
             if getattr(module, "module_input_name", "sentence_embedding") != "sentence_embedding":
                 raise UnsupportedModelError("Dense modules that read token embeddings are not supported")
-            post.append({"type": "Dense", "in": module.linear.in_features, "out": module.linear.out_features,
-                         "activation": type(module.activation_function).__name__,
-                         "residual": bool(getattr(module, "use_residual", False))})
+            post.append(
+                {
+                    "type": "Dense",
+                    "in": module.linear.in_features,
+                    "out": module.linear.out_features,
+                    "activation": type(module.activation_function).__name__,
+                    "residual": bool(getattr(module, "use_residual", False)),
+                }
+            )
         elif name == "Normalize":
             if getattr(module, "module_input_name", "sentence_embedding") != "sentence_embedding":
                 raise UnsupportedModelError("Normalize modules that read token embeddings are not supported")
@@ -230,8 +236,9 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
     plan = fused_pooling_plan(spec) if fused_pooling else None
     if fused_pooling and plan is None:
         modes = [p.value for p in spec.pooling]
-        raise UnsupportedModelError(f"pooling {modes} has no fused op; fused modes: "
-                                    f"{[p.value for p in FUSED_POOL_MODES]}")
+        raise UnsupportedModelError(
+            f"pooling {modes} has no fused op; fused modes: {[p.value for p in FUSED_POOL_MODES]}"
+        )
 
     hf = hf_model(st_model)
     spec_hidden = int(spec.model_config.get("hidden_size") or 0) or None
@@ -250,8 +257,11 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
             out.setType(tokens.type().with_dtype(torch.float32).with_sizes([None, spec_hidden]))
             return out
 
-    post_modules = [m for name, m in zip(spec.module_types, st_model._modules.values(), strict=False)
-                    if name in ("Dense", "Normalize", "Dropout", "LayerNorm")]
+    post_modules = [
+        m
+        for name, m in zip(spec.module_types, st_model._modules.values(), strict=False)
+        if name in ("Dense", "Normalize", "Dropout", "LayerNorm")
+    ]
 
     class SentenceGraph(torch.nn.Module):
         def __init__(self) -> None:
@@ -316,8 +326,15 @@ def build_graph_module(st_model, spec: ModelSpec, fused_pooling: bool = False):
     return SentenceGraph().eval()
 
 
-def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, dim: int,
-                opset: int = DEFAULT_OPSET, custom_opsets: dict[str, int] | None = None) -> list[str]:
+def export_onnx(
+    graph_module,
+    tokenizer,
+    path: Path,
+    with_prompt_length: bool,
+    dim: int,
+    opset: int = DEFAULT_OPSET,
+    custom_opsets: dict[str, int] | None = None,
+) -> list[str]:
     """Trace ``graph_module`` to ``path`` with dynamic batch and sequence axes. Returns the input names."""
     import torch
 
@@ -327,8 +344,11 @@ def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, d
     mask = sample["attention_mask"].to(torch.int64)
     args: tuple = (ids, mask)
     names = ["input_ids", "attention_mask"]
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "sentence_embedding": {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "sentence_embedding": {0: "batch"},
+    }
     if with_prompt_length:
         args = (ids, mask, torch.tensor([1], dtype=torch.int64))
         names.append("prompt_length")
@@ -337,8 +357,15 @@ def export_onnx(graph_module, tokenizer, path: Path, with_prompt_length: bool, d
         # NOTE: the TorchScript exporter (dynamo=False) yields the op patterns that onnxruntime's
         # transformer fusions recognise; the dynamo exporter's decomposed attention does not fuse.
         torch.onnx.export(
-            graph_module, args, str(path), input_names=names, output_names=["sentence_embedding"],
-            dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+            graph_module,
+            args,
+            str(path),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
             custom_opsets=custom_opsets or {},
         )
     _fix_output_shape(path, dim)

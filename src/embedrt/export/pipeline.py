@@ -44,12 +44,22 @@ MODEL_FILE = "model.onnx"
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 
 
-def export_model(model: str, output: str | os.PathLike, *, force: bool = False, atol: float = 1e-5,
-                 opset: int = DEFAULT_OPSET, log: Callable[[str], None] | None = None,
-                 variants: tuple[str, ...] | list[str] = ("fp32",), int8: Int8Config | None = None,
-                 thresholds: GateThresholds | None = None, calibration: list[str] | None = None,
-                 eval_sts: str | None = None, optimize: bool = False,
-                 task: Task | str | None = None) -> dict[str, Any]:
+def export_model(
+    model: str,
+    output: str | os.PathLike,
+    *,
+    force: bool = False,
+    atol: float = 1e-5,
+    opset: int = DEFAULT_OPSET,
+    log: Callable[[str], None] | None = None,
+    variants: tuple[str, ...] | list[str] = ("fp32",),
+    int8: Int8Config | None = None,
+    thresholds: GateThresholds | None = None,
+    calibration: list[str] | None = None,
+    eval_sts: str | None = None,
+    optimize: bool = False,
+    task: Task | str | None = None,
+) -> dict[str, Any]:
     """Export a sentence-transformers model to one verified ONNX graph plus tokenizer and manifest.
 
     Args:
@@ -86,15 +96,28 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
     task = Task.parse(task, "task") if task is not None else detect_task(resolve_model(model).path)
     exporter = exporter_for(task)
     if exporter is not None:
-        return exporter(model, output, force=force, atol=atol, opset=opset, log=log, variants=variants,
-                        optimize=optimize, eval_sts=eval_sts)
+        return exporter(
+            model,
+            output,
+            force=force,
+            atol=atol,
+            opset=opset,
+            log=log,
+            variants=variants,
+            optimize=optimize,
+            eval_sts=eval_sts,
+        )
     steps = Steps(log, total=6 + len(extra) + int(optimize))
     with steps.step("resolve", model):
         resolved = resolve_model(model)
         module_types = read_module_types(resolved.path)
         if not module_types:
-            warnings.warn(f"{resolved.path} has no modules.json: treating it as a plain Hugging Face model "
-                          "with mean pooling, as sentence-transformers does", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{resolved.path} has no modules.json: treating it as a plain Hugging Face model "
+                "with mean pooling, as sentence-transformers does",
+                UserWarning,
+                stacklevel=2,
+            )
             if log:
                 log("      warning: no modules.json, using mean pooling (as sentence-transformers does)")
         if log:
@@ -110,22 +133,34 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
             with eager_attention(hf_model(st_model)):
                 graph = build_graph_module(st_model, spec)
                 with torch.no_grad():
-                    input_names = export_onnx(graph, st_model.tokenizer, tmp / MODEL_FILE,
-                                              with_prompt_length=not spec.include_prompt, dim=spec.dim,
-                                              opset=opset)
+                    input_names = export_onnx(
+                        graph,
+                        st_model.tokenizer,
+                        tmp / MODEL_FILE,
+                        with_prompt_length=not spec.include_prompt,
+                        dim=spec.dim,
+                        opset=opset,
+                    )
             tokenizer_entry = save_tokenizer(st_model, tmp)
-            manifest = _manifest(resolved, spec, tokenizer_entry, input_names, opset,
-                                 position_limit(hf_model(st_model)))
-            manifest["variants"]["fp32"] = {"file": MODEL_FILE, "precision": "fp32",
-                                            "sha256": sha256_file(tmp / MODEL_FILE), "batch_invariant": True}
+            manifest = _manifest(
+                resolved, spec, tokenizer_entry, input_names, opset, position_limit(hf_model(st_model))
+            )
+            manifest["variants"]["fp32"] = {
+                "file": MODEL_FILE,
+                "precision": "fp32",
+                "sha256": sha256_file(tmp / MODEL_FILE),
+                "batch_invariant": True,
+            }
             write_manifest(tmp, manifest)
         with steps.step("verify", f"against SentenceTransformer.encode, atol={atol:g}"):
             figures = verify_export(tmp, st_model, "fp32")
             manifest["variants"]["fp32"]["verification"] = figures
             if log:
-                log(f"      max abs diff {figures['max_abs_diff']:.2e}, min cosine "
+                log(
+                    f"      max abs diff {figures['max_abs_diff']:.2e}, min cosine "
                     f"{figures['min_cosine']:.8f}, single vs batch "
-                    f"{figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes")
+                    f"{figures['single_vs_batch_max_abs_diff']:.2e} on {figures['n_texts']} probes"
+                )
             worst = max(figures["max_abs_diff"], figures["single_max_abs_diff"])
             if not worst <= atol:  # NOTE: also catches NaN
                 raise VerificationError(
@@ -145,8 +180,11 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
             s1, s2, gold = read_sts(eval_sts)
             fp = Encoder(tmp, device="cpu", native=False)
             ref_st = sts_spearman(st_model.encode(s1), st_model.encode(s2), gold)
-            manifest["variants"]["fp32"]["sts"] = {"file": str(eval_sts), "spearman": sts_spearman(
-                fp.encode(s1), fp.encode(s2), gold), "sentence_transformers_spearman": ref_st}
+            manifest["variants"]["fp32"]["sts"] = {
+                "file": str(eval_sts),
+                "spearman": sts_spearman(fp.encode(s1), fp.encode(s2), gold),
+                "sentence_transformers_spearman": ref_st,
+            }
         for variant in extra:
             with steps.step(f"quantize {variant}", "build, then gate against fp32"):
                 file = VARIANT_FILES[variant]
@@ -158,28 +196,43 @@ def export_model(model: str, output: str | os.PathLike, *, force: bool = False, 
                     scheme = quantize_int8(tmp / MODEL_FILE, tmp / file, cfg, smooth=smooth)
                 else:
                     cfg16 = spec.model_config
-                    scheme = convert_fp16(tmp / MODEL_FILE, tmp / file, spec.model_type,
-                                          cfg16.get("num_attention_heads", 0), cfg16.get("hidden_size", 0))
-                entry = {"file": file, "precision": variant, "sha256": sha256_file(tmp / file),
-                         "scheme": scheme, "batch_invariant": True}
+                    scheme = convert_fp16(
+                        tmp / MODEL_FILE,
+                        tmp / file,
+                        spec.model_type,
+                        cfg16.get("num_attention_heads", 0),
+                        cfg16.get("hidden_size", 0),
+                    )
+                entry = {
+                    "file": file,
+                    "precision": variant,
+                    "sha256": sha256_file(tmp / file),
+                    "scheme": scheme,
+                    "batch_invariant": True,
+                }
                 manifest["variants"][variant] = entry
                 write_manifest(tmp, manifest)
                 baseline = manifest["variants"]["fp32"].get("sts", {}).get("spearman")
                 figures = measure_variant(tmp, variant, calibration, eval_sts, baseline)
                 entry["quality"] = figures
                 entry["batch_invariant"] = figures["batch_invariance_min_cosine"] >= 0.99999
-                entry["thresholds"] = {"min_mean_cosine": thresholds.min_mean_cosine,
-                                       "min_cosine": thresholds.min_cosine}
+                entry["thresholds"] = {
+                    "min_mean_cosine": thresholds.min_mean_cosine,
+                    "min_cosine": thresholds.min_cosine,
+                }
                 if log:
                     sts = f", STS delta {figures['sts']['delta']:+.3f}" if "sts" in figures else ""
-                    log(f"      {variant}: mean cosine {figures['mean_cosine']:.5f}, "
+                    log(
+                        f"      {variant}: mean cosine {figures['mean_cosine']:.5f}, "
                         f"min {figures['min_cosine']:.5f}, top-10 overlap {figures['top10_overlap']:.2f}, "
                         f"alone-vs-batch min cosine "
-                        f"{figures['batch_invariance_min_cosine']:.7f}{sts}")
+                        f"{figures['batch_invariance_min_cosine']:.7f}{sts}"
+                    )
                 failures = gate_failures(figures, thresholds)
                 if failures:
                     raise QualityGateError(
-                        f"variant {variant!r} refused by the quality gate: " + "; ".join(failures)
+                        f"variant {variant!r} refused by the quality gate: "
+                        + "; ".join(failures)
                         + f" (mean cosine {figures['mean_cosine']:.5f}, "
                         f"min cosine {figures['min_cosine']:.5f}, over {figures['n_texts']} texts); "
                         "nothing was written"
@@ -198,8 +251,13 @@ def _optimize(tmp: Path, spec, st_model, manifest: dict[str, Any], atol: float, 
     plain = tmp / "model.plain.onnx"
     os.replace(tmp / MODEL_FILE, plain)
     try:
-        fused = fuse_transformer(plain, tmp / MODEL_FILE, spec.model_type, cfg.get("num_attention_heads", 0),
-                                 cfg.get("hidden_size", 0))
+        fused = fuse_transformer(
+            plain,
+            tmp / MODEL_FILE,
+            spec.model_type,
+            cfg.get("num_attention_heads", 0),
+            cfg.get("hidden_size", 0),
+        )
         manifest["variants"]["fp32"]["sha256"] = sha256_file(tmp / MODEL_FILE)
         write_manifest(tmp, manifest)
         figures = verify_export(tmp, st_model, "fp32")
@@ -228,8 +286,10 @@ def _fuse(tmp: Path, st_model, spec, manifest: dict[str, Any], opset: int, log) 
         entry = write_fused(tmp, st_model, spec, opset, MODEL_FILE)
     if entry is None:
         if log:
-            log(f"      pooling {'+'.join(p.value for p in spec.pooling)} has no fused op: model.onnx with "
-                "packed Linears only")
+            log(
+                f"      pooling {'+'.join(p.value for p in spec.pooling)} has no fused op: model.onnx with "
+                "packed Linears only"
+            )
         packed = _pack(tmp, MODEL_FILE, st_model, spec, log)
         if packed is not None:
             # NOTE: the variant's native graph itself, CPU and AVX-512 only (see runtime.native)
@@ -268,8 +328,14 @@ def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None)
             return None
         if own_probe:
             probe = PACKED_PROBE_FILE
-            write_probe(tmp, tmp / MODEL_FILE, tmp / probe, spec.max_seq_length,
-                        int(st_model.tokenizer.pad_token_id), spec.include_prompt)
+            write_probe(
+                tmp,
+                tmp / MODEL_FILE,
+                tmp / probe,
+                spec.max_seq_length,
+                int(st_model.tokenizer.pad_token_id),
+                spec.include_prompt,
+            )
         entry.update(probe=probe, probe_sha256=sha256_file(tmp / probe))
         # NOTE: a shared probe stays when this graph is dropped
         checked = _check_native(tmp, entry, MODEL_FILE, log, keep_probe=not own_probe)
@@ -282,13 +348,16 @@ def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None)
     if checked is None:
         return None
     if log:
-        log(f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} "
-            f"biases folded ({checked})")
+        log(
+            f"      {entry['file']}: {entry['linears']} Linears as {entry['op']}, {entry['folded_bias']} "
+            f"biases folded ({checked})"
+        )
     return entry
 
 
-def _check_native(tmp: Path, entry: dict[str, Any], standard: str, log,
-                  keep_probe: bool = False) -> str | None:
+def _check_native(
+    tmp: Path, entry: dict[str, Any], standard: str, log, keep_probe: bool = False
+) -> str | None:
     """Run a native graph against its standard graph's probe outputs (when the library is built). Returns
     how it was checked, or None after deleting a graph that disagrees.
 
@@ -330,7 +399,7 @@ def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[di
     rows = enc.tokenizer.encode_ids(list(sentences or SAMPLE_SENTENCES))
     feeds = []
     for i in range(0, len(rows), 32):
-        ids, mask = enc.tokenizer.pad(rows[i:i + 32])
+        ids, mask = enc.tokenizer.pad(rows[i : i + 32])
         feeds.append({"input_ids": ids, "attention_mask": mask})
     return feeds
 
@@ -339,8 +408,12 @@ def _manifest(resolved, spec, tokenizer_entry, input_names, opset, limit: int | 
     return {
         "format": "embedrt",
         "format_version": FORMAT_VERSION,
-        "source": {"model": resolved.model_id, "resolved_from": resolved.source, "path": str(resolved.path),
-                   "weights_sha256": weights_sha256(resolved.path)},
+        "source": {
+            "model": resolved.model_id,
+            "resolved_from": resolved.source,
+            "path": str(resolved.path),
+            "weights_sha256": weights_sha256(resolved.path),
+        },
         "architecture": spec.model_type,
         "model_config": spec.model_config,
         "modules": spec.module_types,

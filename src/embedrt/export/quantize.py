@@ -54,19 +54,37 @@ class Int8Scheme:
         return 2 * (self.act_zero_point + self.act_max) * self.weight_max
 
 
-INT8_SCHEMES = {s.name: s for s in (
-    Int8Scheme("w7a8", 127, 63, True,
-               "per-token symmetric 8-bit u8 activations x per-channel symmetric 7-bit s8 weights "
-               "(|w| <= 63), MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every "
-               "CPU"),
-    Int8Scheme("w8a7", 63, 127, True,
-               "per-token symmetric 7-bit u8 activations (zero point 64) x per-channel symmetric 8-bit s8 "
-               "weights, MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every CPU"),
-    Int8Scheme("w8a8-vnni", 127, 127, False,
-               "per-token symmetric 8-bit u8 activations x per-channel symmetric 8-bit s8 weights, "
-               "MatMulInteger: exact only where onnxruntime's u8 x s8 kernel does not saturate (VNNI, AMX, "
-               "ARM64); on AVX2 and AVX-512 without VNNI the int32 sums saturate and the vectors differ"),
-)}
+INT8_SCHEMES = {
+    s.name: s
+    for s in (
+        Int8Scheme(
+            "w7a8",
+            127,
+            63,
+            True,
+            "per-token symmetric 8-bit u8 activations x per-channel symmetric 7-bit s8 weights "
+            "(|w| <= 63), MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every "
+            "CPU",
+        ),
+        Int8Scheme(
+            "w8a7",
+            63,
+            127,
+            True,
+            "per-token symmetric 7-bit u8 activations (zero point 64) x per-channel symmetric 8-bit s8 "
+            "weights, MatMulInteger: cannot saturate int16 on any ISA, the same int32 sums on every CPU",
+        ),
+        Int8Scheme(
+            "w8a8-vnni",
+            127,
+            127,
+            False,
+            "per-token symmetric 8-bit u8 activations x per-channel symmetric 8-bit s8 weights, "
+            "MatMulInteger: exact only where onnxruntime's u8 x s8 kernel does not saturate (VNNI, AMX, "
+            "ARM64); on AVX2 and AVX-512 without VNNI the int32 sums saturate and the vectors differ",
+        ),
+    )
+}
 DEFAULT_INT8_SCHEME = "w7a8"
 
 
@@ -103,13 +121,21 @@ class Int8Config:
 
     def describe(self) -> dict:
         sch = int8_scheme(self.scheme)
-        return {"scheme": sch.summary, "scheme_name": sch.name, "activation_max": sch.act_max,
-                "activation_zero_point": sch.act_zero_point, "weight_max": sch.weight_max,
-                "machine_independent": sch.machine_independent,
-                "quantize_op": self.quantize_op.value, "dequantize_op": self.dequantize_op.value,
-                "exclude_roles": list(self.exclude_roles), "exclude_layers": list(self.exclude_layers),
-                "smooth_alpha": self.smooth_alpha, "smooth_roles": list(self.smooth_roles) if self.smooth_alpha
-                else [], "batch_invariant": True}
+        return {
+            "scheme": sch.summary,
+            "scheme_name": sch.name,
+            "activation_max": sch.act_max,
+            "activation_zero_point": sch.act_zero_point,
+            "weight_max": sch.weight_max,
+            "machine_independent": sch.machine_independent,
+            "quantize_op": self.quantize_op.value,
+            "dequantize_op": self.dequantize_op.value,
+            "exclude_roles": list(self.exclude_roles),
+            "exclude_layers": list(self.exclude_layers),
+            "smooth_alpha": self.smooth_alpha,
+            "smooth_roles": list(self.smooth_roles) if self.smooth_alpha else [],
+            "batch_invariant": True,
+        }
 
 
 def _role(k: int, n: int) -> str:
@@ -134,8 +160,16 @@ def find_linears(model) -> list[dict]:
         if len(w.dims) != 2 or not node.name.startswith("/transformer/"):
             continue
         k, n = int(w.dims[0]), int(w.dims[1])
-        out.append({"node": node, "weight": node.input[1], "k": k, "n": n, "role": _role(k, n),
-                    "layer": _layer_index(node.name)})
+        out.append(
+            {
+                "node": node,
+                "weight": node.input[1],
+                "k": k,
+                "n": n,
+                "role": _role(k, n),
+                "layer": _layer_index(node.name),
+            }
+        )
     return out
 
 
@@ -143,7 +177,12 @@ def bias_add(graph, out: str, n: int) -> tuple[Any, str] | None:
     """The Linear's bias Add (``out + b``, b an initializer [n]) when it is ``out``'s only consumer: (the Add
     node, b's initializer name), or None."""
     users = [node for node in graph.node if out in node.input]
-    if len(users) != 1 or users[0].op_type != "Add" or not users[0].name or out in {o.name for o in graph.output}:
+    if (
+        len(users) != 1
+        or users[0].op_type != "Add"
+        or not users[0].name
+        or out in {o.name for o in graph.output}
+    ):
         return None
     other = [i for i in users[0].input if i != out]
     if len(other) != 1:
@@ -161,7 +200,9 @@ def bias_add(graph, out: str, n: int) -> tuple[Any, str] | None:
     return users[0], name
 
 
-def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def calibrate_absmax(
+    fp32_path: Path, tensors: list[str], feeds: list[dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """Per-channel max |x| of the given intermediate tensors over calibration batches."""
     import onnx
     import onnxruntime as ort
@@ -178,7 +219,7 @@ def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, 
     for feed in feeds:
         outs = sess.run(tensors, feed)
         mask = feed["attention_mask"].astype(bool)
-        for name, value in zip(tensors, outs):
+        for name, value in zip(tensors, outs, strict=True):
             rows = value[mask] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
             amax = np.abs(rows).max(axis=0)
             result[name] = amax if name not in result else np.maximum(result[name], amax)
@@ -187,12 +228,19 @@ def calibrate_absmax(fp32_path: Path, tensors: list[str], feeds: list[dict[str, 
 
 def selected_linears(model, cfg: Int8Config) -> list[dict]:
     """The Linears ``cfg`` quantizes."""
-    return [lin for lin in find_linears(model) if lin["role"] not in cfg.exclude_roles
-            and lin["layer"] not in cfg.exclude_layers]
+    return [
+        lin
+        for lin in find_linears(model)
+        if lin["role"] not in cfg.exclude_roles and lin["layer"] not in cfg.exclude_layers
+    ]
 
 
-def smoothing_stats(fp32_path: Path, cfg: Int8Config, calibration_feeds: list[dict[str, np.ndarray]] | None,
-                    linears: list[dict] | None = None) -> dict[str, np.ndarray]:
+def smoothing_stats(
+    fp32_path: Path,
+    cfg: Int8Config,
+    calibration_feeds: list[dict[str, np.ndarray]] | None,
+    linears: list[dict] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-channel max |x| of the inputs that ``cfg`` smooths, over the calibration batches ({} without
     smoothing). ``fp32_path`` must be a standard-op graph (it runs without the custom-op library)."""
     if cfg.smooth_alpha is None:
@@ -209,9 +257,13 @@ def smoothing_stats(fp32_path: Path, cfg: Int8Config, calibration_feeds: list[di
     return calibrate_absmax(fp32_path, targets, calibration_feeds)
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
-                  calibration_feeds: list[dict[str, np.ndarray]] | None = None,
-                  smooth: dict[str, np.ndarray] | None = None) -> dict:
+def quantize_int8(
+    fp32_path: Path,
+    out_path: Path,
+    cfg: Int8Config,
+    calibration_feeds: list[dict[str, np.ndarray]] | None = None,
+    smooth: dict[str, np.ndarray] | None = None,
+) -> dict:
     """Write the int8 variant of ``fp32_path`` to ``out_path``. Returns a description for the manifest.
 
     ``smooth``: the smoothing statistics (``smoothing_stats``), when already computed; otherwise they are
@@ -267,17 +319,26 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         src = x
         factor = None
         if smooth and x in smooth:
-            w_absmax = np.max([np.abs(numpy_helper.to_array(inits[m["weight"]])).max(axis=1) for m in members], axis=0)
+            w_absmax = np.max(
+                [np.abs(numpy_helper.to_array(inits[m["weight"]])).max(axis=1) for m in members], axis=0
+            )
             a = cfg.smooth_alpha
-            factor = (np.maximum(smooth[x], 1e-5) ** a / np.maximum(w_absmax, 1e-5) ** (1 - a)).astype(np.float32)
+            factor = (np.maximum(smooth[x], 1e-5) ** a / np.maximum(w_absmax, 1e-5) ** (1 - a)).astype(
+                np.float32
+            )
             factor = np.clip(factor, 1e-2, 1e2).astype(np.float32)
             inv = const(f"{p}/smooth_inv", (1.0 / factor).astype(np.float32))
             nodes.append(helper.make_node("Mul", [x, inv], [f"{p}/xs"], name=f"{p}/Smooth"))
             src = f"{p}/xs"
-        reduce = (helper.make_node("ReduceMax", [f"{p}/abs", axes], [f"{p}/amax"], name=f"{p}/ReduceMax", keepdims=1)
-                  if opset >= 18 else
-                  helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1],
-                                   keepdims=1))
+        reduce = (
+            helper.make_node(
+                "ReduceMax", [f"{p}/abs", axes], [f"{p}/amax"], name=f"{p}/ReduceMax", keepdims=1
+            )
+            if opset >= 18
+            else helper.make_node(
+                "ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[-1], keepdims=1
+            )
+        )
         scale_nodes = [
             helper.make_node("Abs", [src], [f"{p}/abs"], name=f"{p}/Abs"),
             reduce,
@@ -287,8 +348,16 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
         if cfg.quantize_op == "native":
             # the row scales and the uint8 rows in one node
             attrs = {} if sch.act_max == 127 else {"qmax": sch.act_max}
-            nodes.append(helper.make_node("QuantizePerToken", [src], [f"{p}/xu8", f"{p}/s_row"],
-                                          name=f"{p}/QuantizePerToken", domain=NATIVE_DOMAIN, **attrs))
+            nodes.append(
+                helper.make_node(
+                    "QuantizePerToken",
+                    [src],
+                    [f"{p}/xu8", f"{p}/s_row"],
+                    name=f"{p}/QuantizePerToken",
+                    domain=NATIVE_DOMAIN,
+                    **attrs,
+                )
+            )
         elif cfg.quantize_op == "blocked":
             k = members[0]["k"]
             nodes += scale_nodes + [
@@ -296,8 +365,14 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
                 helper.make_node("Mul", [f"{p}/s_row", zero], [f"{p}/z0"], name=f"{p}/ZpShape"),
                 helper.make_node("Add", [f"{p}/z0", c128], [f"{p}/z1"], name=f"{p}/Zp"),
                 helper.make_node("Cast", [f"{p}/z1"], [f"{p}/zp"], name=f"{p}/ZpU8", to=TensorProto.UINT8),
-                helper.make_node("QuantizeLinear", [src, f"{p}/s_row", f"{p}/zp"], [f"{p}/xu8"],
-                                 name=f"{p}/QuantizeLinear", axis=-1, block_size=k),
+                helper.make_node(
+                    "QuantizeLinear",
+                    [src, f"{p}/s_row", f"{p}/zp"],
+                    [f"{p}/xu8"],
+                    name=f"{p}/QuantizeLinear",
+                    axis=-1,
+                    block_size=k,
+                ),
             ]
         else:
             nodes += scale_nodes + [
@@ -327,22 +402,33 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
                     replaced[add[0].name] = []
                     folded += 1
                 nodes += [
-                    helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"],
-                                     name=f"{q}/MatMulInteger"),
-                    helper.make_node("DequantizeRows", inputs, [out], name=f"{q}/DequantizeRows",
-                                     domain=NATIVE_DOMAIN),
+                    helper.make_node(
+                        "MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"], name=f"{q}/MatMulInteger"
+                    ),
+                    helper.make_node(
+                        "DequantizeRows", inputs, [out], name=f"{q}/DequantizeRows", domain=NATIVE_DOMAIN
+                    ),
                 ]
                 replaced[m["node"].name] = []
                 continue
             if cfg.dequantize_op == "fused":
-                nodes.append(helper.make_node(
-                    "MatMulIntegerToFloat", [f"{p}/xu8", wname, one, sname, zp], [f"{q}/y_col"],
-                    name=f"{q}/MatMulIntegerToFloat", domain="com.microsoft"))
+                nodes.append(
+                    helper.make_node(
+                        "MatMulIntegerToFloat",
+                        [f"{p}/xu8", wname, one, sname, zp],
+                        [f"{q}/y_col"],
+                        name=f"{q}/MatMulIntegerToFloat",
+                        domain="com.microsoft",
+                    )
+                )
             else:
                 nodes += [
-                    helper.make_node("MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"],
-                                     name=f"{q}/MatMulInteger"),
-                    helper.make_node("Cast", [f"{q}/acc"], [f"{q}/accf"], name=f"{q}/CastF", to=TensorProto.FLOAT),
+                    helper.make_node(
+                        "MatMulInteger", [f"{p}/xu8", wname, zp], [f"{q}/acc"], name=f"{q}/MatMulInteger"
+                    ),
+                    helper.make_node(
+                        "Cast", [f"{q}/acc"], [f"{q}/accf"], name=f"{q}/CastF", to=TensorProto.FLOAT
+                    ),
                     helper.make_node("Mul", [f"{q}/accf", sname], [f"{q}/y_col"], name=f"{q}/MulCol"),
                 ]
             nodes.append(helper.make_node("Mul", [f"{q}/y_col", f"{p}/s_row"], [out], name=f"{q}/MulRow"))
@@ -356,8 +442,11 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
             new_nodes.append(node)
     used = {i for n in new_nodes for i in n.input}
     # Identity nodes left without a consumer by the bias folding
-    new_nodes = [n for n in new_nodes if n.op_type != "Identity" or any(o in used or o in graph_outputs
-                                                                       for o in n.output)]
+    new_nodes = [
+        n
+        for n in new_nodes
+        if n.op_type != "Identity" or any(o in used or o in graph_outputs for o in n.output)
+    ]
     used = {i for n in new_nodes for i in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
@@ -377,16 +466,37 @@ def quantize_int8(fp32_path: Path, out_path: Path, cfg: Int8Config,
     counts = defaultdict(int)
     for lin in linears:
         counts[lin["role"]] += 1
-    return {**cfg.describe(), "quantized_linears": dict(counts), "total_linears": len(find_linears(model)) +
-            len(linears), "folded_bias": folded}
+    return {
+        **cfg.describe(),
+        "quantized_linears": dict(counts),
+        "total_linears": len(find_linears(model)) + len(linears),
+        "folded_bias": folded,
+    }
 
 
-FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceSum", "ReduceMean", "ReduceL2", "ReduceMax", "Pow",
-                  "Sqrt", "Clip", "Div", "Erf", "CumSum", "ArgMax", "Gather", "GatherElements", "Where"]
+FP16_KEEP_FP32 = [
+    "LayerNormalization",
+    "Softmax",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceL2",
+    "ReduceMax",
+    "Pow",
+    "Sqrt",
+    "Clip",
+    "Div",
+    "Erf",
+    "CumSum",
+    "ArgMax",
+    "Gather",
+    "GatherElements",
+    "Where",
+]
 
 
-def convert_fp16(fp32_path: Path, out_path: Path, model_type: str = "bert", num_heads: int = 0,
-                 hidden_size: int = 0) -> dict:
+def convert_fp16(
+    fp32_path: Path, out_path: Path, model_type: str = "bert", num_heads: int = 0, hidden_size: int = 0
+) -> dict:
     """fp16 for GPU providers, the way onnxruntime builds it: the transformer optimizer in GPU mode
     (Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization fusions; exact GELU), then
     ``convert_float_to_float16(keep_io_types=True)``. Inputs and output keep their dtypes.
@@ -409,13 +519,23 @@ def convert_fp16(fp32_path: Path, out_path: Path, model_type: str = "bert", num_
         # MatMuls: onnxruntime's default block list leaves only the Casts at the inputs and the output.
         model.convert_float_to_float16(keep_io_types=True)
         model.save_model_to_file(str(out_path))
-        return {"scheme": "onnxruntime transformer optimizer (GPU mode), then fp16 with fp32 inputs/outputs",
-                "fused_operators": fused, "batch_invariant": True}
+        return {
+            "scheme": "onnxruntime transformer optimizer (GPU mode), then fp16 with fp32 inputs/outputs",
+            "fused_operators": fused,
+            "batch_invariant": True,
+        }
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    fp16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True,
-                                    op_block_list=FP16_KEEP_FP32)
+    fp16 = convert_float_to_float16(
+        onnx.load(str(fp32_path)), keep_io_types=True, op_block_list=FP16_KEEP_FP32
+    )
     onnx.save(fp16, str(out_path))
     why = error or f"the optimizer fused no Attention ({fused or 'nothing'})"
-    return {"scheme": "fp16 weights and MatMul/Add, unfused (" + why + "); fp32 kept for "
-            + ", ".join(FP16_KEEP_FP32), "fused_operators": fused, "batch_invariant": True}
+    return {
+        "scheme": "fp16 weights and MatMul/Add, unfused ("
+        + why
+        + "); fp32 kept for "
+        + ", ".join(FP16_KEEP_FP32),
+        "fused_operators": fused,
+        "batch_invariant": True,
+    }

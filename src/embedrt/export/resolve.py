@@ -80,7 +80,9 @@ def resolve_model(name: str) -> ResolvedModel:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - export extra always has it
         snapshot_download = None
-        tried.append("Hugging Face cache and hub: huggingface_hub is not installed (pip install 'embedrt[export]')")
+        tried.append(
+            "Hugging Face cache and hub: huggingface_hub is not installed (pip install 'embedrt[export]')"
+        )
     if snapshot_download is not None:
         try:
             path = Path(snapshot_download(repo_id, local_files_only=True))

@@ -24,8 +24,11 @@ EXPORTERS: dict[Task, str] = {
 
 
 #: config_sentence_transformers.json ``model_type`` of each model class sentence-transformers saves.
-SAVED_AS = {"CrossEncoder": Task.CROSS_ENCODER, "SparseEncoder": Task.SPARSE,
-            "MultiVectorEncoder": Task.MULTI_VECTOR}
+SAVED_AS = {
+    "CrossEncoder": Task.CROSS_ENCODER,
+    "SparseEncoder": Task.SPARSE,
+    "MultiVectorEncoder": Task.MULTI_VECTOR,
+}
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
-_WORDS = ("the model reads every token once and pools them into one vector while the index keeps "
-          "millions of such vectors for semantic search over real documents written by people").split()
+_WORDS = (
+    "the model reads every token once and pools them into one vector while the index keeps "
+    "millions of such vectors for semantic search over real documents written by people"
+).split()
 
 
 def words(n: int) -> str:
@@ -61,8 +63,9 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     }
 
 
-def verify_export(export_dir: Path, st_model, variant: str = "fp32",
-                  texts: list[str] | None = None) -> dict[str, Any]:
+def verify_export(
+    export_dir: Path, st_model, variant: str = "fp32", texts: list[str] | None = None
+) -> dict[str, Any]:
     """Encode the probe set with the exported artifact and with sentence-transformers, and compare.
 
     Checks one mixed-length batch, one text per batch (batch invariance), and every prompt the model has.

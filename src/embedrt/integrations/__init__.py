@@ -36,7 +36,8 @@ def require_ray() -> Any:
 
 
 def check_export(export_dir: Any, variant: str) -> dict:
-    """The manifest of ``export_dir``, checked on the driver before any Ray work: it reads, it has ``variant``,
+    """The manifest of ``export_dir``, checked on the driver before any Ray work: it reads, it has
+    ``variant``,
     and that variant's graph file is there (each worker then loads and checks the graph itself).
 
     Raises:
@@ -58,7 +59,8 @@ def check_export(export_dir: Any, variant: str) -> dict:
 
 
 def default_threads(threads: int | None, num_cpus: float, num_gpus: float) -> int | None:
-    """onnxruntime threads per Ray worker: as asked, else one per CPU reserved (the provider's own on a GPU)."""
+    """onnxruntime threads per Ray worker: as asked, else one per CPU reserved (the provider's own on a
+    GPU)."""
     if threads is not None:
         return threads
     return max(1, int(num_cpus)) if not num_gpus else None

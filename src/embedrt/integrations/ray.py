@@ -1,4 +1,5 @@
-"""Batch embedding on Ray Data: ``EmbedBatch`` for ``Dataset.map_batches``, and the resumable ``embed_dataset`` job.
+"""Batch embedding on Ray Data: ``EmbedBatch`` for ``Dataset.map_batches``, and the resumable
+``embed_dataset`` job.
 
 Importing this module is cheap (numpy only); ``ray`` and ``pyarrow`` are imported when a job runs, and a
 missing install raises ``MissingDependencyError`` with ``pip install 'embedrt[ray]'``.
@@ -51,7 +52,8 @@ class OnError(enum.Enum):
 
 
 class EmbedBatch:
-    """A callable class for ``Dataset.map_batches``: one ``Encoder`` per actor, a text column in, an embedding out.
+    """A callable class for ``Dataset.map_batches``: one ``Encoder`` per actor, a text column in, an embedding
+    out.
 
     ``ds.map_batches(EmbedBatch, fn_constructor_kwargs={"export_dir": ...}, batch_size=256, concurrency=4,
     num_gpus=0)``. The batch (numpy format) comes back with ``embedding_column`` added: float32 ``(N, D)``.
@@ -70,18 +72,36 @@ class EmbedBatch:
         error_column: column for ``on_error="report"``.
 
     Raises:
-        BatchEmbeddingError: (``on_error="raise"``) rows failed after the retries; the message names their ids.
+        BatchEmbeddingError: (``on_error="raise"``) rows failed after the retries; the message names their
+        ids.
     """
 
-    def __init__(self, export_dir: str | os.PathLike, *, text_column: str = "text",
-                 embedding_column: str = "embedding", id_column: str | None = None, device: str = "auto",
-                 variant: str = "fp32", intra_op_threads: int | None = None, encode_batch_size: int = 32,
-                 normalize_embeddings: bool = False, truncate_dim: int | None = None, retries: int = 1,
-                 on_error: OnError | str = OnError.RAISE, error_column: str = "error") -> None:
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        *,
+        text_column: str = "text",
+        embedding_column: str = "embedding",
+        id_column: str | None = None,
+        device: str = "auto",
+        variant: str = "fp32",
+        intra_op_threads: int | None = None,
+        encode_batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        retries: int = 1,
+        on_error: OnError | str = OnError.RAISE,
+        error_column: str = "error",
+    ) -> None:
         from ..runtime import Encoder
 
-        self.encoder = Encoder(export_dir, device=device, variant=variant, intra_op_threads=intra_op_threads,
-                               truncate_dim=truncate_dim)
+        self.encoder = Encoder(
+            export_dir,
+            device=device,
+            variant=variant,
+            intra_op_threads=intra_op_threads,
+            truncate_dim=truncate_dim,
+        )
         self.text_column, self.embedding_column, self.id_column = text_column, embedding_column, id_column
         self.encode_batch_size = encode_batch_size
         self.normalize_embeddings = normalize_embeddings
@@ -93,8 +113,9 @@ class EmbedBatch:
         self.dim = self.encoder.get_sentence_embedding_dimension()
 
     def _encode(self, texts: list) -> np.ndarray:
-        return self.encoder.encode(texts, batch_size=self.encode_batch_size,
-                                   normalize_embeddings=self.normalize_embeddings)
+        return self.encoder.encode(
+            texts, batch_size=self.encode_batch_size, normalize_embeddings=self.normalize_embeddings
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.text_column not in batch:
@@ -123,9 +144,12 @@ class EmbedBatch:
                 ids = batch[self.id_column] if self.id_column in batch else np.arange(len(texts))
                 bad = [_py(ids[i]) for i, err in enumerate(errors) if err]
                 first = next(err for err in errors if err)
-                raise BatchEmbeddingError(f"{len(bad)} of {len(texts)} rows failed after {self.retries} "
-                                          f"retries (ids {bad[:20]}{' ...' if len(bad) > 20 else ''}); "
-                                          f"first error: {first}; batch error: {last!r}", ids=bad)
+                raise BatchEmbeddingError(
+                    f"{len(bad)} of {len(texts)} rows failed after {self.retries} "
+                    f"retries (ids {bad[:20]}{' ...' if len(bad) > 20 else ''}); "
+                    f"first error: {first}; batch error: {last!r}",
+                    ids=bad,
+                )
         out = dict(batch)
         out[self.embedding_column] = emb
         if self.on_error is OnError.REPORT:
@@ -155,8 +179,11 @@ def _require_pyarrow() -> Any:
     return require("pyarrow", "pyarrow")
 
 
-def read_input(path: str | os.PathLike, text_column: str = "text", id_column: str | None = None) -> tuple[list, list]:
-    """Read ids and texts from a ``.txt`` (one text per line, id = 0-based line number), ``.parquet`` or ``.jsonl``.
+def read_input(
+    path: str | os.PathLike, text_column: str = "text", id_column: str | None = None
+) -> tuple[list, list]:
+    """Read ids and texts from a ``.txt`` (one text per line, id = 0-based line number), ``.parquet`` or
+    ``.jsonl``.
 
     Returns:
         (ids, texts). Texts are returned as found (a non-str value is reported as a failed row by the job).
@@ -169,8 +196,10 @@ def read_input(path: str | os.PathLike, text_column: str = "text", id_column: st
         raise InputError(f"input not found: {p}")
     fmt = ".parquet" if p.is_dir() else p.suffix.lower()
     if fmt not in INPUT_FORMATS:
-        raise InputError(f"unknown input format {p.suffix!r} for {p}; valid choices: {list(INPUT_FORMATS)} "
-                         "(a directory is read as parquet)")
+        raise InputError(
+            f"unknown input format {p.suffix!r} for {p}; valid choices: {list(INPUT_FORMATS)} "
+            "(a directory is read as parquet)"
+        )
     if fmt == ".txt":
         if id_column is not None:
             raise InputError("--id-column does not apply to a .txt input (the id is the 0-based line number)")
@@ -217,12 +246,24 @@ def read_input(path: str | os.PathLike, text_column: str = "text", id_column: st
     return ids, texts
 
 
-def _job_settings(export_dir: Path, variant: str, text_column: str, id_column: str | None,
-                  normalize_embeddings: bool, truncate_dim: int | None) -> dict:
+def _job_settings(
+    export_dir: Path,
+    variant: str,
+    text_column: str,
+    id_column: str | None,
+    normalize_embeddings: bool,
+    truncate_dim: int | None,
+) -> dict:
     m = check_export(export_dir, variant)
-    return {"model_sha256": m.variants[variant].sha256, "model": m.source_model,
-            "variant": variant, "text_column": text_column, "id_column": id_column,
-            "normalize_embeddings": bool(normalize_embeddings), "truncate_dim": truncate_dim}
+    return {
+        "model_sha256": m.variants[variant].sha256,
+        "model": m.source_model,
+        "variant": variant,
+        "text_column": text_column,
+        "id_column": id_column,
+        "normalize_embeddings": bool(normalize_embeddings),
+        "truncate_dim": truncate_dim,
+    }
 
 
 def written_ids(output: str | os.PathLike) -> list:
@@ -238,7 +279,8 @@ def written_ids(output: str | os.PathLike) -> list:
 
 
 def read_output(output: str | os.PathLike) -> tuple[list, np.ndarray]:
-    """Read an ``embed_dataset`` output back as (ids, float32 ``(N, D)``), in the order the parts list them."""
+    """Read an ``embed_dataset`` output back as (ids, float32 ``(N, D)``), in the order the parts list
+    them."""
     pa = _require_pyarrow()
     import pyarrow.parquet as pq
 
@@ -248,7 +290,9 @@ def read_output(output: str | os.PathLike) -> tuple[list, np.ndarray]:
     table = pa.concat_tables([pq.read_table(p) for p in parts])
     emb = table.column("embedding").combine_chunks()
     dim = emb.type.list_size
-    return table.column("id").to_pylist(), emb.flatten().to_numpy().reshape(-1, dim).astype(np.float32, copy=False)
+    return table.column("id").to_pylist(), emb.flatten().to_numpy().reshape(-1, dim).astype(
+        np.float32, copy=False
+    )
 
 
 def _write_part(output: Path, name: str, ids: list, emb: np.ndarray) -> None:
@@ -265,17 +309,36 @@ def _write_part(output: Path, name: str, ids: list, emb: np.ndarray) -> None:
     os.replace(tmp, output / name)
 
 
-def embed_dataset(input: str | os.PathLike, output: str | os.PathLike, export_dir: str | os.PathLike, *,
-                  text_column: str = "text", id_column: str | None = None, ray_address: str | None = None,
-                  concurrency: int = 1, batch_size: int = 256, encode_batch_size: int = 32, num_cpus: float = 1,
-                  num_gpus: float = 0, device: str = "auto", variant: str = "fp32", threads: int | None = None,
-                  normalize_embeddings: bool = False, truncate_dim: int | None = None, retries: int = 1,
-                  on_error: OnError | str = OnError.REPORT, quiet: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> EmbedDatasetResult:
-    """Embed a text file, parquet or jsonl with Ray Data into a parquet dataset of ids and embeddings; resumable.
+def embed_dataset(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    export_dir: str | os.PathLike,
+    *,
+    text_column: str = "text",
+    id_column: str | None = None,
+    ray_address: str | None = None,
+    concurrency: int = 1,
+    batch_size: int = 256,
+    encode_batch_size: int = 32,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    device: str = "auto",
+    variant: str = "fp32",
+    threads: int | None = None,
+    normalize_embeddings: bool = False,
+    truncate_dim: int | None = None,
+    retries: int = 1,
+    on_error: OnError | str = OnError.REPORT,
+    quiet: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbedDatasetResult:
+    """Embed a text file, parquet or jsonl with Ray Data into a parquet dataset of ids and embeddings;
+    resumable.
 
-    Rows whose id is already in ``output`` are skipped, so a re-run after an interruption (or after rows failed)
-    embeds only what is missing and never writes an id twice. Without ``ray_address`` (and with no Ray running in
+    Rows whose id is already in ``output`` are skipped, so a re-run after an interruption (or after rows
+    failed)
+    embeds only what is missing and never writes an id twice. Without ``ray_address`` (and with no Ray running
+    in
     this process) a local Ray is started and shut down afterwards.
 
     Args:
@@ -303,8 +366,11 @@ def embed_dataset(input: str | os.PathLike, output: str | os.PathLike, export_di
     t0 = time.perf_counter()
     export_dir, output = Path(export_dir).absolute(), Path(output)
     on_error = OnError.parse(on_error)
-    for name, value in (("concurrency", concurrency), ("batch_size", batch_size),
-                        ("encode_batch_size", encode_batch_size)):
+    for name, value in (
+        ("concurrency", concurrency),
+        ("batch_size", batch_size),
+        ("encode_batch_size", encode_batch_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{name} must be a positive int, got {value!r}")
     settings = _job_settings(export_dir, variant, text_column, id_column, normalize_embeddings, truncate_dim)
@@ -319,8 +385,9 @@ def embed_dataset(input: str | os.PathLike, output: str | os.PathLike, export_di
         before = json.loads(job_file.read_text(encoding="utf-8"))
         diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
         if diff:
-            raise InputError(f"{output} holds rows made with other settings {diff} (was, now); "
-                             "use a new output directory")
+            raise InputError(
+                f"{output} holds rows made with other settings {diff} (was, now); use a new output directory"
+            )
     else:
         job_file.write_text(json.dumps(settings, indent=2), encoding="utf-8")
     for stale in output.glob(".part-*.tmp"):  # a part that an interrupted run did not finish
@@ -329,22 +396,46 @@ def embed_dataset(input: str | os.PathLike, output: str | os.PathLike, export_di
     done = set(written_ids(output))
     total = len(ids)
     todo = [(i, t) for i, t in zip(ids, texts, strict=True) if i not in done]
-    result = EmbedDatasetResult(output=output, total_rows=total, skipped_rows=total - len(todo), written_rows=0)
-    # NOTE: non-str texts (null, numbers in a jsonl) fail here, by id, before any Ray work: reported, not dropped.
-    failed = [{"id": i, "error": f"InputError: text is {type(t).__name__}, expected str"}
-              for i, t in todo if not isinstance(t, str)]
+    result = EmbedDatasetResult(
+        output=output, total_rows=total, skipped_rows=total - len(todo), written_rows=0
+    )
+    # NOTE: non-str texts (null, numbers in a jsonl) fail here, by id, before any Ray work: reported, not
+    # dropped.
+    failed = [
+        {"id": i, "error": f"InputError: text is {type(t).__name__}, expected str"}
+        for i, t in todo
+        if not isinstance(t, str)
+    ]
     todo = [(i, t) for i, t in todo if isinstance(t, str)]
     result.failed = failed
     try:
         if todo:
-            _run_ray(todo, output, export_dir, result, ray_address=ray_address, concurrency=concurrency,
-                     batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus, quiet=quiet, progress=progress,
-                     udf_kwargs=dict(text_column="text", embedding_column="embedding", id_column="id",
-                                     device=device, variant=variant,
-                                     intra_op_threads=default_threads(threads, num_cpus, num_gpus),
-                                     encode_batch_size=encode_batch_size,
-                                     normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim,
-                                     retries=retries, on_error=on_error.value))
+            _run_ray(
+                todo,
+                output,
+                export_dir,
+                result,
+                ray_address=ray_address,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                quiet=quiet,
+                progress=progress,
+                udf_kwargs=dict(
+                    text_column="text",
+                    embedding_column="embedding",
+                    id_column="id",
+                    device=device,
+                    variant=variant,
+                    intra_op_threads=default_threads(threads, num_cpus, num_gpus),
+                    encode_batch_size=encode_batch_size,
+                    normalize_embeddings=normalize_embeddings,
+                    truncate_dim=truncate_dim,
+                    retries=retries,
+                    on_error=on_error.value,
+                ),
+            )
     finally:
         _write_failed(output, result.failed)
         result.seconds = time.perf_counter() - t0
@@ -361,36 +452,64 @@ def _write_failed(output: Path, failed: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _run_ray(todo: list[tuple[Any, str]], output: Path, export_dir: Path, result: EmbedDatasetResult, *,
-             ray_address: str | None, concurrency: int, batch_size: int, num_cpus: float, num_gpus: float,
-             quiet: bool, progress: Callable[[int, int], None] | None, udf_kwargs: dict) -> None:
+def _run_ray(
+    todo: list[tuple[Any, str]],
+    output: Path,
+    export_dir: Path,
+    result: EmbedDatasetResult,
+    *,
+    ray_address: str | None,
+    concurrency: int,
+    batch_size: int,
+    num_cpus: float,
+    num_gpus: float,
+    quiet: bool,
+    progress: Callable[[int, int], None] | None,
+    udf_kwargs: dict,
+) -> None:
     ray = require_ray()
     require("ray.data", "Ray Data")
     pa = _require_pyarrow()
 
     started = False
     if not ray.is_initialized():
-        ray.init(address=ray_address, log_to_driver=not quiet, include_dashboard=False if ray_address is None else None,
-                 runtime_env=RAY_ENV)
+        ray.init(
+            address=ray_address,
+            log_to_driver=not quiet,
+            include_dashboard=False if ray_address is None else None,
+            runtime_env=RAY_ENV,
+        )
         started = True
     try:
         ctx = ray.data.DataContext.get_current()
         if quiet:
             ctx.enable_progress_bars = False
-        # NOTE: one block per batch, cut here on the driver: blocks are the unit Ray hands to an actor, so this
+        # NOTE: one block per batch, cut here on the driver: blocks are the unit Ray hands to an actor, so
+        # this
         # spreads the work over `concurrency` actors and makes every output batch a whole input slice.
         ids = [i for i, _ in todo]
         texts = [t for _, t in todo]
-        blocks = [pa.table({"id": pa.array(ids[s:s + batch_size]), "text": pa.array(texts[s:s + batch_size],
-                                                                                   type=pa.string())})
-                  for s in range(0, len(todo), batch_size)]
+        blocks = [
+            pa.table(
+                {
+                    "id": pa.array(ids[s : s + batch_size]),
+                    "text": pa.array(texts[s : s + batch_size], type=pa.string()),
+                }
+            )
+            for s in range(0, len(todo), batch_size)
+        ]
         ds = ray.data.from_arrow(blocks)
         remote_args: dict[str, Any] = {"num_cpus": num_cpus}
         if num_gpus:
             remote_args["num_gpus"] = num_gpus
-        ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"export_dir": str(export_dir), **udf_kwargs},
-                            batch_size=batch_size, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=concurrency), **remote_args)
+        ds = ds.map_batches(
+            EmbedBatch,
+            fn_constructor_kwargs={"export_dir": str(export_dir), **udf_kwargs},
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            **remote_args,
+        )
         run = uuid.uuid4().hex[:8]
         seq = 0
         done = result.skipped_rows
@@ -418,10 +537,12 @@ def _run_ray(todo: list[tuple[Any, str]], output: Path, export_dir: Path, result
 
 
 def _iter_results(ds: Any, result: EmbedDatasetResult) -> Any:
-    """``ds.iter_batches`` with Ray's wrapped errors turned into BatchEmbeddingError (the caller's own errors pass)."""
+    """``ds.iter_batches`` with Ray's wrapped errors turned into BatchEmbeddingError (the caller's own
+    errors pass)."""
     ctx = getattr(ds, "context", None)
     if ctx is not None and hasattr(ctx, "raise_original_map_exception"):
-        # NOTE: otherwise Ray Data (2.5x+) hands the driver a UserCodeException that has lost our error and its ids
+        # NOTE: otherwise Ray Data (2.5x+) hands the driver a UserCodeException that has lost our error and
+        # its ids
         ctx.raise_original_map_exception = True
     it = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     while True:
@@ -434,10 +555,14 @@ def _iter_results(ds: Any, result: EmbedDatasetResult) -> Any:
         except Exception as e:  # noqa: BLE001 - Ray wraps the UDF's error in its own exception types
             cause = _find_cause(e)
             if isinstance(cause, BatchEmbeddingError):
-                raise BatchEmbeddingError(f"{cause}; {result.written_rows} rows written before it are kept, "
-                                          "a re-run resumes", ids=cause.ids) from e
-            raise BatchEmbeddingError(f"the Ray job failed after {result.written_rows} rows were written (kept; "
-                                      f"a re-run resumes): {type(e).__name__}: {e}") from e
+                raise BatchEmbeddingError(
+                    f"{cause}; {result.written_rows} rows written before it are kept, a re-run resumes",
+                    ids=cause.ids,
+                ) from e
+            raise BatchEmbeddingError(
+                f"the Ray job failed after {result.written_rows} rows were written (kept; "
+                f"a re-run resumes): {type(e).__name__}: {e}"
+            ) from e
         yield batch
 
 
@@ -459,44 +584,87 @@ def run_cli(args: Any) -> int:
     def bar(done: int, total: int) -> None:
         print(f"\r{done}/{total} rows", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    res = embed_dataset(args.input, args.output, args.export_dir, text_column=args.text_column,
-                        id_column=args.id_column, ray_address=args.ray_address, concurrency=args.concurrency,
-                        batch_size=args.batch_size, encode_batch_size=args.encode_batch_size,
-                        num_cpus=args.num_cpus, num_gpus=args.num_gpus, device=args.device, variant=args.variant,
-                        threads=args.threads, normalize_embeddings=args.normalize, truncate_dim=args.truncate_dim,
-                        retries=args.retries, on_error=args.on_error, quiet=args.quiet,
-                        progress=None if args.quiet else bar)
-    print(f"{res.output}: {res.written_rows} rows written in {res.parts_written} parts, {res.skipped_rows} already "
-          f"there, {len(res.failed)} failed, of {res.total_rows} ({res.seconds:.1f} s)", file=sys.stderr)
+    res = embed_dataset(
+        args.input,
+        args.output,
+        args.export_dir,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        ray_address=args.ray_address,
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        encode_batch_size=args.encode_batch_size,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        device=args.device,
+        variant=args.variant,
+        threads=args.threads,
+        normalize_embeddings=args.normalize,
+        truncate_dim=args.truncate_dim,
+        retries=args.retries,
+        on_error=args.on_error,
+        quiet=args.quiet,
+        progress=None if args.quiet else bar,
+    )
+    print(
+        f"{res.output}: {res.written_rows} rows written in {res.parts_written} parts, "
+        f"{res.skipped_rows} already "
+        f"there, {len(res.failed)} failed, of {res.total_rows} ({res.seconds:.1f} s)",
+        file=sys.stderr,
+    )
     if res.failed:
-        print(f"failed ids (see {res.output / FAILED_FILE}; a re-run retries them): "
-              f"{[f['id'] for f in res.failed[:20]]}", file=sys.stderr)
+        print(
+            f"failed ids (see {res.output / FAILED_FILE}; a re-run retries them): "
+            f"{[f['id'] for f in res.failed[:20]]}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``embed-dataset`` on the ``embedrt`` subcommand parser."""
-    p = sub.add_parser("embed-dataset", help="embed a .txt/.parquet/.jsonl with Ray Data into parquet (resumable)")
-    p.add_argument("input", help=".txt (one text per line, id = 0-based line number), .parquet (file or dir), .jsonl")
+    p = sub.add_parser(
+        "embed-dataset", help="embed a .txt/.parquet/.jsonl with Ray Data into parquet (resumable)"
+    )
+    p.add_argument(
+        "input", help=".txt (one text per line, id = 0-based line number), .parquet (file or dir), .jsonl"
+    )
     p.add_argument("output", help="parquet dataset directory (id, embedding); an existing one is resumed")
-    p.add_argument("--model", dest="export_dir", required=True, help="export directory written by export-model")
-    p.add_argument("--text-column", default="text", help="text column of a parquet/jsonl input (default: text)")
+    p.add_argument(
+        "--model", dest="export_dir", required=True, help="export directory written by export-model"
+    )
+    p.add_argument(
+        "--text-column", default="text", help="text column of a parquet/jsonl input (default: text)"
+    )
     p.add_argument("--id-column", default=None, help="id column (default: the row number)")
-    p.add_argument("--ray-address", default=None,
-                   help="Ray cluster address (auto, ray://host:10001, ...); default: start a local Ray")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster address (auto, ray://host:10001, ...); default: start a local Ray",
+    )
     p.add_argument("--concurrency", type=int, default=1, help="Encoder actors (default 1)")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per Ray batch and per part file (default 256)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="rows per Ray batch and per part file (default 256)"
+    )
     p.add_argument("--encode-batch-size", type=int, default=32, help="rows per graph run (default 32)")
     p.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor (default 1)")
-    p.add_argument("--num-gpus", type=float, default=0, help="GPUs per actor (default 0; use with --device cuda)")
+    p.add_argument(
+        "--num-gpus", type=float, default=0, help="GPUs per actor (default 0; use with --device cuda)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (default: auto)")
     p.add_argument("--variant", default="fp32", help="graph variant from the manifest (default: fp32)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per actor (default: --num-cpus)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime threads per actor (default: --num-cpus)"
+    )
     p.add_argument("--normalize", action="store_true", help="L2-normalise the output")
     p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka)")
     p.add_argument("--retries", type=int, default=1, help="extra attempts of a failed batch (default 1)")
-    p.add_argument("--on-error", default="report", choices=[m.value for m in OnError],
-                   help="report: write failed ids to OUTPUT/_failed.jsonl and exit 1; raise: stop (default: report)")
+    p.add_argument(
+        "--on-error",
+        default="report",
+        choices=[m.value for m in OnError],
+        help="report: write failed ids to OUTPUT/_failed.jsonl and exit 1; raise: stop (default: report)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run_cli)

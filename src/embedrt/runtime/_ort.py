@@ -11,8 +11,10 @@ import importlib.util
 
 from ..errors import MissingDependencyError
 
-HINT = ("pip install 'embedrt[cpu]' (onnxruntime), or 'embedrt[gpu]' (onnxruntime-gpu, for CUDA and "
-        "TensorRT): one of the two, not both")
+HINT = (
+    "pip install 'embedrt[cpu]' (onnxruntime), or 'embedrt[gpu]' (onnxruntime-gpu, for CUDA and "
+    "TensorRT): one of the two, not both"
+)
 
 
 def require() -> None:

@@ -10,8 +10,13 @@ from ..errors import InputError
 from .util import _as_2d, normalize
 
 
-def community_detection(embeddings: Any, threshold: float = 0.75, min_community_size: int = 10,
-                        batch_size: int = 1024, show_progress_bar: bool = False) -> list[list[int]]:
+def community_detection(
+    embeddings: Any,
+    threshold: float = 0.75,
+    min_community_size: int = 10,
+    batch_size: int = 1024,
+    show_progress_bar: bool = False,
+) -> list[list[int]]:
     """Fast community detection: groups of rows whose cosine similarity to a centre is at least ``threshold``.
 
     The same arguments and clusters as ``sentence_transformers.util.community_detection``: every row with at
@@ -52,7 +57,7 @@ def community_detection(embeddings: Any, threshold: float = 0.75, min_community_
             pass
     proposed: list[tuple[int, np.ndarray]] = []
     for start in starts:
-        scores = e[start:start + batch_size] @ e.T
+        scores = e[start : start + batch_size] @ e.T
         counts = (scores >= threshold).sum(axis=1)
         for row in np.flatnonzero(counts >= min_community_size):
             s = scores[row]

@@ -47,7 +47,9 @@ def _validate_texts(sentences: Any) -> tuple[list[str], bool]:
     for i, s in enumerate(sentences):
         if not isinstance(s, str):
             kind = "a nested list" if isinstance(s, (list, tuple)) else type(s).__name__
-            raise InputError(f"sentences[{i}] is {kind}, expected str (embedrt encodes single texts, not pairs)")
+            raise InputError(
+                f"sentences[{i}] is {kind}, expected str (embedrt encodes single texts, not pairs)"
+            )
         check_text(s, f"sentences[{i}]")
     return list(sentences), False
 
@@ -112,7 +114,8 @@ class Encoder:
         session_options: replaces the default onnxruntime session options.
         native: ``"auto"`` (default) runs the variant's native graph (fp32: ``model.fused.onnx``, one
             native ``MeanPoolNormalize`` op, or on an AVX-512 CPU ``model.packed.onnx``, which also runs each
-            Linear as a native ``PackedMatMul``; int8: ``model.int8.fused.onnx``, which also runs each per-token
+            Linear as a native ``PackedMatMul``; int8: ``model.int8.fused.onnx``, which also runs each
+            per-token
             quantization and rescale as one native op, CPU only) when the native library is built and the
             graph agrees with the standard one on the export's probe; otherwise the standard graph. ``True``
             requires it (raises NativeOpsError), ``False`` never uses it. ``self.native`` says whether it
@@ -126,30 +129,51 @@ class Encoder:
         NativeOpsError: ``native=True`` but the library or the native graph is missing, or disagrees.
     """
 
-    def __init__(self, path: str | os.PathLike, device: Device | str = "auto", providers: list[Any] | None = None,
-                 variant: str = "fp32", intra_op_threads: int | None = None, *, truncate_dim: int | None = None,
-                 max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS, verify_checksum: bool = True,
-                 tensorrt: prov.TensorRTOptions | None = None, device_id: int = 0,
-                 session_options: ort.SessionOptions | None = None,
-                 native: bool | str = "auto", fused_pooling: bool | str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: Device | str = "auto",
+        providers: list[Any] | None = None,
+        variant: str = "fp32",
+        intra_op_threads: int | None = None,
+        *,
+        truncate_dim: int | None = None,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+        verify_checksum: bool = True,
+        tensorrt: prov.TensorRTOptions | None = None,
+        device_id: int = 0,
+        session_options: ort.SessionOptions | None = None,
+        native: bool | str = "auto",
+        fused_pooling: bool | str | None = None,
+    ) -> None:
         if fused_pooling is not None:
-            warnings.warn("Encoder(fused_pooling=...) is deprecated and will be removed in the next release; "
-                          "pass native=... (same values)", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "Encoder(fused_pooling=...) is deprecated and will be removed in the next release; "
+                "pass native=... (same values)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             if native != "auto" and native != fused_pooling:
-                raise InputError(f"native={native!r} and fused_pooling={fused_pooling!r} disagree; "
-                                 "pass native only")
+                raise InputError(
+                    f"native={native!r} and fused_pooling={fused_pooling!r} disagree; pass native only"
+                )
             native = fused_pooling
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path)
         m = self.manifest
         if m.task != "embedding":
-            raise ArtifactError(f"{self.path} is an export of task {m.task!r}, not an embedding model: "
-                                f"load it with embedrt.{CLASS_OF_TASK.get(m.task, 'CrossEncoder')}")
+            raise ArtifactError(
+                f"{self.path} is an export of task {m.task!r}, not an embedding model: "
+                f"load it with embedrt.{CLASS_OF_TASK.get(m.task, 'CrossEncoder')}"
+            )
         variant_of(m, variant)
         self.variant = variant
         self.truncate_dim = self._check_truncate_dim(truncate_dim)
-        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool)
-                                             or not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool)
+            or not isinstance(max_batch_tokens, int)
+            or max_batch_tokens <= 0
+        ):
             raise InputError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
         self._max_seq_length_limit = m.max_seq_length
@@ -159,15 +183,27 @@ class Encoder:
         self.default_prompt_name: str | None = m.default_prompt_name
         self.similarity_fn_name: str = m.similarity_fn_name
         if self.similarity_fn_name not in SIMILARITY_FUNCTIONS:
-            raise ArtifactError(f"{self.path}: field 'similarity_fn_name' is {self.similarity_fn_name!r}; "
-                                f"valid choices: {sorted(SIMILARITY_FUNCTIONS)}")
+            raise ArtifactError(
+                f"{self.path}: field 'similarity_fn_name' is {self.similarity_fn_name!r}; "
+                f"valid choices: {sorted(SIMILARITY_FUNCTIONS)}"
+            )
         self._dim = int(m.dim)
         self._normalized_output = m.normalize
-        graph = open_graph(self.path, m, variant, outputs={OUTPUT_NAME: self._dim}, device=device,
-                           providers=providers, intra_op_threads=intra_op_threads,
-                           verify_checksum=verify_checksum, tensorrt=tensorrt, device_id=device_id,
-                           session_options=session_options, native=native,
-                           max_batch_tokens=max_batch_tokens)
+        graph = open_graph(
+            self.path,
+            m,
+            variant,
+            outputs={OUTPUT_NAME: self._dim},
+            device=device,
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            verify_checksum=verify_checksum,
+            tensorrt=tensorrt,
+            device_id=device_id,
+            session_options=session_options,
+            native=native,
+            max_batch_tokens=max_batch_tokens,
+        )
         self._session = graph.session
         #: The most rows per graph run (TensorRT's profile maximum); larger batches are split.
         self._row_cap = graph.max_rows
@@ -181,15 +217,19 @@ class Encoder:
     @property
     def fused_pooling(self) -> bool:
         """Deprecated: ``native``."""
-        warnings.warn("Encoder.fused_pooling is deprecated; use Encoder.native", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "Encoder.fused_pooling is deprecated; use Encoder.native", DeprecationWarning, stacklevel=2
+        )
         return self.native
 
     @property
     def fused_pooling_status(self) -> str:
         """Deprecated: ``str(graph_status)``."""
-        warnings.warn("Encoder.fused_pooling_status is deprecated; use Encoder.graph_status",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Encoder.fused_pooling_status is deprecated; use Encoder.graph_status",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return str(self.graph_status)
 
     # ------------------------------------------------------------------ properties
@@ -201,7 +241,9 @@ class Encoder:
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         if not isinstance(value, int) or not 1 <= value <= self._max_seq_length_limit:
-            raise InputError(f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}")
+            raise InputError(
+                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
+            )
         self.tokenizer.set_max_seq_length(value)
 
     def get_sentence_embedding_dimension(self) -> int:
@@ -223,29 +265,45 @@ class Encoder:
             return prompt
         if prompt_name is not None:
             if prompt_name not in self.prompts:
-                raise InputError(f"prompt_name {prompt_name!r} not found; this model's prompts: {sorted(self.prompts)}")
+                raise InputError(
+                    f"prompt_name {prompt_name!r} not found; this model's prompts: {sorted(self.prompts)}"
+                )
             return self.prompts[prompt_name]
         if self.default_prompt_name is not None:
             return self.prompts.get(self.default_prompt_name)
         return None
 
     # ------------------------------------------------------------------ encode
-    def encode(self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
-               batch_size: int = 32, show_progress_bar: bool | None = None,
-               output_value: str | None = "sentence_embedding", precision: Precision | str = "float32",
-               convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
-               normalize_embeddings: bool = False, truncate_dim: int | None = None,
-               max_batch_tokens: int | None = None, return_token_counts: bool = False,
-               long_text: str = "truncate", chunk_stride: int | None = None) -> Any:
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: Precision | str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        max_batch_tokens: int | None = None,
+        return_token_counts: bool = False,
+        long_text: str = "truncate",
+        chunk_stride: int | None = None,
+    ) -> Any:
         """Embed texts; the same arguments, shapes and numbers as ``SentenceTransformer.encode``.
 
         Args:
-            sentences: a str (gives ``(D,)``) or a list of str (gives ``(N, D)``; an empty list gives ``(0, D)``).
+            sentences: a str (gives ``(D,)``) or a list of str (gives ``(N, D)``; an empty list gives ``(0,
+            D)``).
             prompt_name: key of ``self.prompts`` to prepend; ignored when ``prompt`` is given.
             prompt: a literal prompt to prepend.
             batch_size: rows per graph run.
             show_progress_bar: show a tqdm bar (if tqdm is installed).
-            output_value: only ``"sentence_embedding"``; token embeddings are not part of the one-graph export.
+            output_value: only ``"sentence_embedding"``; token embeddings are not part of the one-graph
+            export.
             precision: ``float32``, ``int8``, ``uint8``, ``binary`` or ``ubinary`` (``quantize_embeddings``).
             convert_to_numpy: False returns a list of 1-D arrays, as sentence-transformers returns a list.
             convert_to_tensor: not supported (the runtime has no torch); raises InputError when True.
@@ -274,14 +332,22 @@ class Encoder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         if output_value != "sentence_embedding":
-            raise InputError(f"output_value {output_value!r} is not supported; valid choices: 'sentence_embedding'")
+            raise InputError(
+                f"output_value {output_value!r} is not supported; valid choices: 'sentence_embedding'"
+            )
         if convert_to_tensor:
-            raise InputError("convert_to_tensor=True needs torch, which the runtime does not use; "
-                             "use convert_to_numpy=True")
+            raise InputError(
+                "convert_to_tensor=True needs torch, which the runtime does not use; "
+                "use convert_to_numpy=True"
+            )
         if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
-            raise InputError(f"this Encoder runs on {self.device.value!r}; create another Encoder for {device!r}")
+            raise InputError(
+                f"this Encoder runs on {self.device.value!r}; create another Encoder for {device!r}"
+            )
         precision = Precision.parse(precision, "precision")
-        truncate_dim = self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
+        truncate_dim = (
+            self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
+        )
         budget = max_batch_tokens if max_batch_tokens is not None else self.max_batch_tokens
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
             raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
@@ -313,8 +379,9 @@ class Encoder:
             return emb, (int(counts[0]) if single else counts)
         return emb
 
-    def count_tokens(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                     prompt: str | None = None) -> Any:
+    def count_tokens(
+        self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> Any:
         """Tokens of each text as ``encode`` would feed it, before truncation: the prompt (the default one
         too) and special tokens included. A count above ``max_seq_length`` means ``encode`` cuts the text.
 
@@ -330,8 +397,15 @@ class Encoder:
         counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         return int(counts[0]) if single else counts
 
-    def _chunk_long(self, emb: np.ndarray, full: list[list[int]], prompt: str | None,
-                    chunk_stride: int | None, batch_size: int, budget: int | None) -> None:
+    def _chunk_long(
+        self,
+        emb: np.ndarray,
+        full: list[list[int]],
+        prompt: str | None,
+        chunk_stride: int | None,
+        batch_size: int,
+        budget: int | None,
+    ) -> None:
         """Replace, in place, the rows of texts longer than the window by their pooled windows."""
         limit = self.max_seq_length
         long_rows = [i for i, r in enumerate(full) if len(r) > limit]
@@ -347,10 +421,11 @@ class Encoder:
             wins, weights = lt.windows(full[i], n_head, tok.n_suffix, width, stride)
             plan.append((i, weights, len(rows)))
             rows.extend(wins[1:])  # NOTE: window 0 is the truncated row, already embedded
-        extra = self._run_tokenized(TokenizedTexts(rows, self._tokenize([], prompt).prompt_length),
-                                    batch_size, budget, None)
+        extra = self._run_tokenized(
+            TokenizedTexts(rows, self._tokenize([], prompt).prompt_length), batch_size, budget, None
+        )
         for i, weights, at in plan:
-            vectors = np.vstack([emb[i:i + 1], extra[at:at + len(weights) - 1]])
+            vectors = np.vstack([emb[i : i + 1], extra[at : at + len(weights) - 1]])
             emb[i] = lt.pool_windows(vectors, weights, self._normalized_output)
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
@@ -360,7 +435,8 @@ class Encoder:
         return self.encode(sentences, **kwargs)
 
     def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
-        """``encode`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts the model has."""
+        """``encode`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts the model
+        has."""
         if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None:
             for name in ("document", "passage", "corpus"):
                 if name in self.prompts:
@@ -378,11 +454,12 @@ class Encoder:
         if a2.shape != b2.shape:
             raise InputError(f"shapes differ: {a2.shape} vs {b2.shape}")
         fn = SIMILARITY_FUNCTIONS[self.similarity_fn_name]
-        return np.array([fn(x, y)[0, 0] for x, y in zip(a2, b2)], dtype=np.float32)
+        return np.array([fn(x, y)[0, 0] for x, y in zip(a2, b2, strict=True)], dtype=np.float32)
 
     # ------------------------------------------------------------------ internals
-    def truncate_embeddings(self, embeddings: np.ndarray, truncate_dim: int | None,
-                            normalize_embeddings: bool = False) -> np.ndarray:
+    def truncate_embeddings(
+        self, embeddings: np.ndarray, truncate_dim: int | None, normalize_embeddings: bool = False
+    ) -> np.ndarray:
         """Encode's output rule on rows ``embeddings`` (from ``encode_tokenized``): keep the first
         ``truncate_dim`` dimensions (Matryoshka), then L2-normalise when asked, or when the cut vectors of a
         model that ends in Normalize must stay unit length.
@@ -403,15 +480,17 @@ class Encoder:
         if truncate_dim and truncate_dim < emb.shape[1]:
             emb = np.ascontiguousarray(emb[:, :truncate_dim])
             # NOTE: a model that ends in Normalize promises unit vectors, and a truncated unit vector is not
-            # one; re-normalise so dot product stays cosine. sentence-transformers leaves the cut vector as is;
+            # one; re-normalise so dot product stays cosine. sentence-transformers leaves the cut vector as
+            # is;
             # ST's encode(truncate_dim=k, normalize_embeddings=True) equals ours.
             normalize_embeddings = normalize_embeddings or self._normalized_output
         if normalize_embeddings:
             emb = normalize(emb).astype(np.float32, copy=False)
         return emb
 
-    def tokenize(self, sentences: str | Sequence[str], prompt_name: str | None = None,
-                 prompt: str | None = None) -> TokenizedTexts:
+    def tokenize(
+        self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> TokenizedTexts:
         """The first half of ``encode``: token ids of each text, as ``encode`` would run them.
 
         ``encode(texts)`` equals ``truncate_embeddings(encode_tokenized(tokenize(texts)), ...)``; servers call
@@ -432,8 +511,9 @@ class Encoder:
         texts, _ = _validate_texts(sentences)
         return self._tokenize(texts, self._resolve_prompt(prompt, prompt_name))
 
-    def encode_tokenized(self, tokens: TokenizedTexts, batch_size: int = 32,
-                         max_batch_tokens: int | None = None) -> np.ndarray:
+    def encode_tokenized(
+        self, tokens: TokenizedTexts, batch_size: int = 32, max_batch_tokens: int | None = None
+    ) -> np.ndarray:
         """The second half of ``encode``: run the graph on ``tokenize``'s output.
 
         Args:
@@ -453,8 +533,9 @@ class Encoder:
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
             raise InputError(f"max_batch_tokens must be a positive int, got {budget!r}")
         if not isinstance(tokens, TokenizedTexts):
-            raise InputError(f"tokens must be the TokenizedTexts of Encoder.tokenize, "
-                             f"got {type(tokens).__name__}")
+            raise InputError(
+                f"tokens must be the TokenizedTexts of Encoder.tokenize, got {type(tokens).__name__}"
+            )
         if not tokens.ids:
             return np.zeros((0, self._dim), dtype=np.float32)
         return self._run_tokenized(tokens, batch_size, budget, None)
@@ -468,14 +549,21 @@ class Encoder:
             prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
         return TokenizedTexts(self.tokenizer.encode_ids(texts), prompt_length)
 
-    def _embed(self, texts: list[str], prompt: str | None, batch_size: int, budget: int | None,
-               show_progress_bar: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    def _embed(
+        self,
+        texts: list[str],
+        prompt: str | None,
+        batch_size: int,
+        budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of ``texts`` (with ``prompt`` prepended) and their token counts."""
         tokens = self._tokenize(texts, prompt)
         return self._run_tokenized(tokens, batch_size, budget, show_progress_bar), tokens.lengths
 
-    def _run_tokenized(self, tokens: TokenizedTexts, batch_size: int, budget: int | None,
-                       show_progress_bar: bool | None) -> np.ndarray:
+    def _run_tokenized(
+        self, tokens: TokenizedTexts, batch_size: int, budget: int | None, show_progress_bar: bool | None
+    ) -> np.ndarray:
         rows = tokens.ids
         prompt_feed = None
         if tokens.prompt_length is not None:
@@ -491,7 +579,9 @@ class Encoder:
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             out[idx] = self._run(ids, mask, prompt_feed)
 
-        run_batches(tokens.lengths, rows_per_run, budget, run, show_progress_bar, desc="Encoding", unit="text")
+        run_batches(
+            tokens.lengths, rows_per_run, budget, run, show_progress_bar, desc="Encoding", unit="text"
+        )
         return out
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
@@ -504,5 +594,7 @@ class Encoder:
         return self._session.run([OUTPUT_NAME], feed)[0]
 
     def __repr__(self) -> str:
-        return (f"Encoder(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
-                f"dim={self._dim}, max_seq_length={self.max_seq_length}, providers={self.active_providers})")
+        return (
+            f"Encoder(path={str(self.path)!r}, variant={self.variant!r}, device={self.device.value!r}, "
+            f"dim={self._dim}, max_seq_length={self.max_seq_length}, providers={self.active_providers})"
+        )

@@ -31,8 +31,10 @@ def window_width(max_seq_length: int, n_head: int, n_suffix: int) -> int:
     """
     width = max_seq_length - n_head - n_suffix
     if width <= 0:
-        raise InputError(f"the prompt and special tokens take {n_head + n_suffix} of the {max_seq_length} "
-                         "tokens of a window: no room left to chunk the text")
+        raise InputError(
+            f"the prompt and special tokens take {n_head + n_suffix} of the {max_seq_length} "
+            "tokens of a window: no room left to chunk the text"
+        )
     return width
 
 
@@ -45,13 +47,16 @@ def check_stride(chunk_stride: object, width: int) -> int:
     if chunk_stride is None:
         return max(1, width - width // 4)
     if isinstance(chunk_stride, bool) or not isinstance(chunk_stride, int) or not 1 <= chunk_stride <= width:
-        raise InputError(f"chunk_stride must be an int in [1, {width}] (the window's {width} content "
-                         f"tokens), got {chunk_stride!r}")
+        raise InputError(
+            f"chunk_stride must be an int in [1, {width}] (the window's {width} content "
+            f"tokens), got {chunk_stride!r}"
+        )
     return chunk_stride
 
 
-def windows(ids: list[int], n_head: int, n_suffix: int, width: int,
-            stride: int) -> tuple[list[list[int]], list[int]]:
+def windows(
+    ids: list[int], n_head: int, n_suffix: int, width: int, stride: int
+) -> tuple[list[list[int]], list[int]]:
     """The windows of one tokenized text (special tokens included) and the content tokens of each.
 
     Args:
@@ -60,11 +65,11 @@ def windows(ids: list[int], n_head: int, n_suffix: int, width: int,
         n_suffix: trailing special ids every window repeats.
         width: content tokens per window; stride: tokens between the starts of consecutive windows.
     """
-    head, tail = ids[:n_head], ids[len(ids) - n_suffix:] if n_suffix else []
-    content = ids[n_head:len(ids) - n_suffix]
+    head, tail = ids[:n_head], ids[len(ids) - n_suffix :] if n_suffix else []
+    content = ids[n_head : len(ids) - n_suffix]
     rows, weights = [], []
     for start in range(0, max(1, len(content)), stride):
-        piece = content[start:start + width]
+        piece = content[start : start + width]
         rows.append(head + piece + tail)
         weights.append(len(piece))
         if start + width >= len(content):

@@ -160,8 +160,7 @@ def cpu_kernels() -> dict[str, Any]:
     else:
         flags = _cpuinfo_flags()
         features = [name for name in CPU_FEATURES if name in flags]
-        cpu_isa = ("avx512" if "avx512f" in flags else
-                   "avx2" if {"avx2", "fma", "f16c"} <= flags else "scalar")
+        cpu_isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma", "f16c"} <= flags else "scalar"
         isa = _capped(cpu_isa)
         source = "/proc/cpuinfo"
     vnni = "avx512_vnni" in features or "avx_vnni" in features
@@ -169,16 +168,25 @@ def cpu_kernels() -> dict[str, Any]:
     if os.environ.get(PACKED_ENV, "1") == "0":
         packed = f"off: {PACKED_ENV}=0"
     elif isa == "scalar":
-        packed = ("off: this CPU has neither AVX-512 nor AVX2+FMA (the portable PackedMatMul path is exact "
-                  "but slow)")
+        packed = (
+            "off: this CPU has neither AVX-512 nor AVX2+FMA (the portable PackedMatMul path is exact "
+            "but slow)"
+        )
     else:
         packed = f"{isa} tile"
     if vnni or arm:
         gemm = "exact for every scheme (" + ("VNNI" if vnni else "ARM64 dot products") + ")"
     else:
         gemm = "exact for w7a8 and w8a7; w8a8-vnni saturates here (no VNNI: pairs of u8*s8 in int16)"
-    return {"isa": isa, "cpu_isa": cpu_isa, "machine": machine, "features": features, "packed_matmul": packed,
-            "int8_gemm": gemm, "source": source}
+    return {
+        "isa": isa,
+        "cpu_isa": cpu_isa,
+        "machine": machine,
+        "features": features,
+        "packed_matmul": packed,
+        "int8_gemm": gemm,
+        "source": source,
+    }
 
 
 def cpu_has_avx512() -> bool:
@@ -244,13 +252,17 @@ def resolve(
         if not cpu and variant.native is not None and variant.native.cpu_only:
             # NOTE: the int8 quantization ops have CPU kernels only: on a GPU, ORT would run them on the CPU
             # between device copies.
-            raise NativeOpsError(f"{choice.graph.name} uses {variant.native.op}, which run on "
-                                 "the CPU only; on this device the standard graph runs")
+            raise NativeOpsError(
+                f"{choice.graph.name} uses {variant.native.op}, which run on "
+                "the CPU only; on this device the standard graph runs"
+            )
         if not cpu and not has_cuda_kernel(library):
             # NOTE: a CPU-only library registers the op for the CPU provider alone: on a GPU, ORT would run
             # the node on the CPU behind a device-to-host copy of the [B,T,H] hidden states.
-            raise NativeOpsError(f"{library.name} was built without the CUDA kernel (no nvcc at build time), "
-                                 "so on a GPU the standard graph runs; rebuild: `embedrt build-ops --cuda on`")
+            raise NativeOpsError(
+                f"{library.name} was built without the CUDA kernel (no nvcc at build time), "
+                "so on a GPU the standard graph runs; rebuild: `embedrt build-ops --cuda on`"
+            )
     except NativeOpsError as e:
         if request is True:
             raise
@@ -258,8 +270,9 @@ def resolve(
     return choice, "pending"
 
 
-def native_files(export_dir: Path, variant: Variant, verify_checksum: bool,
-                 library: Path | None = None, cpu: bool = False) -> NativeChoice:
+def native_files(
+    export_dir: Path, variant: Variant, verify_checksum: bool, library: Path | None = None, cpu: bool = False
+) -> NativeChoice:
     """The native graph of a variant, with its files checked: on the CPU, its packed-Linear twin
     (``native.packed``) when the export has one and this machine runs PackedMatMul graphs (packed_off).
 

@@ -52,11 +52,15 @@ def gpu_hint(runtimes: list[str] | None = None) -> str:
     runtimes = installed_runtimes() if runtimes is None else runtimes
     if "onnxruntime" in runtimes and "onnxruntime-gpu" in runtimes:
         # NOTE: both wheels own the onnxruntime/ package; the one installed last wins (onnxruntime#26996)
-        return ("both onnxruntime and onnxruntime-gpu are installed and share one onnxruntime/ package: "
-                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'embedrt[gpu]'")
-    return ("pip install 'embedrt[gpu]' (onnxruntime-gpu instead of onnxruntime, not beside it) on a machine "
-            "with an NVIDIA driver; CUDA and cuDNN come from the nvidia-* wheels or the system, and embedrt "
-            "calls onnxruntime.preload_dlls() before a GPU session so that pip-installed ones are found")
+        return (
+            "both onnxruntime and onnxruntime-gpu are installed and share one onnxruntime/ package: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'embedrt[gpu]'"
+        )
+    return (
+        "pip install 'embedrt[gpu]' (onnxruntime-gpu instead of onnxruntime, not beside it) on a machine "
+        "with an NVIDIA driver; CUDA and cuDNN come from the nvidia-* wheels or the system, and embedrt "
+        "calls onnxruntime.preload_dlls() before a GPU session so that pip-installed ones are found"
+    )
 
 
 @dataclass
@@ -97,8 +101,9 @@ def _positive(name: str, value: Any) -> int:
 Shape = tuple[int, int]
 
 
-def tensorrt_profile(opts: TensorRTOptions, max_seq_length: int,
-                     max_batch_tokens: int | None) -> tuple[Shape, Shape, Shape]:
+def tensorrt_profile(
+    opts: TensorRTOptions, max_seq_length: int, max_batch_tokens: int | None
+) -> tuple[Shape, Shape, Shape]:
     """(min, opt, max) (rows, tokens) of the TensorRT profile for what the runtime will send.
 
     Raises:
@@ -154,14 +159,21 @@ def ensure_writable_dir(path: Path, what: str = "TensorRT cache_dir") -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".embedrt-write-test-"):
             pass
     except OSError as e:
-        raise InputError(f"{what} {str(path)!r} is not writable ({e.strerror or e}); pass "
-                         f"TensorRTOptions(cache_dir=...) or set {CACHE_ENV} to a writable directory") from e
+        raise InputError(
+            f"{what} {str(path)!r} is not writable ({e.strerror or e}); pass "
+            f"TensorRTOptions(cache_dir=...) or set {CACHE_ENV} to a writable directory"
+        ) from e
     return path
 
 
-def tensorrt_provider_options(opts: TensorRTOptions, max_seq_length: int, input_names: list[str],
-                              cache_dir: Path, max_batch_tokens: int | None = None,
-                              device_id: int = 0) -> dict[str, str]:
+def tensorrt_provider_options(
+    opts: TensorRTOptions,
+    max_seq_length: int,
+    input_names: list[str],
+    cache_dir: Path,
+    max_batch_tokens: int | None = None,
+    device_id: int = 0,
+) -> dict[str, str]:
     """onnxruntime's TensorRT provider options with min/opt/max profiles for our dynamic inputs.
 
     Values are strings as onnxruntime's Python binding parses them (booleans as ``True``/``False``).
@@ -192,14 +204,25 @@ def cuda_provider_options(device_id: int = 0, *, tf32: bool = False) -> dict[str
     """onnxruntime's CUDA provider options: the arena grows as requested, TF32 off unless ``tf32``."""
     # NOTE: kSameAsRequested keeps the arena from doubling on every new (batch, seq) shape. use_tf32 defaults
     # to 1 in the CUDA provider: fp32 MatMuls would then round inputs to 10 mantissa bits on Ampere and newer.
-    return {"device_id": str(int(device_id)), "arena_extend_strategy": "kSameAsRequested",
-            "use_tf32": "1" if tf32 else "0"}
+    return {
+        "device_id": str(int(device_id)),
+        "arena_extend_strategy": "kSameAsRequested",
+        "use_tf32": "1" if tf32 else "0",
+    }
 
 
-def choose_providers(device: Device | str, available: list[str], *, max_seq_length: int,
-                     input_names: list[str], trt: TensorRTOptions | None, trt_cache: Path | None = None,
-                     device_id: int = 0, max_batch_tokens: int | None = None,
-                     default_trt_cache: Path | None = None) -> tuple[Device, list[Any]]:
+def choose_providers(
+    device: Device | str,
+    available: list[str],
+    *,
+    max_seq_length: int,
+    input_names: list[str],
+    trt: TensorRTOptions | None,
+    trt_cache: Path | None = None,
+    device_id: int = 0,
+    max_batch_tokens: int | None = None,
+    default_trt_cache: Path | None = None,
+) -> tuple[Device, list[Any]]:
     """Resolve ``device`` to an onnxruntime provider list, checking availability first.
 
     ``trt_cache`` (or ``default_trt_cache``, its older name) is the engine cache used when ``trt`` names
@@ -226,8 +249,14 @@ def choose_providers(device: Device | str, available: list[str], *, max_seq_leng
         return device, [cuda, CPU]
     fallback = trt_cache or default_trt_cache or default_tensorrt_cache("")
     cache = ensure_writable_dir(Path(trt_opts.cache_dir) if trt_opts.cache_dir else fallback)
-    providers: list[Any] = [(TENSORRT, tensorrt_provider_options(trt_opts, max_seq_length, input_names, cache,
-                                                                 max_batch_tokens, device_id))]
+    providers: list[Any] = [
+        (
+            TENSORRT,
+            tensorrt_provider_options(
+                trt_opts, max_seq_length, input_names, cache, max_batch_tokens, device_id
+            ),
+        )
+    ]
     if CUDA in available:
         providers.append(cuda)
     providers.append(CPU)
@@ -349,10 +378,20 @@ def check_threads(intra_op_threads: Any) -> None:
         raise InputError(f"intra_op_threads must be a non-negative int, got {intra_op_threads!r}")
 
 
-def plan_session(device: Device | str, providers: list[Any] | None, *, intra_op_threads: int | None,
-                 user_options: Any, max_seq_length: int, input_names: list[str],
-                 tensorrt: TensorRTOptions | None, model_path: Path, sha256: str | None,
-                 device_id: int = 0, max_batch_tokens: int | None = None) -> SessionPlan:
+def plan_session(
+    device: Device | str,
+    providers: list[Any] | None,
+    *,
+    intra_op_threads: int | None,
+    user_options: Any,
+    max_seq_length: int,
+    input_names: list[str],
+    tensorrt: TensorRTOptions | None,
+    model_path: Path,
+    sha256: str | None,
+    device_id: int = 0,
+    max_batch_tokens: int | None = None,
+) -> SessionPlan:
     """The one place that turns the user's device/providers/threads/options into a :class:`SessionPlan`.
 
     Raises:
@@ -370,12 +409,19 @@ def plan_session(device: Device | str, providers: list[Any] | None, *, intra_op_
             raise ProviderUnavailableError(f"providers {missing} are not available (available: {available})")
         chosen = Device.CUDA if any(n in GPU_PROVIDERS for n in names) else Device.CPU
         return SessionPlan(chosen, list(providers), True, user_options, intra_op_threads)
-    chosen, provider_list = choose_providers(device, available, max_seq_length=max_seq_length,
-                                             input_names=input_names, trt=tensorrt,
-                                             trt_cache=default_tensorrt_cache(graph_key(model_path, sha256)),
-                                             device_id=device_id, max_batch_tokens=max_batch_tokens)
-    return SessionPlan(chosen, provider_list, False, user_options, intra_op_threads,
-                       row_cap(chosen, tensorrt))
+    chosen, provider_list = choose_providers(
+        device,
+        available,
+        max_seq_length=max_seq_length,
+        input_names=input_names,
+        trt=tensorrt,
+        trt_cache=default_tensorrt_cache(graph_key(model_path, sha256)),
+        device_id=device_id,
+        max_batch_tokens=max_batch_tokens,
+    )
+    return SessionPlan(
+        chosen, provider_list, False, user_options, intra_op_threads, row_cap(chosen, tensorrt)
+    )
 
 
 def open_session(path: Path, plan: SessionPlan, options: Any = None) -> Any:

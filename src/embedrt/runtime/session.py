@@ -52,7 +52,9 @@ class GraphStatus:
     def __str__(self) -> str:
         if self.native:
             isa = f", {self.kernels['isa']} kernels" if self.kernels.get("isa") else ""
-            return f"native: {self.library}, {self.graph}, probe max abs diff {self.probe_max_abs_diff:.1e}{isa}"
+            return (
+                f"native: {self.library}, {self.graph}, probe max abs diff {self.probe_max_abs_diff:.1e}{isa}"
+            )
         return f"standard: {self.graph} (native graph not used: {self.reason})"
 
 

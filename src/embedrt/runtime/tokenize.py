@@ -26,7 +26,7 @@ def check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        bad = text[e.start:e.end]
+        bad = text[e.start : e.end]
         raise InputError(
             f"{where} is not valid Unicode: lone surrogate {ascii(bad)} at character {e.start}; "
             "texts must be valid Unicode (where bytes were decoded with errors='surrogateescape', "
@@ -66,8 +66,14 @@ class TextTokenizer:
         self._full.no_padding()
         with_specials = self._full.encode("a", add_special_tokens=True).ids
         bare = self._full.encode("a", add_special_tokens=False).ids
-        at = next((i for i in range(len(with_specials) - len(bare) + 1)
-                   if with_specials[i:i + len(bare)] == bare), 0)
+        at = next(
+            (
+                i
+                for i in range(len(with_specials) - len(bare) + 1)
+                if with_specials[i : i + len(bare)] == bare
+            ),
+            0,
+        )
         #: special tokens the post-processor puts before and after a text ([CLS] / [SEP] for BERT)
         self.n_prefix, self.n_suffix = at, len(with_specials) - at - len(bare)
 

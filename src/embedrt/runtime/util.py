@@ -68,9 +68,14 @@ SIMILARITY_FUNCTIONS: dict[str, Callable[[Any, Any], np.ndarray]] = {
 }
 
 
-def semantic_search(query_embeddings: Any, corpus_embeddings: Any, top_k: int = 10,
-                    query_chunk_size: int = 100, corpus_chunk_size: int = 50_000,
-                    score_function: Callable[[Any, Any], np.ndarray] = cos_sim) -> list[list[dict[str, Any]]]:
+def semantic_search(
+    query_embeddings: Any,
+    corpus_embeddings: Any,
+    top_k: int = 10,
+    query_chunk_size: int = 100,
+    corpus_chunk_size: int = 50_000,
+    score_function: Callable[[Any, Any], np.ndarray] = cos_sim,
+) -> list[list[dict[str, Any]]]:
     """Top-k corpus hits for every query, in chunks so memory stays bounded.
 
     Args:
@@ -97,7 +102,7 @@ def semantic_search(query_embeddings: Any, corpus_embeddings: Any, top_k: int = 
     results: list[list[tuple[float, int]]] = [[] for _ in range(len(q))]
     for qs in range(0, len(q), query_chunk_size):
         for cs in range(0, len(c), corpus_chunk_size):
-            scores = score_function(q[qs:qs + query_chunk_size], c[cs:cs + corpus_chunk_size])
+            scores = score_function(q[qs : qs + query_chunk_size], c[cs : cs + corpus_chunk_size])
             k = min(top_k, scores.shape[1])
             idx = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             for row in range(scores.shape[0]):
@@ -108,12 +113,14 @@ def semantic_search(query_embeddings: Any, corpus_embeddings: Any, top_k: int = 
                         heapq.heappush(heap, item)
                     elif item > heap[0]:
                         heapq.heapreplace(heap, item)
-    return [[{"corpus_id": cid, "score": s} for s, cid in sorted(h, key=lambda t: (-t[0], t[1]))]
-            for h in results]
+    return [
+        [{"corpus_id": cid, "score": s} for s, cid in sorted(h, key=lambda t: (-t[0], t[1]))] for h in results
+    ]
 
 
-def paraphrase_mining_embeddings(embeddings: Any, top_k: int = 100, max_pairs: int = 500_000,
-                                 chunk_size: int = 1024) -> list[tuple[float, int, int]]:
+def paraphrase_mining_embeddings(
+    embeddings: Any, top_k: int = 100, max_pairs: int = 500_000, chunk_size: int = 1024
+) -> list[tuple[float, int, int]]:
     """The most similar pairs ``(score, i, j)`` with ``i < j`` among the rows of ``embeddings``, best first.
 
     Each row keeps its ``top_k`` neighbours, computed chunk by chunk (memory ``chunk_size x N``, never
@@ -126,7 +133,7 @@ def paraphrase_mining_embeddings(embeddings: Any, top_k: int = 100, max_pairs: i
     k = min(top_k, n - 1)
     rows_all, cols_all, scores_all = [], [], []
     for start in range(0, n, chunk_size):
-        scores = e[start:start + chunk_size] @ e.T
+        scores = e[start : start + chunk_size] @ e.T
         rows = np.arange(scores.shape[0])
         scores[rows, start + rows] = -np.inf  # no self-pairs
         idx = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -144,16 +151,25 @@ def paraphrase_mining_embeddings(embeddings: Any, top_k: int = 100, max_pairs: i
     return [(float(sc[t]), int(lo[t]), int(hi[t])) for t in order]
 
 
-def paraphrase_mining(encoder: Encoder, sentences: Sequence[str], top_k: int = 100, max_pairs: int = 500_000,
-                      batch_size: int = 32, show_progress_bar: bool | None = None) -> list[tuple[float, int, int]]:
+def paraphrase_mining(
+    encoder: Encoder,
+    sentences: Sequence[str],
+    top_k: int = 100,
+    max_pairs: int = 500_000,
+    batch_size: int = 32,
+    show_progress_bar: bool | None = None,
+) -> list[tuple[float, int, int]]:
     """Embed ``sentences`` and return the most similar pairs ``(score, i, j)``, best first."""
     emb = encoder.encode(list(sentences), batch_size=batch_size, show_progress_bar=show_progress_bar)
     return paraphrase_mining_embeddings(emb, top_k=top_k, max_pairs=max_pairs)
 
 
-def quantize_embeddings(embeddings: np.ndarray, precision: Precision | str,
-                        ranges: np.ndarray | None = None,
-                        calibration_embeddings: np.ndarray | None = None) -> np.ndarray:
+def quantize_embeddings(
+    embeddings: np.ndarray,
+    precision: Precision | str,
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
     """sentence-transformers' ``quantize_embeddings`` in numpy: int8, uint8, binary, ubinary.
 
     Raises:
