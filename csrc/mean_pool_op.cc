@@ -45,18 +45,7 @@ std::string ReadAttrs(const OrtApi& api, const OrtKernelInfo* info, Attrs* attrs
   if (normalize != 0 && normalize != 1)
     return "MeanPoolNormalize: attribute normalize must be 0 or 1, got " + std::to_string(normalize);
   attrs->normalize = normalize == 1;
-  size_t size = 0;
-  std::string mode = "mean";
-  if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, "mode", nullptr, &size)) {
-    api.ReleaseStatus(st);  // absent: default "mean"
-  } else {
-    std::vector<char> buf(size);
-    if (OrtStatus* st2 = api.KernelInfoGetAttribute_string(info, "mode", buf.data(), &size)) {
-      api.ReleaseStatus(st2);
-      return "MeanPoolNormalize: could not read attribute mode";
-    }
-    mode.assign(buf.data());
-  }
+  const std::string mode = StringAttr(api, info, "mode", "mean");
   if (!ParseMode(mode, &attrs->mode))
     return "MeanPoolNormalize: unknown mode '" + mode + "'; valid choices: " + kValidModes;
   return {};

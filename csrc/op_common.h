@@ -114,6 +114,22 @@ inline int64_t IntAttr(const OrtApi& api, const OrtKernelInfo* info, const char*
   return value;
 }
 
+// An optional string attribute, `fallback` when absent (or unreadable).
+inline std::string StringAttr(const OrtApi& api, const OrtKernelInfo* info, const char* name,
+                              const std::string& fallback) {
+  size_t size = 0;
+  if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, name, nullptr, &size)) {
+    api.ReleaseStatus(st);
+    return fallback;
+  }
+  std::vector<char> buf(size);
+  if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, name, buf.data(), &size)) {
+    api.ReleaseStatus(st);
+    return fallback;
+  }
+  return std::string(buf.data());
+}
+
 // The same at shape inference: 0 when absent.
 inline int64_t OptionalIntAttr(Ort::ShapeInferContext& ctx, const char* name) {
   try {
@@ -131,6 +147,8 @@ void AddMeanPoolNormalizeCuda(Ort::CustomOpDomain* domain);
 #endif
 void AddQuantizePerToken(Ort::CustomOpDomain* domain);
 void AddDequantizeRows(Ort::CustomOpDomain* domain);
+void AddRequantizeRows(Ort::CustomOpDomain* domain);
 void AddPackedMatMul(Ort::CustomOpDomain* domain);
+void AddAttention(Ort::CustomOpDomain* domain);
 
 }  // namespace embedrt

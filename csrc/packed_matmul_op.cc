@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dense.h"
+#include "gelu.h"
 #include "mean_pool.h"
 
 namespace embedrt {
@@ -52,6 +53,7 @@ struct DenseKernel {
   int64_t K = 0, N = 0;
   int64_t head_size = 0;  // attribute head_size: output [B, N/D, S, D]
   bool heads_in = false;  // attribute heads_in: input [B, H, S, D]
+  bool gelu = false;      // attribute activation = "gelu": y = Gelu(x @ W + b) (gelu.h), plain layout only
 
   static constexpr int64_t kRowsPerTask = 4 * kDenseRows;
   static unsigned Threads() {
@@ -70,6 +72,7 @@ struct DenseKernel {
     int64_t groups, panels;
     DenseLayout layout;
     Isa isa;
+    bool gelu;
   };
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
@@ -135,8 +138,10 @@ struct DenseKernel {
       if (rows == 0 || n == 0) return nullptr;
       float* out = y.GetTensorMutableData<float>();
       if (k == 0) {  // an empty sum: the bias alone (plain layouts: head_size needs K > 0 to make heads)
-        for (int64_t r = 0; r < rows; ++r)
+        for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < n; ++c) out[r * n + c] = bias != nullptr ? bias[c] : 0.0f;
+          if (gelu) GeluRow(out + r * n, out + r * n, n, isa);
+        }
         return nullptr;
       }
       const float* input = x.GetTensorData<float>();
@@ -154,13 +159,17 @@ struct DenseKernel {
       const int64_t groups = std::min(panels, std::max<int64_t>(4, 2 * static_cast<int64_t>(Threads())));
       const int64_t per_group = (panels + groups - 1) / groups;
       const Job job{input, weights, bias, out, M, k, n, (M + chunks - 1) / chunks,
-                    per_group, (panels + per_group - 1) / per_group, panels, layout, isa};
+                    per_group, (panels + per_group - 1) / per_group, panels, layout, isa, gelu};
       auto run = [](void* data, size_t task) {
         const Job& j = *static_cast<const Job*>(data);
         const int64_t chunk = static_cast<int64_t>(task) / j.groups, group = static_cast<int64_t>(task) % j.groups;
         const int64_t r0 = chunk * j.rows, p0 = group * j.per_group;
-        DenseBlock(j.x, j.packed, j.bias, j.y, j.K, j.N, r0, std::min(r0 + j.rows, j.M), p0,
-                   std::min(p0 + j.per_group, j.panels), j.layout, j.isa);
+        const int64_t r1 = std::min(r0 + j.rows, j.M), p1 = std::min(p0 + j.per_group, j.panels);
+        DenseBlock(j.x, j.packed, j.bias, j.y, j.K, j.N, r0, r1, p0, p1, j.layout, j.isa);
+        if (j.gelu) {  // the epilogue, on the block this task just wrote (still in cache)
+          const int64_t c0 = p0 * kDensePanel, c1 = std::min(p1 * kDensePanel, j.N);
+          for (int64_t r = r0; r < r1; ++r) GeluRow(j.y + r * j.N + c0, j.y + r * j.N + c0, c1 - c0, j.isa);
+        }
       };
       const int64_t tasks = chunks * job.groups;
       if (tasks <= 1)
@@ -210,6 +219,12 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
       if (heads_in == 1 && kernel->head_size > 0)
         return Error("PackedMatMul: heads_in=1 and head_size > 0 together are not supported");
       kernel->heads_in = heads_in == 1;
+      const std::string activation = StringAttr(api, info, "activation", "");
+      if (!activation.empty() && activation != "gelu")
+        return Error("PackedMatMul: attribute activation must be \"gelu\" or absent, got \"" + activation + "\"");
+      kernel->gelu = activation == "gelu";
+      if (kernel->gelu && (kernel->head_size > 0 || kernel->heads_in))
+        return Error("PackedMatMul: activation=\"gelu\" needs the plain layout (no head_size, no heads_in)");
       Ort::ConstKernelInfo ki(info);
       int is_constant = 0;
       Ort::ConstValue w = ki.GetTensorConstantInput(1, &is_constant);

@@ -244,3 +244,55 @@ def dense_standard(w: np.ndarray, bias: np.ndarray | None, rank: int) -> bytes:
         inits,
         custom=False,
     )
+
+
+# ------------------------------------------------------------------ RequantizeRows
+def requantize_custom(rank: int, bias: bool, **attrs) -> bytes:
+    node = helper.make_node(
+        "RequantizeRows",
+        ["acc", "rs", "cs"] + (["b"] if bias else []),
+        ["q", "s"],
+        domain="ai.embedrt",
+        **attrs,
+    )
+    inputs = [
+        _vi("acc", TensorProto.INT32, rank),
+        _vi("rs", TensorProto.FLOAT, rank),
+        _vi("cs", TensorProto.FLOAT, 1),
+    ] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    outputs = [
+        helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+        helper.make_tensor_value_info("s", TensorProto.FLOAT, None),
+    ]
+    return _model([node], inputs, outputs)
+
+
+def requantize_chain(rank: int, bias: bool, n: int, gelu: bool, qmax: int = 127) -> bytes:
+    """DequantizeRows, then (gelu) PackedMatMul by the identity with activation="gelu" (the GELU alone: each
+    sum is one exact product by 1 plus zeros), then QuantizePerToken: the three ops RequantizeRows fuses."""
+    nodes = [
+        helper.make_node(
+            "DequantizeRows", ["acc", "rs", "cs"] + (["b"] if bias else []), ["y"], domain="ai.embedrt"
+        )
+    ]
+    inits = []
+    if gelu:
+        nodes.append(
+            helper.make_node("PackedMatMul", ["y", "I"], ["g"], domain="ai.embedrt", activation="gelu")
+        )
+        inits.append(numpy_helper.from_array(np.eye(n, dtype=np.float32), "I"))
+    nodes.append(
+        helper.make_node(
+            "QuantizePerToken", ["g" if gelu else "y"], ["q", "s"], domain="ai.embedrt", qmax=qmax
+        )
+    )
+    inputs = [
+        _vi("acc", TensorProto.INT32, rank),
+        _vi("rs", TensorProto.FLOAT, rank),
+        _vi("cs", TensorProto.FLOAT, 1),
+    ] + ([_vi("b", TensorProto.FLOAT, 1)] if bias else [])
+    outputs = [
+        helper.make_tensor_value_info("q", TensorProto.UINT8, None),
+        helper.make_tensor_value_info("s", TensorProto.FLOAT, None),
+    ]
+    return _model(nodes, inputs, outputs, inits)
