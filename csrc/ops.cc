@@ -1,7 +1,9 @@
 // ONNX Runtime custom-op library libembedrt_ops: registers the ai.embedrt ops, one file each (schema, shape
 // inference, kernel): MeanPoolNormalize (mean_pool_op.cc; CPU, plus CUDA when built with nvcc), QuantizePerToken
-// (quantize_op.cc) and DequantizeRows (dequantize_op.cc), the per-token int8 chains of the int8 variant, and
-// PackedMatMul (packed_matmul_op.cc), the fp32 Linear with weights packed at load. Shared helpers: op_common.h.
+// (quantize_op.cc), DequantizeRows and RequantizeRows (dequantize_op.cc), the per-token int8 chains of the int8
+// variant, and PackedMatMul (packed_matmul_op.cc), the fp32 Linear with weights packed at load (with an optional
+// GELU epilogue, gelu_cpu.cc), and Attention (attention_op.cc), a layer's softmax attention in one pass.
+// Shared helpers: op_common.h.
 //
 // Build and test: pip install -e . && python -m pytest -q tests/native     (or: embedrt build-ops [--cuda on])
 // Load:  so = onnxruntime.SessionOptions(); so.register_custom_ops_library(path_to_libembedrt_ops.so)
@@ -60,7 +62,9 @@ EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
     AddMeanPoolNormalize(domain.get());
     AddQuantizePerToken(domain.get());
     AddDequantizeRows(domain.get());
+    AddRequantizeRows(domain.get());
     AddPackedMatMul(domain.get());
+    AddAttention(domain.get());
 #ifdef EMBEDRT_WITH_CUDA
     AddMeanPoolNormalizeCuda(domain.get());
 #endif

@@ -101,6 +101,9 @@ class NativeGraph:
     packed_only: bool = False
     #: Its PackedMatMul twin (``model.packed.onnx``), for AVX-512 CPUs.
     packed: NativeGraph | None = None
+    #: Max (scaled) abs diff allowed on the probe: 1e-6 for float graphs; int8 graphs record a larger one
+    #: (export.fuse.INT8_PROBE_ATOL), since a one-ulp difference in a float op can move an 8-bit activation.
+    probe_atol: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,15 @@ class _Fields:
             raise self.error(key, f"must be an int{bound}, got {value!r}")
         return value
 
+    def float(self, key: str, default: float, low: float, high: float) -> float:
+        """An optional number in (low, high], ``default`` when absent."""
+        value = self.get(key, required=False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+            raise self.error(key, f"must be a number in ({low:g}, {high:g}], got {value!r}")
+        return float(value)
+
     def bool(self, key: str, required: bool = True, default: bool = False) -> bool:
         value = self.get(key, required)
         if value is None and not required:
@@ -353,6 +365,7 @@ def _native(f: _Fields, directory: Path | None, probe_default: tuple[str, str] |
         cpu_only=f.bool("cpu_only", required=False),
         packed_only=f.bool("packed_only", required=False),
         packed=packed,
+        probe_atol=f.float("probe_atol", 1e-6, 0.0, 0.1),
     )
 
 

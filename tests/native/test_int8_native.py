@@ -44,28 +44,46 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
     standard, fused = op_counts(tiny_int8 / "model.int8.onnx"), op_counts(tiny_int8 / entry["file"])
     # the standard int8 graph keeps standard ops only
     assert not {"QuantizePerToken", "DequantizeRows", "MeanPoolNormalize"} & set(standard)
-    # Q/K/V share one quantization: 4 groups per layer; 6 Linears per layer
-    assert fused["QuantizePerToken"] == 8 and fused["DequantizeRows"] == 12 and fused["MatMulInteger"] == 12
-    assert fused["MeanPoolNormalize"] == 1
+    # Q/K/V share one quantization: 4 groups per layer; 6 Linears per layer; the FFN's rescale, GELU and
+    # requantization are one RequantizeRows (one per layer), which replaces a DequantizeRows and a
+    # QuantizePerToken
+    assert entry["requantized"] == 2 and fused["RequantizeRows"] == 2
+    assert fused["QuantizePerToken"] == 8 - 2 and fused["DequantizeRows"] == 12 - 2
+    assert fused["MatMulInteger"] == 12 and fused["MeanPoolNormalize"] == 1
+    assert "Erf" not in fused and standard["Erf"] == 2
+    # each layer's softmax attention is one Attention: no Softmax, no float MatMul left
+    assert entry["attention"] == 2 and fused["Attention"] == 2
+    assert "Softmax" not in fused and "MatMul" not in fused and standard["Softmax"] == 2
     # the elementwise chains are gone
     for op in ("Round", "Abs", "ReduceMax"):
         assert op not in fused, op
-    assert fused["Add"] == standard["Add"] - 8 - 12  # the +128 offsets and the folded bias Adds
+    # the +128 offsets, the folded bias Adds, the GELU's + 1 and the attention's mask Add
+    assert fused["Add"] == standard["Add"] - 8 - 12 - 2 - 2
     assert standard["Cast"] - fused["Cast"] >= 8 + 12  # uint8 casts, int32 -> float casts
     assert standard["Mul"] - fused["Mul"] >= 2 * 12  # column and row rescales
-    # the attention: Q, K, V rescaled heads-first and the context quantized from heads-first (2 layers x 4),
-    # the keys' last-two-dims Transpose left for onnxruntime to fold; the Reshape targets constant
+    # the attention: Q, K, V rescaled heads-first and the context quantized from heads-first (2 layers x 4);
+    # the keys' last-two-dims Transpose went into Attention; the Reshape targets constant
     assert entry["head_layouts"] == 8 and entry["constant_reshapes"] >= 8
-    assert fused["Transpose"] == 2 and standard["Transpose"] == 8
+    assert "Transpose" not in fused and standard["Transpose"] == 8
     assert fused["Reshape"] < standard["Reshape"] and fused["Shape"] < standard["Shape"]
 
 
-def test_encoder_runs_it_and_equals_the_standard_int8_graph(ops_library, tiny_int8):
+def _close_to_the_standard_graph(a: np.ndarray, b: np.ndarray, export: Path) -> None:
+    """The native int8 graph against the standard one: its GELU and softmax are embedrt's, so an 8-bit
+    activation may round one step the other way; within the tolerance its manifest records, and the same
+    vectors up to that (cosine)."""
+    atol = json.loads((export / "embedrt.json").read_text())["variants"]["int8"]["native"]["probe_atol"]
+    assert np.abs(a - b).max() <= atol
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    assert cos.min() >= 0.9995
+
+
+def test_encoder_runs_it_and_is_close_to_the_standard_int8_graph(ops_library, tiny_int8):
     native_enc = Encoder(tiny_int8, device="cpu", variant="int8")
     standard = Encoder(tiny_int8, device="cpu", variant="int8", native=False)
     assert native_enc.native is True and str(native_enc.graph_status).startswith("native:")
     a, b = native_enc.encode(TEXTS), standard.encode(TEXTS)
-    assert np.abs(a - b).max() <= 1e-6
+    _close_to_the_standard_graph(a, b, tiny_int8)
     # still batch-invariant: the quantization scale of a token depends on that token only
     alone = np.stack([native_enc.encode(t) for t in TEXTS])
     assert np.abs(alone - a).max() <= 1e-6
@@ -85,7 +103,7 @@ def test_prompt_excluded_from_pooling(ops_library, tiny_factory, tmp_path_factor
     )
     a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS, prompt_name="query")
     b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS, prompt_name="query")
-    assert np.abs(a - b).max() <= 1e-6
+    _close_to_the_standard_graph(a, b, out)
 
 
 def test_pooling_without_a_fused_op_still_gets_native_quantization(
@@ -104,7 +122,7 @@ def test_pooling_without_a_fused_op_still_gets_native_quantization(
     assert "MeanPoolNormalize" not in entry["op"] and "MeanPoolNormalize" not in ops
     a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS)
     b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS)
-    assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))
+    _close_to_the_standard_graph(a, b, out)
 
 
 def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path_factory):
@@ -116,7 +134,7 @@ def test_smoothing_and_exclusions_carry_over(ops_library, tiny_factory, tmp_path
     assert op_counts(out / entry["file"])["MatMulInteger"] == 10
     a = Encoder(out, device="cpu", variant="int8", native=True).encode(TEXTS)
     b = Encoder(out, device="cpu", variant="int8", native=False).encode(TEXTS)
-    assert np.abs(a - b).max() <= 1e-6
+    _close_to_the_standard_graph(a, b, out)
 
 
 def test_cpu_only_graph_is_not_used_on_a_gpu(ops_library, tiny_int8):

@@ -553,3 +553,35 @@ def test_fused_pooling_keyword_is_a_deprecated_alias(tiny_bert):
         assert enc.fused_pooling_status == str(enc.graph_status)
     with pytest.raises(InputError, match="disagree"), pytest.warns(DeprecationWarning):
         Encoder(tiny_bert[1], device="cpu", native=True, fused_pooling=False)
+
+
+@pytest.mark.parametrize("planted", [0, -1e-3, 0.5, "1e-6", True])
+def test_a_bad_probe_tolerance_is_refused_by_name(export, tmp_path, planted):
+    if read_manifest(export).variants["fp32"].native is None:
+        pytest.skip("this tiny export has no native graph")
+    bad = _copy(export, tmp_path / "bad-atol")
+    _edit(bad, lambda d: d["variants"]["fp32"]["native"].__setitem__("probe_atol", planted))
+    with pytest.raises(ArtifactError, match=r"field 'variants.fp32.native.probe_atol' must be a number in"):
+        read_manifest(bad)
+
+
+def test_the_probe_tolerance_is_read_and_applied(export, tmp_path):
+    if read_manifest(export).variants["fp32"].native is None:
+        pytest.skip("this tiny export has no native graph")
+    assert read_manifest(export).variants["fp32"].native.probe_atol == 1e-6  # absent: the float default
+    # a tolerance no float graph can meet: the runtime checks the probe against it and falls back
+    strict = _copy(export, tmp_path / "strict")
+
+    def tighten(d):
+        native = d["variants"]["fp32"]["native"]
+        for entry in (native, native.get("packed")):  # the CPU may run the packed twin
+            if entry is not None:
+                entry["probe_atol"] = 1e-30
+
+    _edit(strict, tighten)
+    assert read_manifest(strict).variants["fp32"].native.probe_atol == 1e-30
+    enc = Encoder(strict, device="cpu")
+    if enc.native:  # the probe matched bit for bit: nothing to fall back from
+        assert enc.graph_status.probe_max_abs_diff == 0.0
+    else:
+        assert "> 1e-30" in str(enc.graph_status)

@@ -368,7 +368,7 @@ def _check_native(
 
     diff = check_fused(tmp, entry)
     entry["export_check_max_abs_diff"] = diff
-    if diff is not None and not diff <= PROBE_ATOL:
+    if diff is not None and not diff <= entry.get("probe_atol", PROBE_ATOL):
         for name in (entry["file"],) if keep_probe else (entry["file"], entry["probe"]):
             (tmp / name).unlink(missing_ok=True)
         if log:

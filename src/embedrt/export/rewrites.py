@@ -311,3 +311,201 @@ def pack_linears(model) -> tuple[int, int]:
     del graph.node[:]
     graph.node.extend(nodes)
     return len(linears), biases
+
+
+def _constant_value(graph, name: str) -> np.ndarray | None:
+    """The value of ``name`` when a ``Constant`` node or an initializer holds it, else None."""
+    from onnx import numpy_helper
+
+    for t in graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute and n.attribute[0].name == "value":
+            return numpy_helper.to_array(n.attribute[0].t)
+    return None
+
+
+def _scalar_is(graph, name: str, value: float) -> bool:
+    v = _constant_value(graph, name)
+    return v is not None and v.size == 1 and np.float32(v.reshape(())) == np.float32(value)
+
+
+def _exact_gelu(graph, x: str, users: dict[str, list], outputs: set[str]) -> tuple[list[str], str] | None:
+    """The exact GELU of ``x`` as transformers' ``GELUActivation`` exports it, ``Mul(Mul(x,
+    Add(Erf(Div(x, 1.4142135)), 1)), 0.5)``, when its nodes feed nothing else: (its five nodes' outputs, its
+    output)."""
+    uses = users.get(x, [])
+    if len(uses) != 2 or x in outputs:
+        return None
+    div = next((n for n in uses if n.op_type == "Div" and n.input[0] == x), None)
+    mul = next((n for n in uses if n.op_type == "Mul"), None)
+    if div is None or mul is None or not _scalar_is(graph, div.input[1], 1.4142135):
+        return None
+
+    def only(name: str, op: str):
+        u = users.get(name, [])
+        return u[0] if len(u) == 1 and u[0].op_type == op and name not in outputs else None
+
+    erf = only(div.output[0], "Erf")
+    add = erf and only(erf.output[0], "Add")
+    if add is None or not _scalar_is(graph, next(i for i in add.input if i != erf.output[0]), 1.0):
+        return None
+    if only(add.output[0], "Mul") is not mul or set(mul.input) != {x, add.output[0]}:
+        return None
+    half = only(mul.output[0], "Mul")
+    if half is None or not _scalar_is(graph, next(i for i in half.input if i != mul.output[0]), 0.5):
+        return None
+    return [div.output[0], erf.output[0], add.output[0], mul.output[0], half.output[0]], half.output[0]
+
+
+def _users(graph) -> dict[str, list]:
+    users: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    return users
+
+
+def fuse_gelu_epilogues(graph) -> int:
+    """Give each ``ai.embedrt::PackedMatMul`` (plain layout) whose output feeds only an exact GELU that GELU
+    as its epilogue (``activation="gelu"``, csrc/gelu.h), in place. Returns how many.
+
+    NOTE: the GELU's float operations are those of the exported graph; only erf is embedrt's own (within 1
+    ulp, the same bits on every CPU), where onnxruntime fused the chain into its Gelu, whose erf differs by
+    as much. Checked on the probe.
+    """
+    from onnx import helper
+
+    users, outputs = _users(graph), {o.name for o in graph.output}
+    dropped: set[str] = set()
+    fused = 0
+    for node in graph.node:
+        if node.op_type != "PackedMatMul" or node.domain != "ai.embedrt" or node.attribute:
+            continue
+        found = _exact_gelu(graph, node.output[0], users, outputs)
+        if found is None:
+            continue
+        names, out = found
+        dropped.update(names)
+        node.output[0] = out
+        node.attribute.append(helper.make_attribute("activation", "gelu"))
+        fused += 1
+    keep = [n for n in graph.node if n.op_type == "PackedMatMul" or not (n.output and n.output[0] in dropped)]
+    del graph.node[:]
+    graph.node.extend(keep)
+    _drop_unused(graph)
+    return fused
+
+
+def fuse_requantize(graph) -> int:
+    """Rewrite, in place, each ``DequantizeRows`` (plain layout) -> exact GELU -> ``QuantizePerToken`` chain
+    of the int8 graph into one ``ai.embedrt::RequantizeRows(acc, row_scale, col_scale[, bias])`` with
+    ``activation="gelu"`` and the quantization's ``qmax``: the FFN's [rows, 4H] float activations are never
+    written. Returns how many chains.
+    """
+    from onnx import helper
+
+    users, outputs = _users(graph), {o.name for o in graph.output}
+    replaced: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for node in graph.node:
+        if node.op_type != "DequantizeRows" or node.domain != "ai.embedrt" or node.attribute:
+            continue
+        found = _exact_gelu(graph, node.output[0], users, outputs)
+        if found is None:
+            continue
+        names, out = found
+        quant = users.get(out, [])
+        if len(quant) != 1 or quant[0].op_type != "QuantizePerToken" or out in outputs:
+            continue
+        q = quant[0]
+        qmax = next((helper.get_attribute_value(a) for a in q.attribute if a.name == "qmax"), None)
+        attrs = {"activation": "gelu"} | ({"qmax": qmax} if qmax is not None else {})
+        replaced[q.output[0]] = helper.make_node(
+            "RequantizeRows",
+            list(node.input),
+            list(q.output),
+            name=(node.name or node.output[0]) + "/requantize",
+            domain="ai.embedrt",
+            **attrs,
+        )
+        dropped.update([node.output[0], *names])
+    # NOTE: placed where the QuantizePerToken was: its inputs (the Dequantize's) all exist by then
+    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused(graph)
+    return len(replaced)
+
+
+def fuse_attention(graph) -> int:
+    """Rewrite, in place, each layer's ``MatMul(Q, Transpose(K)) -> Mul(scale) -> Add(bias) -> Softmax ->
+    MatMul(., V)`` into one ``ai.embedrt::Attention(Q, K, V, bias)`` (csrc/attention.h), where Q, K and V come
+    heads-first from native Linears (``head_size``) and nothing else reads the chain. Returns how many.
+
+    NOTE: the [B, H, S, S] scores and probabilities are never written, and onnxruntime's tiny per-head
+    GEMMs (S x D by D x S) go; the float operations are the chain's, with embedrt's exp in the softmax
+    (checked on the probe).
+    """
+    from onnx import helper
+
+    producers = {o: n for n in graph.node for o in n.output}
+    users, outputs = _users(graph), {o.name for o in graph.output}
+
+    def only(name: str, op: str):
+        u = users.get(name, [])
+        return u[0] if len(u) == 1 and u[0].op_type == op and name not in outputs else None
+
+    def heads_first(name: str) -> bool:
+        n = producers.get(name)
+        return n is not None and any(a.name == "head_size" and a.i > 0 for a in n.attribute)
+
+    replaced: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for sm in graph.node:
+        if sm.op_type != "Softmax" or any(a.name == "axis" and a.i not in (-1, 3) for a in sm.attribute):
+            continue
+        add = producers.get(sm.input[0])
+        if add is None or add.op_type != "Add" or only(add.output[0], "Softmax") is not sm:
+            continue
+        mul = next(
+            (producers.get(i) for i in add.input if getattr(producers.get(i), "op_type", "") == "Mul"), None
+        )
+        if mul is None or only(mul.output[0], "Add") is not add:
+            continue
+        bias = next(i for i in add.input if i != mul.output[0])
+        mm = next(
+            (producers.get(i) for i in mul.input if getattr(producers.get(i), "op_type", "") == "MatMul"),
+            None,
+        )
+        if mm is None or only(mm.output[0], "Mul") is not mul:
+            continue
+        scale = _constant_value(graph, next(i for i in mul.input if i != mm.output[0]))
+        kt = producers.get(mm.input[1])
+        if scale is None or scale.size != 1 or kt is None or kt.op_type != "Transpose":
+            continue
+        if [list(a.ints) for a in kt.attribute if a.name == "perm"] != [[0, 1, 3, 2]]:
+            continue
+        if only(kt.output[0], "MatMul") is not mm:
+            continue
+        ctx = only(sm.output[0], "MatMul")
+        if ctx is None or ctx.input[0] != sm.output[0]:
+            continue
+        q, k, v = mm.input[0], kt.input[0], ctx.input[1]
+        if not (heads_first(q) and heads_first(k) and heads_first(v)):
+            continue
+        replaced[ctx.output[0]] = helper.make_node(
+            "Attention",
+            [q, k, v, bias],
+            [ctx.output[0]],
+            name=(sm.name or sm.output[0]) + "/attention",
+            domain="ai.embedrt",
+            scale=float(scale.reshape(())),
+        )
+        dropped.update([kt.output[0], mm.output[0], mul.output[0], add.output[0], sm.output[0]])
+    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused(graph)
+    return len(replaced)

@@ -27,9 +27,10 @@ LIBRARY_NAME = "libembedrt_ops.so"
 LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
 #: Set to "0" to keep the fp32 variant off ``model.packed.onnx`` (the PackedMatMul graph) on this machine.
 PACKED_ENV = "EMBEDRT_PACKED_MATMUL"
-#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, PackedMatMul).
+#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, RequantizeRows, PackedMatMul).
 OP_DOMAIN = "ai.embedrt"
-#: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|).
+#: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|),
+#: unless the native graph's manifest entry records its own (``probe_atol``: the int8 graphs).
 PROBE_ATOL = 1e-6
 
 

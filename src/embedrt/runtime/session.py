@@ -237,10 +237,11 @@ def _open_native(
             check_file(model_path, entry.sha256, verify_checksum, f"graph file for variant {entry.name!r}")
             reference = prov.open_session(model_path, plan, prov.session_options(plan.intra_op_threads))
         diff = native_ops.probe_difference(session, choice.probe, reference, output)
-        if not diff <= native_ops.PROBE_ATOL:
+        atol = choice.entry.probe_atol if choice.entry is not None else native_ops.PROBE_ATOL
+        if not diff <= atol:
             raise NativeOpsError(
                 f"the native graph {choice.graph.name} differs from the standard graph on the "
-                f"probe by {diff:.3e} > {native_ops.PROBE_ATOL:g}"
+                f"probe by {diff:.3e} > {atol:g}"
             )
     except NativeOpsError as e:
         if request is True:
