@@ -150,5 +150,6 @@ void AddDequantizeRows(Ort::CustomOpDomain* domain);
 void AddRequantizeRows(Ort::CustomOpDomain* domain);
 void AddPackedMatMul(Ort::CustomOpDomain* domain);
 void AddAttention(Ort::CustomOpDomain* domain);
+void AddAddLayerNorm(Ort::CustomOpDomain* domain);
 
 }  // namespace embedrt

@@ -2,7 +2,8 @@
 // inference, kernel): MeanPoolNormalize (mean_pool_op.cc; CPU, plus CUDA when built with nvcc), QuantizePerToken
 // (quantize_op.cc), DequantizeRows and RequantizeRows (dequantize_op.cc), the per-token int8 chains of the int8
 // variant, and PackedMatMul (packed_matmul_op.cc), the fp32 Linear with weights packed at load (with an optional
-// GELU epilogue, gelu_cpu.cc), and Attention (attention_op.cc), a layer's softmax attention in one pass.
+// GELU epilogue, gelu_cpu.cc), Attention (attention_op.cc), a layer's softmax attention in one pass, and
+// AddLayerNorm (layernorm_op.cc), a residual add + LayerNormalization (+ the next quantization).
 // Shared helpers: op_common.h.
 //
 // Build and test: pip install -e . && python -m pytest -q tests/native     (or: embedrt build-ops [--cuda on])
@@ -65,6 +66,7 @@ EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
     AddRequantizeRows(domain.get());
     AddPackedMatMul(domain.get());
     AddAttention(domain.get());
+    AddAddLayerNorm(domain.get());
 #ifdef EMBEDRT_WITH_CUDA
     AddMeanPoolNormalizeCuda(domain.get());
 #endif

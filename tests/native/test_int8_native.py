@@ -48,7 +48,10 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
     # requantization are one RequantizeRows (one per layer), which replaces a DequantizeRows and a
     # QuantizePerToken
     assert entry["requantized"] == 2 and fused["RequantizeRows"] == 2
-    assert fused["QuantizePerToken"] == 8 - 2 and fused["DequantizeRows"] == 12 - 2
+    # each residual Add + LayerNormalization (the embeddings' and two per layer) is one AddLayerNorm, which
+    # also quantizes the input of the Q/K/V and FFN groups: only the attention contexts' QuantizePerToken stay
+    assert entry["add_layernorms"] == 5 and fused["AddLayerNorm"] == 5 and "LayerNormalization" not in fused
+    assert fused["QuantizePerToken"] == 8 - 2 - 4 and fused["DequantizeRows"] == 12 - 2
     assert fused["MatMulInteger"] == 12 and fused["MeanPoolNormalize"] == 1
     assert "Erf" not in fused and standard["Erf"] == 2
     # each layer's softmax attention is one Attention: no Softmax, no float MatMul left
@@ -57,8 +60,8 @@ def test_export_writes_the_int8_native_graph(tiny_int8):
     # the elementwise chains are gone
     for op in ("Round", "Abs", "ReduceMax"):
         assert op not in fused, op
-    # the +128 offsets, the folded bias Adds, the GELU's + 1 and the attention's mask Add
-    assert fused["Add"] == standard["Add"] - 8 - 12 - 2 - 2
+    # the +128 offsets, the folded bias Adds, the GELU's + 1, the attention's mask Add, the residual Adds
+    assert fused["Add"] == standard["Add"] - 8 - 12 - 2 - 2 - 5
     assert standard["Cast"] - fused["Cast"] >= 8 + 12  # uint8 casts, int32 -> float casts
     assert standard["Mul"] - fused["Mul"] >= 2 * 12  # column and row rescales
     # the attention: Q, K, V rescaled heads-first and the context quantized from heads-first (2 layers x 4);

@@ -10,10 +10,11 @@ runtime can check the two graphs agree without torch or onnx):
   ``ai.embedrt::QuantizePerToken`` and each rescale (+ bias) as one ``ai.embedrt::DequantizeRows`` (these two
   writing and reading the attention heads-first, the Reshape targets constant), and each FFN's rescale, GELU
   and requantization as one ``ai.embedrt::RequantizeRows``, each layer's softmax attention as one
-  ``ai.embedrt::Attention``. Its GELU is embedrt's (csrc/gelu.h: the same bits
-  on every CPU), so its int8 activations can differ from ``model.int8.onnx``'s, whose GELU is onnxruntime's
-  and depends on the CPU; both are held to the quality gate against fp32 (the gate measures this graph when
-  the library is built).
+  ``ai.embedrt::Attention``, each residual Add + LayerNormalization (+ the next quantization) as one
+  ``ai.embedrt::AddLayerNorm``. Every float operation of this graph is then embedrt's, each the same bits on
+  every ISA path (csrc/gelu.h, attention.h, layernorm.h), and the integer GEMMs are exact: its vectors do not
+  depend on the x86 CPU that serves them. They may differ from ``model.int8.onnx``'s, whose float kernels are
+  onnxruntime's, by an 8-bit activation rounded one step the other way (``INT8_PROBE_ATOL``).
 
 NOTE: the rewrite happens here, at export time, by tracing the same torch module with the pooling swapped for
 the op. The runtime cannot rewrite graphs: it may import only numpy, onnxruntime and tokenizers.
@@ -29,7 +30,14 @@ import numpy as np
 from ..manifest import sha256_file
 from ..modes import DequantizeOp, QuantizeOp
 from .graph import build_graph_module, export_onnx, fused_pooling_plan
-from .rewrites import fold_head_transposes, fold_reshapes, fuse_attention, fuse_requantize, pack_linears
+from .rewrites import (
+    fold_head_transposes,
+    fold_reshapes,
+    fuse_add_layernorms,
+    fuse_attention,
+    fuse_requantize,
+    pack_linears,
+)
 
 FUSED_FILE = "model.fused.onnx"
 PROBE_FILE = "model.fused.probe.npz"
@@ -185,6 +193,7 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
     heads = fold_head_transposes(model.graph)
     requantized = fuse_requantize(model.graph)
     attention = fuse_attention(model.graph)
+    layernorms = fuse_add_layernorms(model.graph)
     onnx.save(model, str(export_dir / INT8_FUSED_FILE))
     include_prompt = "prompt_length" not in manifest["inputs"]
     write_probe(
@@ -200,6 +209,8 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
         ops.append("ai.embedrt::RequantizeRows")
     if attention:
         ops.append("ai.embedrt::Attention")
+    if layernorms:
+        ops.append("ai.embedrt::AddLayerNorm")
     entry: dict[str, Any] = {
         "file": INT8_FUSED_FILE,
         "sha256": sha256_file(export_dir / INT8_FUSED_FILE),
@@ -213,6 +224,7 @@ def write_int8_fused(export_dir: Path, manifest: dict[str, Any], cfg, smooth) ->
         "head_layouts": heads,
         "requantized": requantized,
         "attention": attention,
+        "add_layernorms": layernorms,
         "probe_atol": INT8_PROBE_ATOL,
     }
     if pooled:

@@ -509,3 +509,56 @@ def fuse_attention(graph) -> int:
     graph.node.extend(nodes)
     _drop_unused(graph)
     return len(replaced)
+
+
+def fuse_add_layernorms(graph) -> int:
+    """Rewrite, in place, each ``LayerNormalization(Add(a, b))`` over the last axis (a residual add: neither
+    input a constant) into one ``ai.embedrt::AddLayerNorm(a, b, gamma, beta)``, taking in the
+    ``QuantizePerToken`` that reads its output when there is one (``qmax``; its outputs become the op's).
+    Returns how many.
+
+    NOTE: onnxruntime's LayerNormalization sums in an order of its own; AddLayerNorm's sums have a fixed order
+    (csrc/layernorm.h), so with it the int8 graph's float operations are embedrt's from the embeddings to the
+    pooling, the same bits on every CPU.
+    """
+    from onnx import helper
+
+    producers = {o: n for n in graph.node for o in n.output}
+    users, outputs = _users(graph), {o.name for o in graph.output}
+    initializers = {t.name for t in graph.initializer}
+    replaced: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for ln in graph.node:
+        if ln.op_type != "LayerNormalization" or len(ln.input) < 3 or len(ln.output) != 1:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in ln.attribute}
+        # NOTE: gamma and beta may reach it through an Identity (the exporter shares equal initializers)
+        if attrs.get("axis", -1) != -1:
+            continue
+        add = producers.get(ln.input[0])
+        if add is None or add.op_type != "Add" or len(users.get(add.output[0], [])) != 1:
+            continue
+        if add.output[0] in outputs or any(i in initializers or i not in producers for i in add.input):
+            continue
+        y = ln.output[0]
+        quant = [u for u in users.get(y, []) if u.op_type == "QuantizePerToken" and u.domain == "ai.embedrt"]
+        q = quant[0] if len(quant) == 1 and all(a.name == "qmax" for a in quant[0].attribute) else None
+        qmax = 127 if q is None else next((a.i for a in q.attribute if a.name == "qmax"), 127)
+        outs = [y, *q.output] if q is not None else [y, y + "/q_unused", y + "/scale_unused"]
+        node = helper.make_node(
+            "AddLayerNorm",
+            [add.input[0], add.input[1], ln.input[1], ln.input[2]],
+            outs,
+            name=(ln.name or y) + "/add_layernorm",
+            domain="ai.embedrt",
+            epsilon=float(attrs.get("epsilon", 1e-5)),
+            qmax=qmax if q is not None else 0,
+        )
+        replaced[y] = node
+        dropped.add(add.output[0])
+        if q is not None:
+            dropped.add(q.output[0])
+    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(replaced)
