@@ -378,17 +378,37 @@ def _check_native(
 
 
 def _fuse_int8(tmp: Path, manifest: dict[str, Any], cfg, smooth, log) -> None:
-    """``model.int8.fused.onnx``: the int8 graph with the native quantization ops, checked against
-    ``model.int8.onnx`` on a probe (here when the library is built, and at every load)."""
-    from .fuse import write_int8_fused
+    """``model.int8.fused.onnx``: the int8 graph with the native ops. With the library built here, its probe
+    holds its own outputs (any CPU must reproduce them; checked at every load) and it must agree with
+    ``model.int8.onnx`` to ``INT8_MIN_COSINE`` on the probe; without it, the probe holds the standard graph's
+    outputs and the check at load is looser (``probe_atol``)."""
+    from .fuse import INT8_MIN_COSINE, write_int8_fused
 
     entry = write_int8_fused(tmp, manifest, cfg, smooth)
+    vs = entry.get("export_check_vs_standard")
+    if vs is not None and not vs["min_cosine"] >= INT8_MIN_COSINE:
+        for name in (entry["file"], entry["probe"]):
+            (tmp / name).unlink(missing_ok=True)
+        if log:
+            log(
+                f"      {entry['file']} dropped: cosine {vs['min_cosine']:.5f} to "
+                f"{manifest['variants']['int8']['file']} on the probe (< {INT8_MIN_COSINE})"
+            )
+        return
     checked = _check_native(tmp, entry, manifest["variants"]["int8"]["file"], log)
     if checked is None:
         return
     manifest["variants"]["int8"]["native"] = entry
     if log:
-        log(f"      {entry['file']}: {entry['op']}, {entry['folded_bias']} biases folded ({checked})")
+        against = (
+            f"; vs {manifest['variants']['int8']['file']}: max abs diff {vs['max_abs_diff']:.1e}, "
+            f"min cosine {vs['min_cosine']:.6f}"
+            if vs is not None
+            else ""
+        )
+        log(
+            f"      {entry['file']}: {entry['op']}, {entry['folded_bias']} biases folded ({checked}{against})"
+        )
 
 
 def _calibration_feeds(export_dir: Path, sentences: list[str] | None) -> list[dict[str, Any]]:
