@@ -80,14 +80,16 @@ def measure_variant(
     sentences: list[str] | None = None,
     sts_file: str | None = None,
     sts_baseline: float | None = None,
+    native: bool = False,
 ) -> dict[str, Any]:
-    """Drift of ``variant`` against the fp32 graph on the probe set and a sample of real sentences."""
+    """Drift of ``variant`` against the fp32 graph on the probe set and a sample of real sentences; of the
+    variant's native graph when ``native`` (it must exist and run: ``native=True`` raises otherwise)."""
     from ..runtime.encoder import Encoder
 
     sample = list(sentences or SAMPLE_SENTENCES)
     texts = probe_texts() + sample
     fp32 = Encoder(export_dir, device="cpu", variant="fp32", native=False)
-    var = Encoder(export_dir, device="cpu", variant=variant, native=False)
+    var = Encoder(export_dir, device="cpu", variant=variant, native=True if native else False)
     ref = fp32.encode(texts)
     got = var.encode(texts)
     figures = compare(got, ref)
