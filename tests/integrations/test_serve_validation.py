@@ -341,3 +341,31 @@ def test_metrics_text_format_and_label_escaping():
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.0025"} 0' in text
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.005"} 1' in text
     assert 'embedrt_queue_duration_seconds_count{replica="r1",model="my \\"model\\""} 1' in text
+
+
+def test_embed_sparse_request_takes_the_model_prompts_only():
+    from embedrt.integrations.serve import RequestError, parse_embed_sparse
+
+    prompts = {"query": "q: "}
+    r = parse_embed_sparse({"inputs": "a", "truncate": False, "prompt_name": "query"}, LIMITS, prompts)
+    assert (r.texts, r.prompt_name) == (["a"], "query")
+    assert parse_embed_sparse({"inputs": ["a", "b"], "prompt_name": None}, LIMITS, {}).prompt_name is None
+    for body, param in (
+        ({"inputs": "a", "prompt_name": "passage"}, "prompt_name"),
+        ({"inputs": "a", "truncation_direction": "left"}, "truncation_direction"),
+        ({"inputs": ["a"] * 5}, "inputs"),
+    ):
+        with pytest.raises(RequestError) as err:
+            parse_embed_sparse(body, LIMITS, prompts)
+        assert err.value.param == param
+
+
+def test_served_tasks_leave_out_multi_vector():
+    from embedrt.errors import UnsupportedModelError
+    from embedrt.integrations.serve import check_task
+
+    for task in ("embedding", "cross-encoder", "sparse"):
+        check_task(task)
+    served = r"serves the tasks \['embedding', 'cross-encoder', 'sparse'\]"
+    with pytest.raises(UnsupportedModelError, match=served):
+        check_task("multi-vector")

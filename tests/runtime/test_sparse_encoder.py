@@ -254,3 +254,24 @@ def test_sparse_tampered_tokenizer_is_refused(sparse_factory, tmp_path):
     (target / "tokenizer.json").write_text((target / "tokenizer.json").read_text() + " ")
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         SparseEncoder(target, device="cpu")
+
+
+def test_encode_rows_and_prompt_text_are_what_encode_uses(sparse_factory):
+    """The server's path: prompt_text, then the tokenizer, then encode_rows, row by row as encode."""
+    _, ours, _ = sparse_factory(**ARCHS[0])
+    assert ours.prompt_text(side="document") == "passage: " and ours.prompt_text(side="query") == "query: "
+    assert ours.prompt_text("query", side="document") == "query: " and ours.prompt_text() is None
+    with pytest.raises(InputError, match="prompt_name 'nope' not found"):
+        ours.prompt_text("nope")
+    with pytest.raises(InputError, match="side must be"):
+        ours.prompt_text(side="corpus")
+    ref = ours.encode_document(TEXTS)
+    rows = ours.tokenizer.encode_ids(["passage: " + t for t in TEXTS])
+    got = ours.encode_rows(rows, batch_size=3)
+    for i, (c, v) in enumerate(got):
+        lo, hi = ref.indptr[i], ref.indptr[i + 1]
+        assert c.dtype == np.int32 and v.dtype == np.float32
+        assert c.tolist() == ref.indices[lo:hi].tolist()
+        assert np.abs(v - ref.data[lo:hi]).max(initial=0) <= 1e-6
+    k = ours.encode_rows(rows, max_active_dims=2)
+    assert all(len(c) <= 2 for c, _ in k)

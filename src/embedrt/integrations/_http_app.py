@@ -26,13 +26,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import read_manifest
+from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE, read_manifest
 from ._batcher import Batcher, Metrics, Overloaded, split_evenly
 from .serve import (
+    SERVED_TASKS,
     RequestError,
     ServeConfig,
+    check_task,
     encode_vector,
     parse_embed,
+    parse_embed_sparse,
     parse_request,
     parse_rerank,
     parse_tei_rerank,
@@ -42,6 +45,10 @@ log = logging.getLogger("embedrt.serve")
 
 EMBEDDING_ROUTES = (("POST", "/v1/embeddings"), ("POST", "/embed"))
 RERANK_ROUTES = (("POST", "/v1/rerank"), ("POST", "/rerank"))
+SPARSE_ROUTES = (("POST", "/embed_sparse"),)
+#: the routes of each task's export, and what those routes serve (in the 404 of a server of another task)
+TASK_ROUTES = {EMBEDDING: EMBEDDING_ROUTES, CROSS_ENCODER: RERANK_ROUTES, SPARSE: SPARSE_ROUTES}
+ROUTE_KIND = {EMBEDDING: "embedding", CROSS_ENCODER: "cross-encoder (reranker)", SPARSE: "sparse (SPLADE)"}
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
@@ -108,23 +115,28 @@ class Service:
         threads: onnxruntime intra-op threads (None: onnxruntime's choice).
 
     Raises:
-        ArtifactError, InputError, ProviderUnavailableError: as ``Encoder`` / ``CrossEncoder``.
+        UnsupportedModelError: an export of a task the server does not serve (multi-vector).
+        ArtifactError, InputError, ProviderUnavailableError: as ``Encoder`` / ``CrossEncoder`` /
+            ``SparseEncoder``.
     """
 
     def __init__(self, cfg: ServeConfig, replica: str, threads: int | None = None) -> None:
-        from ..runtime import CrossEncoder, Encoder
+        from ..runtime import CrossEncoder, Encoder, SparseEncoder
 
         self.cfg = cfg
         self.limits = cfg.limits
         manifest = read_manifest(cfg.export_dir)
         self.task = manifest.task
+        check_task(self.task)
         self.model_names = tuple(dict.fromkeys([cfg.model_name, *cfg.model_aliases]))
         self.metrics = Metrics(replica, cfg.model_name)
         self.draining = False
         self.ongoing = 0
         self.encoder: Any = None
         self.cross: Any = None
-        if self.task == "cross-encoder":
+        self.sparse: Any = None
+        self.dim: int | None = None
+        if self.task == CROSS_ENCODER:
             self.cross = CrossEncoder(
                 cfg.export_dir,
                 device=cfg.device,
@@ -133,19 +145,29 @@ class Service:
                 max_batch_tokens=cfg.max_batch_tokens,
             )
             run: Callable = self._run_rerank
-            routes = RERANK_ROUTES
+        elif self.task == SPARSE:
+            self.sparse = SparseEncoder(
+                cfg.export_dir,
+                device=cfg.device,
+                variant=cfg.variant,
+                intra_op_threads=threads,
+                max_batch_tokens=cfg.max_batch_tokens,
+            )
+            self.dim = self.sparse.get_sentence_embedding_dimension()
+            run = self._run_sparse
         else:
             self.encoder = Encoder(
                 cfg.export_dir, device=cfg.device, variant=cfg.variant, intra_op_threads=threads
             )
             self.dim = self.encoder.get_sentence_embedding_dimension()
             run = self._run_embeddings
-            routes = EMBEDDING_ROUTES
+        routes = TASK_ROUTES[self.task]
         handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/v1/embeddings": self.embeddings,
             "/embed": self.embed,
             "/v1/rerank": self.rerank,
             "/rerank": self.tei_rerank,
+            "/embed_sparse": self.embed_sparse,
             "/v1/models": self.models,
             "/health": self.health,
             "/metrics": self.render_metrics,
@@ -245,16 +267,11 @@ class Service:
                 "method_not_allowed",
                 headers={"allow": allowed},
             )
-        if (method, path) in RERANK_ROUTES:
+        other = next((t for t, routes in TASK_ROUTES.items() if (method, path) in routes), None)
+        if other is not None:
             why = (
-                f"{path} serves cross-encoder (reranker) exports; this server serves the embedding model "
+                f"{path} serves {ROUTE_KIND[other]} exports; this server serves {SERVED_TASKS[self.task]} "
                 f"{self.cfg.model_name!r}"
-            )
-        elif (method, path) in EMBEDDING_ROUTES:
-            why = (
-                f"{path} serves embedding exports; this server serves the cross-encoder "
-                f"{self.cfg.model_name!r} "
-                "(a reranker)"
             )
         else:
             why = f"no route {method} {path}"
@@ -365,6 +382,48 @@ class Service:
         vectors = self.encoder.truncate_embeddings(emb, req.dimensions, normalize_embeddings=req.normalize)
         return JSONResponse(vectors.tolist(), headers={"x-embedrt-batch-size": str(batch)})
 
+    # ------------------------------------------------------------------ sparse
+    def _run_sparse(self, key: Any, parts: list[Any]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        rows = [r for part in parts for r in part]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        active: list[Any] = [None] * len(rows)
+        for idx in padding_groups(lengths, self.cfg.max_batch_tokens):
+            got = self.sparse.encode_rows([rows[i] for i in idx], len(idx))
+            for i, row in zip(idx.tolist(), got, strict=True):
+                active[i] = row
+        # NOTE: rows are ragged (each has its own active dimensions): each job gets its own slice of the list
+        out, o = [], 0
+        for p in parts:
+            out.append(active[o : o + len(p)])
+            o += len(p)
+        return out
+
+    async def embed_sparse(self, request: Request) -> Response:
+        """TEI ``POST /embed_sparse``: per input, its active dimensions ``[{"index", "value"}]`` by index."""
+        req = parse_embed_sparse(await self._json(request), self.limits, self.sparse.prompts)
+        # NOTE: TEI has no query/document notion here; /embed_sparse is what indexes a corpus, so the texts
+        # get the prompt SparseEncoder.encode_document gives them (prompt_name "query" for queries).
+        prompt = self.sparse.prompt_text(req.prompt_name, side="document")
+        texts = [prompt + t for t in req.texts] if prompt else req.texts
+        t0 = time.perf_counter()
+        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
+            rows = self.sparse.tokenizer.encode_ids(texts)
+        else:
+            rows = await asyncio.get_running_loop().run_in_executor(
+                self._tokenize_pool, self.sparse.tokenizer.encode_ids, texts
+            )
+        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        jobs = [(rows[a:b], b - a, int(lengths[a:b].sum())) for a, b in self._slices(lengths)]
+        parts, batch = await self.batcher.submit(SPARSE, jobs)
+        self.metrics.count_work(len(texts), int(lengths.sum()))
+        body = [
+            [{"index": i, "value": v} for i, v in zip(c.tolist(), vals.tolist(), strict=True)]
+            for part in parts
+            for c, vals in part
+        ]
+        return JSONResponse(body, headers={"x-embedrt-batch-size": str(batch)})
+
     # ------------------------------------------------------------------ rerank
     async def _scores(self, query: str, documents: list[str], raw: bool) -> tuple[list[float], int]:
         pairs = [(query, d) for d in documents]
@@ -433,7 +492,7 @@ class Service:
         )
 
     async def health(self, request: Request) -> Response:
-        model = self.encoder or self.cross
+        model = self.encoder or self.cross or self.sparse
         body: dict[str, Any] = {
             "status": "draining" if self.draining else "ok",
             "model": self.cfg.model_name,
@@ -444,7 +503,7 @@ class Service:
             "replica": self.metrics.replica,
             "routes": [f"{m} {p}" for m, p in self.routes],
         }
-        if self.encoder is not None:
+        if self.dim is not None:
             body["dim"] = self.dim
         return JSONResponse(body, status_code=503 if self.draining else 200)
 
@@ -541,7 +600,11 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit:
-                kind = f"dim {service.dim}" if service.encoder is not None else "cross-encoder"
+                kind = {
+                    EMBEDDING: f"dim {service.dim}",
+                    CROSS_ENCODER: "cross-encoder",
+                    SPARSE: f"sparse, vocab {service.dim}",
+                }[service.task]
                 print(
                     f"serving {cfg.model_name} ({kind}, {cfg.variant}) on http://{host}:{bound}  "
                     f"{service.route_list}",

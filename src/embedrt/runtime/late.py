@@ -132,6 +132,22 @@ class TokenGraphModel:
                     return name
         return prompt_name
 
+    def prompt_text(self, prompt_name: str | None = None, side: str | None = None) -> str | None:
+        """The prompt ``encode`` prepends for ``prompt_name``; without one, the prompt that
+        ``encode_query`` (``side="query"``) or ``encode_document`` (``side="document"``) picks, else the
+        model's default prompt (None: no prompt).
+
+        Raises:
+            InputError: ``prompt_name`` is not one of the model's prompts, or ``side`` is unknown.
+        """
+        if side == "query":
+            prompt_name = self._query_prompt_name(None, prompt_name)
+        elif side == "document":
+            prompt_name = self._document_prompt_name(None, prompt_name)
+        elif side is not None:
+            raise InputError(f"side must be 'query', 'document' or None, got {side!r}")
+        return self._resolve_prompt(None, prompt_name)
+
     def count_tokens(
         self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None
     ) -> Any:
