@@ -2,8 +2,9 @@
 pair-by-pair ratios, agreement with the PyTorch reference, and efficiency against a matmul roofline.
 
 One orchestrator for every task: a ``TaskSpec`` says what differs (the items and their tokens, how agreement
-is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``.
-The runners, embedrt's and the peers', are one registry table in ``worker.PEERS``."""
+is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``,
+the sparse one ``sparse.SPARSE_SPEC``. The runners, embedrt's and the peers', are one registry table in
+``worker.PEERS``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import MANIFEST_NAME, MULTI_VECTOR, SPARSE, Manifest, read_manifest
+from ..manifest import MANIFEST_NAME, MULTI_VECTOR, Manifest, read_manifest
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -202,12 +203,17 @@ class TaskSpec:
     agreement_columns: tuple[tuple[str, str, str], ...]
     onnx_copy_dir: str = "st-onnx"
     config_tag: dict[str, str] = field(default_factory=dict)
+    #: (manifest) -> more entries of the report's config
+    config_extra: Callable[[Manifest], dict[str, Any]] = lambda manifest: {}
     worker_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda manifest: {}
     #: the roofline measured in every repetition (the fraction taken per repetition), or once before them
     roofline_per_repetition: bool = True
     #: extra pair-by-pair ratios: (ratio key, run key)
     ratio_extras: tuple[tuple[str, str], ...] = ()
     report_graph: bool = False  #: the summary says which graph the embedrt runner served
+    #: GFLOP/s against a matmul roofline (False: neither is measured, e.g. where FLOPs are not modelled)
+    roofline: bool = True
+    flip_order: bool = False  #: every other repetition runs the runners in reverse order
     rate_format: str = ".0f"
     rate_header: str = "sent/s"
 
@@ -231,6 +237,10 @@ def spec_for(task: str | None) -> TaskSpec:
         from .cross import CROSS
 
         return CROSS
+    if task == "sparse":
+        from .sparse import SPARSE_SPEC
+
+        return SPARSE_SPEC
     return EMBEDDING
 
 
@@ -249,10 +259,6 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
-    if manifest.task == SPARSE:  # NOTE: texts/s against sentence-transformers' SparseEncoder
-        from .sparse import run_sparse_bench
-
-        return run_sparse_bench(cfg, export_dir, manifest, workdir, quiet)
     if manifest.task == MULTI_VECTOR:
         raise InputError(
             f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
@@ -266,7 +272,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     model_dir = manifest.source_path
     peer_python = cfg.peer_python or sys.executable
     lengths = spec.lengths(cfg, export_dir, manifest)  # NOTE: our tokenizer: the same tokens every peer sees
-    gflop = corpus_gflop(lengths, manifest.raw.get("model_config", {}))
+    gflop = corpus_gflop(lengths, manifest.raw.get("model_config", {})) if spec.roofline else None
 
     labels: list[tuple[str, str, str, dict[str, Any]]] = [  # (label, runner, python, extra cfg)
         (f"embedrt-{v}", "embedrt", sys.executable, {"variant": v}) for v in variants
@@ -279,7 +285,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
                 {"runner": peer, "reason": f"no {spec.task} runner for this peer ({has} peers only)"}
             )
     peers = [p for p in cfg.peers if spec.task in RUNNERS[p].runners]
-    roofline_runs = cfg.repeats if spec.roofline_per_repetition else 1
+    roofline_runs = 0 if not spec.roofline else cfg.repeats if spec.roofline_per_repetition else 1
     progress = Progress(
         total=len(peers) + 1 + roofline_runs + cfg.repeats * (len(variants) + len(peers)), quiet=quiet
     )
@@ -293,6 +299,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
         "config": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
             **spec.config_tag,
+            **spec.config_extra(manifest),
             "export_dir": str(export_dir),
             "model_dir": model_dir,
             spec.count_key: len(lengths),
@@ -394,7 +401,7 @@ def _repetitions(
     runs: list[dict[str, Any]] = []
     roofs: list[dict[str, Any]] = []
     for rep in range(cfg.repeats):
-        if spec.roofline_per_repetition or rep == 0:
+        if spec.roofline and (spec.roofline_per_repetition or rep == 0):
             # NOTE: measured in every repetition (where the spec asks), between the runners, so that
             # it sees the same machine load as they do; the fraction is taken per repetition, then the
             # median.
@@ -411,7 +418,9 @@ def _repetitions(
                 report["roofline"] = roof if "fp32_gflops" in roof else {"error": roof.get("error")}
             elif roof.get("ok", True) and "fp32_gflops" in roof:
                 roofs.append({**roof, "rep": rep})
-        for label, runner, python, extra in labels:
+        # NOTE: where the spec asks, the order flips every repetition, so that no runner always runs first
+        order = labels[::-1] if spec.flip_order and rep % 2 else labels
+        for label, runner, python, extra in order:
             progress.phase(f"rep {rep + 1}/{cfg.repeats}: {label}")
             wcfg = {
                 **common,
@@ -432,7 +441,7 @@ def _repetitions(
             runs.append(res)
             progress.step()
     progress.close()
-    if spec.roofline_per_repetition:
+    if spec.roofline and spec.roofline_per_repetition:
         report["roofline"] = (
             {
                 "shape": list(cfg.roofline_shape),
@@ -567,6 +576,7 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
                     "latency_p50": median(lat),
                     **{name: median(v) for name, v in extras.items()},
                     "pairs": len(thr),
+                    "per_repetition": thr,
                 }
     return out
 
@@ -574,10 +584,6 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
 def to_markdown(report: dict[str, Any]) -> str:
     """The table of docs/performance.md: one row per runner, ratios against every peer measured in the same
     run, then the batch-size sweep, the graph each embedrt runner ran, and the skipped peers."""
-    if report.get("config", {}).get("task") == "sparse":
-        from .sparse import to_markdown as sparse_markdown
-
-        return sparse_markdown(report)
     spec = spec_for(report.get("config", {}).get("task"))
     cfg = report["config"]
     s = report["summary"]
@@ -591,8 +597,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         + " | ".join(f"vs {p}" for p in peers)
         + " | p50 ms | p99 ms | cold start s | peak RSS MiB | "
         + " | ".join(h for h, *_ in spec.agreement_columns)
-        + " | GFLOP/s | roofline |",
-        "|---" * (9 + len(spec.agreement_columns) + len(peers)) + "|",
+        + (" | GFLOP/s | roofline |" if spec.roofline else " |"),
+        "|---" * (7 + 2 * spec.roofline + len(spec.agreement_columns) + len(peers)) + "|",
     ]
     for label in labels:
         e = s[label]
@@ -611,7 +617,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             + f" | {fmt(e['latency_p50_ms'], '.2f')} | {fmt(e['latency_p99_ms'], '.2f')} | "
             f"{fmt(e['cold_start_s'], '.2f')} | {fmt(e['peak_rss_mib'], '.0f')} | "
             + " | ".join(fmt(ag.get(key), form) for _, key, form in spec.agreement_columns)
-            + f" | {fmt(e.get('gflops'), '.0f')} | {roofline} |"
+            + (f" | {fmt(e.get('gflops'), '.0f')} | {roofline} |" if spec.roofline else " |")
         )
     bss = cfg["batch_sizes"]
     lines += [
@@ -685,11 +691,10 @@ EMBEDDING = TaskSpec(
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if (
-        report.get("config", {}).get("task") == "sparse"
-        or spec_for(report.get("config", {}).get("task")) is not EMBEDDING
-    ):
-        raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
+    if spec_for(report.get("config", {}).get("task")) is not EMBEDDING:
+        raise InputError(
+            "--plot is available for embedding benchmarks only; use --json for cross-encoder and sparse ones"
+        )
     try:
         import matplotlib
 

@@ -4,8 +4,9 @@ Standalone on purpose (stdlib + numpy at import time): peers run under other int
 have embedrt installed. The runner's own libraries are imported inside the timed cold start.
 Writes a JSON result (and the embeddings or scores, for agreement) to the paths named in the config.
 
-One harness for both tasks: ``TASKS`` says what an item is (a text, or a pair of texts) and how the result
-names it; ``PEERS`` is the one registry of runners, with each peer's runner per task.
+One harness for every task: ``TASKS`` says what an item is (a text, or a pair of texts), how the result
+names it and what is kept for agreement; ``PEERS`` is the one registry of runners, with each peer's runner
+per task.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def read_pairs(path, limit=None):
             if limit is not None and len(pairs) >= limit:
                 break
     return pairs
+
+
+def read_nonblank_texts(path, limit=None):
+    """One text per line, blank lines left out (the sparse task's corpus)."""
+    with open(path, encoding="utf-8") as f:
+        texts = [line.rstrip("\n") for line in f if line.strip()]
+    return texts[:limit] if limit else texts
 
 
 # --- embedding runners: each returns (encode(texts, batch_size) -> array, info) ---
@@ -128,21 +136,56 @@ def _embedrt_cross(cfg):
     return (lambda pairs, bs: model.predict(pairs, batch_size=bs)), info
 
 
-def _st_cross(cfg, backend="torch"):
-    from sentence_transformers import CrossEncoder
+def _st_load(cfg, cls_name, backend):
+    """sentence-transformers' ``cls_name`` (``CrossEncoder``, ``SparseEncoder``) on PyTorch, or with
+    ``backend="onnx"`` on its own ONNX copy; the model and the runner's info."""
+    import sentence_transformers
 
     path = cfg["onnx_model_dir"] if backend == "onnx" else cfg["model_dir"]
     kwargs = {"device": "cpu"}
     if backend == "onnx":
         kwargs["backend"] = "onnx"
-    model = CrossEncoder(path, **kwargs)
+    model = getattr(sentence_transformers, cls_name)(path, **kwargs)
     info = {
         "provider": "torch-cpu" if backend == "torch" else "CPUExecutionProvider",
         "version": _version("sentence-transformers"),
     }
+    return model, info
+
+
+def _st_cross(cfg, backend="torch"):
+    model, info = _st_load(cfg, "CrossEncoder", backend)
     return (
         lambda pairs, bs: model.predict([list(p) for p in pairs], batch_size=bs, convert_to_numpy=True)
     ), info
+
+
+# --- sparse-encoder runners: each returns (encode(texts, batch_size) -> its own sparse output, info) ---
+
+
+def _embedrt_sparse(cfg):
+    from embedrt import SparseEncoder
+
+    model = SparseEncoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"))
+    info = {"provider": model.active_providers[0], "version": _version("embedrt")}
+    return (lambda texts, bs: model.encode(texts, batch_size=bs)), info  # NOTE: scipy CSR
+
+
+def _st_sparse(cfg, backend="torch"):
+    model, info = _st_load(cfg, "SparseEncoder", backend)
+    # NOTE: its default output, a torch sparse COO tensor
+    return (lambda texts, bs: model.encode(texts, batch_size=bs)), info
+
+
+def _dense(values):
+    """A float32 array of a runner's output: scipy CSR (``toarray``), torch sparse (``to_dense``) or dense."""
+    import numpy as np
+
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    elif hasattr(values, "to_dense"):
+        values = values.to_dense().numpy()
+    return np.asarray(values, dtype=np.float32)
 
 
 # --- the ONNX copies some peers run on, made once per workdir (mode "prepare") ---
@@ -196,32 +239,47 @@ def _prepare_embedding(cfg):
     return {"ok": True, "cached": False, "int8_preset": preset}
 
 
-def _prepare_cross(cfg):
-    """Export sentence-transformers' own ONNX copy of the cross-encoder once (backend="onnx")."""
+def _prepare_onnx_copy(cfg, cls_name):
+    """Export sentence-transformers' own ONNX copy of a ``cls_name`` model (``CrossEncoder``,
+    ``SparseEncoder``) once (backend="onnx")."""
     import shutil
 
-    from sentence_transformers import CrossEncoder
+    import sentence_transformers
 
     dst = cfg["onnx_model_dir"]
     if os.path.isfile(os.path.join(dst, "onnx", "model.onnx")):
         return {"ok": True, "cached": True}
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(cfg["model_dir"], dst)
-    model = CrossEncoder(dst, backend="onnx", device="cpu")
+    model = getattr(sentence_transformers, cls_name)(dst, backend="onnx", device="cpu")
     model.save_pretrained(dst)
     return {"ok": True, "cached": False}
 
 
+def _prepare_cross(cfg):
+    return _prepare_onnx_copy(cfg, "CrossEncoder")
+
+
+def _prepare_sparse(cfg):
+    return _prepare_onnx_copy(cfg, "SparseEncoder")
+
+
 @dataclass(frozen=True)
 class Task:
-    """What one task benchmarks: its items, the warm-up item, and the names its results use."""
+    """What one task benchmarks: its items, the warm-up item, the names its results use, and what is saved
+    for agreement."""
 
     read: Callable[..., list]
     warmup: Any
-    unit: str  #: "sentences" or "pairs": throughput entries say ``{unit}_per_s``
+    unit: str  #: "sentences", "pairs" or "texts": throughput entries say ``{unit}_per_s``
     count_key: str  #: ``n_texts`` or ``n_pairs``
     first_key: str  #: seconds from loaded to the first result
     prepare: Callable[[dict], dict]
+    #: agreement on the first this many items only, encoded again after the timed run (None: the timed
+    #: run's own output). NOTE: a sparse output is vocabulary-wide once dense: 4000 texts x 30,522 would
+    #: be 490 MB
+    agreement_items: int | None = None
+    to_values: Callable[[Any], Any] = _dense  #: the output as the array that is saved
 
 
 TASKS = {
@@ -230,6 +288,9 @@ TASKS = {
     ),
     "cross-encoder": Task(
         read_pairs, ("Hello world", "Hi there"), "pairs", "n_pairs", "first_score_s", _prepare_cross
+    ),
+    "sparse": Task(
+        read_nonblank_texts, "Hello world", "texts", "n_texts", "first_encode_s", _prepare_sparse, 256
     ),
 }
 
@@ -264,6 +325,10 @@ PEERS = {
     ),
     "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
 }
+# NOTE: the sparse task's runners, on peers of the table above
+PEERS["embedrt"].runners["sparse"] = _embedrt_sparse
+PEERS["st-torch"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "torch")
+PEERS["st-onnx"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "onnx")
 
 
 def run(cfg):
@@ -301,7 +366,10 @@ def run(cfg):
             f"{task.unit}_per_s": len(subset) / dt,
         }
         if bs == headline and cfg.get("values_out"):
-            np.save(cfg["values_out"], np.asarray(values, dtype=np.float32))
+            if task.agreement_items is not None:
+                values = call(items[: task.agreement_items], bs)
+            np.save(cfg["values_out"], task.to_values(values))
+        del values
     out["throughput"] = throughput
     lat = []
     for i in range(cfg["latency_calls"]):

@@ -91,6 +91,15 @@ def padding_groups(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
     return groups[::-1]
 
 
+def per_job(values: Any, parts: list[Any]) -> list[Any]:
+    """``values`` of the concatenated ``parts`` (one batch's jobs), cut back into one slice per job."""
+    out, o = [], 0
+    for p in parts:
+        out.append(values[o : o + len(p)])
+        o += len(p)
+    return out
+
+
 def _error(
     status: int,
     message: str,
@@ -136,25 +145,21 @@ class Service:
         self.cross: Any = None
         self.sparse: Any = None
         self.dim: int | None = None
-        if self.task == CROSS_ENCODER:
-            self.cross = CrossEncoder(
+        if self.task in (CROSS_ENCODER, SPARSE):
+            model = {CROSS_ENCODER: CrossEncoder, SPARSE: SparseEncoder}[self.task](
                 cfg.export_dir,
                 device=cfg.device,
                 variant=cfg.variant,
                 intra_op_threads=threads,
                 max_batch_tokens=cfg.max_batch_tokens,
             )
-            run: Callable = self._run_rerank
-        elif self.task == SPARSE:
-            self.sparse = SparseEncoder(
-                cfg.export_dir,
-                device=cfg.device,
-                variant=cfg.variant,
-                intra_op_threads=threads,
-                max_batch_tokens=cfg.max_batch_tokens,
-            )
-            self.dim = self.sparse.get_sentence_embedding_dimension()
-            run = self._run_sparse
+            if self.task == SPARSE:
+                self.sparse = model
+                self.dim = model.get_sentence_embedding_dimension()
+                run: Callable = self._run_sparse
+            else:
+                self.cross = model
+                run = self._run_rerank
         else:
             self.encoder = Encoder(
                 cfg.export_dir, device=cfg.device, variant=cfg.variant, intra_op_threads=threads
@@ -304,17 +309,20 @@ class Service:
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"the body is not valid JSON: {e}") from None
 
+    async def _tokenize(self, tokenize: Callable[[list[str]], Any], texts: list[str]) -> Any:
+        """``tokenize(texts)``: here for a small request, in the tokenizer thread for a large one; timed."""
+        t0 = time.perf_counter()
+        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
+            out = tokenize(texts)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, tokenize, texts)
+        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        return out
+
     # ------------------------------------------------------------------ embeddings
     async def _embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
         """Vectors of ``texts`` (``(N, D)``, not truncated), their tokens, the largest batch they rode in."""
-        t0 = time.perf_counter()
-        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-            tokens = self.encoder.tokenize(texts)
-        else:
-            tokens = await asyncio.get_running_loop().run_in_executor(
-                self._tokenize_pool, self.encoder.tokenize, texts
-            )
-        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        tokens = await self._tokenize(self.encoder.tokenize, texts)
         lengths = tokens.lengths
         jobs = []
         for start, stop in self._slices(lengths):
@@ -347,11 +355,7 @@ class Service:
             emb[idx] = self.encoder.encode_tokenized(
                 group, batch_size=len(idx), max_batch_tokens=self.cfg.max_batch_tokens
             )
-        out, o = [], 0
-        for p in parts:
-            out.append(emb[o : o + len(p)])
-            o += len(p)
-        return out
+        return per_job(emb, parts)
 
     async def embeddings(self, request: Request) -> Response:
         """OpenAI ``POST /v1/embeddings``."""
@@ -392,11 +396,7 @@ class Service:
             for i, row in zip(idx.tolist(), got, strict=True):
                 active[i] = row
         # NOTE: rows are ragged (each has its own active dimensions): each job gets its own slice of the list
-        out, o = [], 0
-        for p in parts:
-            out.append(active[o : o + len(p)])
-            o += len(p)
-        return out
+        return per_job(active, parts)
 
     async def embed_sparse(self, request: Request) -> Response:
         """TEI ``POST /embed_sparse``: per input, its active dimensions ``[{"index", "value"}]`` by index."""
@@ -405,14 +405,7 @@ class Service:
         # get the prompt SparseEncoder.encode_document gives them (prompt_name "query" for queries).
         prompt = self.sparse.prompt_text(req.prompt_name, side="document")
         texts = [prompt + t for t in req.texts] if prompt else req.texts
-        t0 = time.perf_counter()
-        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-            rows = self.sparse.tokenizer.encode_ids(texts)
-        else:
-            rows = await asyncio.get_running_loop().run_in_executor(
-                self._tokenize_pool, self.sparse.tokenizer.encode_ids, texts
-            )
-        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        rows = await self._tokenize(self.sparse.tokenizer.encode_ids, texts)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         jobs = [(rows[a:b], b - a, int(lengths[a:b].sum())) for a, b in self._slices(lengths)]
         parts, batch = await self.batcher.submit(SPARSE, jobs)
@@ -438,11 +431,7 @@ class Service:
         scores = self.cross.predict(
             pairs, batch_size=self.cfg.max_batch_size, activation_fn="identity" if raw else None
         )
-        out, o = [], 0
-        for p in parts:
-            out.append(scores[o : o + len(p)])
-            o += len(p)
-        return out
+        return per_job(scores, parts)
 
     def _ranked(self, scores: list[float], top_n: int | None) -> list[tuple[int, float]]:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)  # NOTE: stable, as rank()

@@ -297,13 +297,20 @@ def parse_request(
     return EmbeddingRequest(texts=texts, encoding_format=fmt, dimensions=_dimensions(body, dim))
 
 
-def _truncation_direction(body: dict) -> None:
+def _tei_inputs(body: Any, limits: Limits) -> tuple[dict, list[str]]:
+    """The body and its ``inputs`` of a TEI request, ``truncate`` and ``truncation_direction`` checked."""
+    body = _object(body)
+    if "inputs" not in body:
+        raise RequestError("'inputs' is required: a string or a list of strings", "inputs")
+    texts = _texts(body["inputs"], "inputs", limits, limits.max_inputs)
+    _optional_bool(body, "truncate", True)
     direction = body.get("truncation_direction")
     if direction is not None and str(direction).lower() != "right":
         raise RequestError(
             f"truncation_direction {direction!r} is not supported; valid choices: ['right']",
             "truncation_direction",
         )
+    return body, texts
 
 
 def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
@@ -313,13 +320,8 @@ def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
     Raises:
         RequestError: the first problem found.
     """
-    body = _object(body)
-    if "inputs" not in body:
-        raise RequestError("'inputs' is required: a string or a list of strings", "inputs")
-    texts = _texts(body["inputs"], "inputs", limits, limits.max_inputs)
+    body, texts = _tei_inputs(body, limits)
     normalize = _optional_bool(body, "normalize", True)
-    _optional_bool(body, "truncate", True)
-    _truncation_direction(body)
     if body.get("prompt_name") is not None:
         raise RequestError(
             "'prompt_name' is not supported: the server applies the model's default prompt", "prompt_name"
@@ -335,12 +337,7 @@ def parse_embed_sparse(body: Any, limits: Limits, prompts: dict[str, str]) -> Em
     Raises:
         RequestError: the first problem found.
     """
-    body = _object(body)
-    if "inputs" not in body:
-        raise RequestError("'inputs' is required: a string or a list of strings", "inputs")
-    texts = _texts(body["inputs"], "inputs", limits, limits.max_inputs)
-    _optional_bool(body, "truncate", True)
-    _truncation_direction(body)
+    body, texts = _tei_inputs(body, limits)
     name = body.get("prompt_name")
     if name is not None and (not isinstance(name, str) or name not in prompts):
         raise RequestError(
