@@ -275,3 +275,18 @@ def test_encode_rows_and_prompt_text_are_what_encode_uses(sparse_factory):
         assert np.abs(v - ref.data[lo:hi]).max(initial=0) <= 1e-6
     k = ours.encode_rows(rows, max_active_dims=2)
     assert all(len(c) <= 2 for c, _ in k)
+
+
+def test_max_seq_length_is_the_shared_checked_property(sparse_factory):
+    from embedrt.runtime.session import MaxSeqLength
+
+    _, ours, _ = sparse_factory(**ARCHS[0])
+    assert type(ours).max_seq_length is MaxSeqLength.max_seq_length
+    limit = ours.max_seq_length
+    try:
+        ours.max_seq_length = 6
+        assert ours.count_tokens(words(80)) > 6 and len(ours.tokenizer.encode_ids([words(80)])[0]) == 6
+        with pytest.raises(InputError, match=rf"in \[1, {limit}\]"):
+            ours.max_seq_length = limit + 1
+    finally:
+        ours.max_seq_length = limit

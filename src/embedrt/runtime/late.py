@@ -16,10 +16,10 @@ from ..manifest import Manifest, read_manifest
 from ..modes import Device
 from . import providers as prov
 from .encoder import _validate_texts
-from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 
 
-class TokenGraphModel:
+class TokenGraphModel(MaxSeqLength):
     """An export of task ``TASK`` (set by subclasses): its session, tokenizer and prompts."""
 
     TASK = ""
@@ -87,23 +87,6 @@ class TokenGraphModel:
         #: Which graph runs and why (always the standard one: these exports have no native graphs).
         self.graph_status: GraphStatus = graph.status
         self.variant = variant
-
-    @property
-    def max_seq_length(self) -> int:
-        """Longest input in tokens, special tokens included; longer texts are truncated."""
-        return self.tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 1 <= value <= self._max_seq_length_limit
-        ):
-            raise InputError(
-                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
-            )
-        self.tokenizer.set_max_seq_length(value)
 
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         if prompt is not None:
