@@ -290,3 +290,21 @@ def test_max_seq_length_is_the_shared_checked_property(sparse_factory):
             ours.max_seq_length = limit + 1
     finally:
         ours.max_seq_length = limit
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_old_one(sparse_factory, tmp_path):
+    """The sparse and multi-vector exports stage on the shared skeleton: a failure removes the staging
+    directory, and a forced re-export that fails leaves the existing export as it was."""
+    from embedrt.errors import VerificationError
+
+    _, _, base = sparse_factory(**ARCHS[0])
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="nothing was written"):
+        export_model(str(base / "st"), out, atol=-1.0)  # NOTE: no difference is below -1: verify fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    export_model(str(base / "st"), out)
+    before = (out / "embedrt.json").read_bytes()
+    with pytest.raises(VerificationError):
+        export_model(str(base / "st"), out, force=True, atol=-1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "embedrt.json").read_bytes() == before
