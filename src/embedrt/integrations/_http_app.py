@@ -52,45 +52,6 @@ ROUTE_KIND = {EMBEDDING: "embedding", CROSS_ENCODER: "cross-encoder (reranker)",
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
-#: the fixed cost of one graph run, in padded tokens. NOTE: from all-MiniLM-L6-v2 on CPU: one text of ~20
-#: tokens
-#: takes ~2.1 ms and a text in a length-sorted batch of 32 ~1.5 ms (README's performance tables), so a run
-#: costs ~0.06 ms per padded token plus ~0.9 ms, about 16 tokens' worth. Padding is the larger cost.
-RUN_OVERHEAD_TOKENS = 16
-
-
-def padding_groups(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
-    """Split one dynamic batch into graph runs that waste little on padding.
-
-    A batch of concurrent requests mixes short and long texts, and one graph run pads every row to the
-    longest: a 256-token text among 15 short ones would make the run ~8x more work than the texts need. Sorted
-    by length
-    (longest first, stable), the texts are cut into consecutive runs that minimise ``sum(RUN_OVERHEAD_TOKENS +
-    rows x longest)`` (dynamic programming, exact), each within ``max_tokens`` padded tokens.
-
-    Returns:
-        Index arrays into ``lengths``, one per graph run.
-    """
-    n = len(lengths)
-    order = np.argsort(-lengths, kind="stable")
-    longest = lengths[order].astype(np.float64)
-    best = np.zeros(n + 1)
-    cut = np.zeros(n + 1, dtype=np.int64)
-    starts = np.arange(n)
-    for j in range(1, n + 1):
-        i = starts[:j]
-        cost = best[:j] + RUN_OVERHEAD_TOKENS + (j - i) * longest[:j]
-        cost[((j - i) * longest[:j] > max_tokens) & (i < j - 1)] = np.inf  # NOTE: one row always fits
-        k = int(np.argmin(cost))
-        best[j], cut[j] = cost[k], k
-    groups = []
-    j = n
-    while j > 0:
-        groups.append(order[cut[j] : j])
-        j = int(cut[j])
-    return groups[::-1]
-
-
 def per_job(values: Any, parts: list[Any]) -> list[Any]:
     """``values`` of the concatenated ``parts`` (one batch's jobs), cut back into one slice per job."""
     out, o = [], 0
@@ -349,12 +310,11 @@ class Service:
         from ..runtime.encoder import TokenizedTexts
 
         tokens = TokenizedTexts.concat(parts)
-        emb = np.empty((len(tokens), self.dim), dtype=np.float32)
-        for idx in padding_groups(tokens.lengths, self.cfg.max_batch_tokens):
-            group = TokenizedTexts([tokens.ids[i] for i in idx], tokens.prompt_length)
-            emb[idx] = self.encoder.encode_tokenized(
-                group, batch_size=len(idx), max_batch_tokens=self.cfg.max_batch_tokens
-            )
+        # NOTE: one dynamic batch mixes the texts of many requests; the runtime splits it into graph runs by
+        # length (runtime.batching: least padding plus a fixed cost per run), within max_batch_tokens
+        emb = self.encoder.encode_tokenized(
+            tokens, batch_size=len(tokens), max_batch_tokens=self.cfg.max_batch_tokens
+        )
         return per_job(emb, parts)
 
     async def embeddings(self, request: Request) -> Response:
@@ -389,12 +349,9 @@ class Service:
     # ------------------------------------------------------------------ sparse
     def _run_sparse(self, key: Any, parts: list[Any]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
         rows = [r for part in parts for r in part]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        active: list[Any] = [None] * len(rows)
-        for idx in padding_groups(lengths, self.cfg.max_batch_tokens):
-            got = self.sparse.encode_rows([rows[i] for i in idx], len(idx))
-            for i, row in zip(idx.tolist(), got, strict=True):
-                active[i] = row
+        # NOTE: the runtime splits the batch into graph runs by length (runtime.batching), within the
+        # SparseEncoder's max_batch_tokens, which is the server's
+        active = self.sparse.encode_rows(rows, len(rows))
         # NOTE: rows are ragged (each has its own active dimensions): each job gets its own slice of the list
         return per_job(active, parts)
 

@@ -15,6 +15,7 @@ from ..errors import ArtifactError, InputError
 from ..manifest import Manifest, read_manifest
 from ..modes import Device
 from . import providers as prov
+from .batching import length_sorted_batches
 from .encoder import _validate_texts
 from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 
@@ -149,18 +150,12 @@ class TokenGraphModel(MaxSeqLength):
     def _batches(
         self, rows: list[list[int]], batch_size: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(row indices, input_ids, attention_mask) of length-sorted batches, longest first."""
+        """(row indices, input_ids, attention_mask) of the graph runs of ``length_sorted_batches``, longest
+        first."""
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            n = batch_size
-            if self.max_batch_tokens is not None:
-                n = max(1, min(batch_size, self.max_batch_tokens // max(1, int(lengths[order[start]]))))
-            idx = order[start : start + n]
+        for idx in length_sorted_batches(lengths, batch_size, self.max_batch_tokens):
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             yield idx, ids, mask
-            start += n
 
     def _run(self, names: list[str], ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         return self._session.run(names, {"input_ids": ids, "attention_mask": mask})
