@@ -326,9 +326,13 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
             "export_dir": str(export_dir),
             "model_dir": model_dir,
             "onnx_model_dir": str(workdir / spec.onnx_copy_dir),
+            "openvino_model_dir": str(workdir / "st-openvino"),
             **spec.worker_extra(manifest),
         }
-        labels = _probe_peers(cfg, peers, common, tmp, peer_python, labels, skipped, progress)
+        prepared: dict[str, dict[str, Any]] = {}
+        labels = _probe_peers(cfg, peers, common, tmp, peer_python, labels, skipped, progress, prepared)
+        if prepared:
+            report["prepared"] = prepared
         runs = _repetitions(spec, cfg, common, tmp, labels, report, progress)
         names = [lab for lab, *_ in labels]
         agreement = _agreement(spec, names, tmp, cfg.repeats)
@@ -349,9 +353,11 @@ def _probe_peers(
     labels: list[tuple[str, str, str, dict[str, Any]]],
     skipped: list[dict[str, str]],
     progress: Progress,
+    prepared: dict[str, dict[str, Any]] | None = None,
 ) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """The labels to run: ``labels`` plus every peer that imports under ``peer_python`` (and whose ONNX copy
-    could be made); the others go to ``skipped`` with their reason."""
+    """The labels to run: ``labels`` plus every peer that imports under ``peer_python`` (and whose ONNX copy,
+    or own copy, could be made); the others go to ``skipped`` with their reason. What each peer's own
+    preparation reported (its conversion time, say) goes to ``prepared``."""
     for peer in peers:
         progress.phase(f"probe {peer}")
         # NOTE: the probe imports the peer's libraries (optimum, onnxruntime, torch); on a loaded machine that
@@ -383,6 +389,25 @@ def _probe_peers(
                 {"runner": label, "reason": f"ONNX export failed: {res.get('error')}"} for label in on_copy
             ]
             labels = [lab for lab in labels if lab[0] not in on_copy]
+    for label, runner, python, _ in list(labels):
+        if RUNNERS[runner].prepare is None:
+            continue
+        # NOTE: a peer's own conversion (OpenVINO IR, its int8 calibration) is made and timed here, once per
+        # workdir, and is not part of the timed runs' cold start
+        progress.phase(f"prepare {label}")
+        res = call_worker(
+            python,
+            {**common, "mode": "prepare-peer", "runner": runner},
+            tmp,
+            f"prepare-{label}",
+            cfg.worker_timeout_s,
+        )
+        if not res.get("ok"):
+            skipped.append({"runner": label, "reason": f"preparing its model failed: {res.get('error')}"})
+            progress.note(f"skipping {label}: preparing its model failed: {res.get('error')}")
+            labels = [lab for lab in labels if lab[0] != label]
+        elif prepared is not None:
+            prepared[label] = {k: v for k, v in res.items() if k != "ok"}
     progress.step()
     return labels
 
@@ -641,9 +666,28 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
             f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}.",
         ]
+    for label, prep in report.get("prepared", {}).items():
+        lines += ["", f"Prepared {label} (before the runs, not in their cold start): " + _prepared_text(prep)]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def _prepared_text(prep: dict[str, Any]) -> str:
+    """What a peer's own preparation took: ``OpenVINO IR conversion 12.3 s; int8 calibration ...``."""
+    parts = []
+    if "convert_s" in prep:
+        parts.append(f"model conversion {prep['convert_s']:.1f} s")
+    elif prep.get("cached"):
+        parts.append("model conversion cached in the workdir")
+    if "int8_quantize_s" in prep:
+        parts.append(
+            f"static int8 quantization {prep['int8_quantize_s']:.1f} s "
+            f"({prep.get('int8_calibration_samples')} corpus lines to calibrate)"
+        )
+    elif prep.get("int8_cached"):
+        parts.append("static int8 IR cached in the workdir")
+    return "; ".join(parts) + "."
 
 
 def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:

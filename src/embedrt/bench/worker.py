@@ -125,6 +125,93 @@ def _fastembed(cfg):
     return (lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs)))), info
 
 
+#: Where the OpenVINO peers' copy of the model lives, and the file name of its static int8 IR in it (the name
+#: sentence-transformers' own ``export_static_quantized_openvino_model`` gives it).
+OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
+#: Corpus lines that calibrate the static int8 IR (sentence-transformers' default ``num_samples``).
+OPENVINO_CALIBRATION_SAMPLES = 300
+
+
+def _st_openvino(cfg, file_name=None):
+    """sentence-transformers' OpenVINO backend on the IR that mode "prepare-peer" saved (fp32 or int8)."""
+    from sentence_transformers import SentenceTransformer
+
+    kwargs = {"device": "cpu", "backend": "openvino"}
+    if file_name:
+        kwargs["model_kwargs"] = {"file_name": file_name}
+    model = SentenceTransformer(cfg["openvino_model_dir"], **kwargs)
+    info = {"provider": "OpenVINO-CPU", "version": _version("sentence-transformers")}
+    info["openvino"] = _version("openvino")
+    return (lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)), info
+
+
+def _prepare_openvino(cfg):
+    """Convert the model to OpenVINO IR once (``save_pretrained`` of the OpenVINO backend), timed apart from
+    the runs' cold start."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    dst = cfg["openvino_model_dir"]
+    if os.path.isfile(os.path.join(dst, "openvino", "openvino_model.xml")):
+        return {"ok": True, "cached": True}
+    t0 = time.perf_counter()
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(cfg["model_dir"], dst)
+    model = SentenceTransformer(dst, backend="openvino", device="cpu")
+    model.save_pretrained(dst)
+    return {"ok": True, "cached": False, "convert_s": time.perf_counter() - t0}
+
+
+def _prepare_openvino_int8(cfg):
+    """The IR of ``_prepare_openvino``, statically quantized to int8 by optimum-intel's OVQuantizer (NNCF),
+    calibrated on the first corpus lines.
+
+    NOTE: sentence-transformers' ``export_static_quantized_openvino_model`` cannot run offline: it refuses to
+    start without the ``datasets`` package and then loads its calibration set from the hub (glue/sst2 by
+    default; docs/performance.md). Its steps are the same: ``OVQuantizer.from_pretrained`` on the loaded
+    OpenVINO model, ``OVQuantizationConfig()`` (its defaults), then ``quantize``; only the calibration samples
+    come from the corpus here, tokenized as ST does (but each at its own length instead of padded to 384).
+    """
+    import shutil
+    import tempfile
+
+    import nncf
+    import numpy as np
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers import SentenceTransformer
+
+    out = _prepare_openvino(cfg)
+    dst = cfg["openvino_model_dir"]
+    target = os.path.join(dst, OPENVINO_INT8_FILE)
+    if os.path.isfile(target):
+        return {**out, "int8_cached": True}
+    t0 = time.perf_counter()
+    model = SentenceTransformer(dst, backend="openvino", device="cpu")
+    ov_model = model.transformers_model
+    texts = read_texts(cfg["input"], OPENVINO_CALIBRATION_SAMPLES)
+    names = {i.get_any_name() for i in ov_model.model.inputs}
+    samples = []
+    for text in texts:
+        enc = model.tokenizer([text], truncation=True, max_length=model.max_seq_length, return_tensors="np")
+        samples.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names})
+    quantizer = OVQuantizer.from_pretrained(ov_model)
+    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(samples)))
+    with tempfile.TemporaryDirectory() as tmp:
+        quantizer.quantize(calibration_dataset=nncf.Dataset(samples), save_directory=tmp, ov_config=config)
+        xml = next(
+            os.path.join(root, f) for root, _, fs in os.walk(tmp) for f in fs if f == "openvino_model.xml"
+        )
+        shutil.move(xml, target)
+        shutil.move(xml[: -len(".xml")] + ".bin", target[: -len(".xml")] + ".bin")
+    return {
+        **out,
+        "int8_cached": False,
+        "int8_quantize_s": time.perf_counter() - t0,
+        "int8_calibration_samples": len(samples),
+    }
+
+
 # --- cross-encoder runners: each returns (predict(pairs, batch_size) -> array, info) ---
 
 
@@ -298,15 +385,18 @@ TASKS = {
 @dataclass(frozen=True)
 class Peer:
     """A runner: what it needs importable (a missing module means "not installed here", and the peer is
-    skipped), whether it runs on sentence-transformers' ONNX copy (made by mode "prepare"), and its runner per
-    task (a task without one skips the peer)."""
+    skipped), whether it runs on sentence-transformers' ONNX copy (made by mode "prepare"), its runner per
+    task (a task without one skips the peer), and the copy of the model it makes for itself, if any."""
 
     requires: tuple[str, ...]
     onnx_copy: bool
     runners: dict[str, Callable]
+    #: the peer's own copy of the model, made once per workdir (mode "prepare-peer"), timed apart
+    prepare: Callable[[dict], dict] | None = None
 
 
 _ST_ONNX = ("sentence_transformers", "optimum.onnxruntime")
+_ST_OPENVINO = ("sentence_transformers", "openvino", "optimum.intel.openvino")
 #: embedrt itself and every peer, in the order ``--peers`` lists them by default.
 PEERS = {
     "embedrt": Peer(("embedrt",), False, {"embedding": _embedrt, "cross-encoder": _embedrt_cross}),
@@ -324,6 +414,13 @@ PEERS = {
         _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", st_int8_file(st_int8_preset()))}
     ),
     "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
+    "st-openvino": Peer(_ST_OPENVINO, False, {"embedding": _st_openvino}, _prepare_openvino),
+    "st-openvino-int8": Peer(
+        (*_ST_OPENVINO, "nncf"),
+        False,
+        {"embedding": lambda cfg: _st_openvino(cfg, OPENVINO_INT8_FILE)},
+        _prepare_openvino_int8,
+    ),
 }
 # NOTE: the sparse task's runners, on peers of the table above
 PEERS["embedrt"].runners["sparse"] = _embedrt_sparse
@@ -450,6 +547,8 @@ def main(argv):
             out = probe(cfg)
         elif mode == "prepare":
             out = TASKS[cfg.get("task", "embedding")].prepare(cfg)
+        elif mode == "prepare-peer":
+            out = PEERS[cfg["runner"]].prepare(cfg)
         elif mode == "roofline":
             out = roofline(cfg)
         else:
