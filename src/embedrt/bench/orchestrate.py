@@ -309,6 +309,8 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
             "max_seq_length": manifest.max_seq_length,
         },
     }
+    if spec.task == "embedding":  # NOTE: long texts (passages) are cut at the window, for every runner alike
+        report["config"]["truncated_texts"] = _truncated_texts(cfg, manifest)
     report["versions"] = {"embedrt": versions(sys.executable)}
     if peer_python != sys.executable:
         report["versions"]["peers"] = versions(peer_python)
@@ -698,11 +700,22 @@ def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> lis
     return [len(r) for r in tok.encode_ids(texts)]
 
 
+def _truncated_texts(cfg: BenchConfig, manifest: Manifest) -> int:
+    """Texts of the corpus longer than the model's window (cut to ``max_seq_length`` tokens)."""
+    from ..runtime.session import load_tokenizer
+
+    rows = load_tokenizer(manifest).encode_full(read_texts(cfg.corpus, cfg.limit))
+    return sum(len(r) > manifest.max_seq_length for r in rows)
+
+
 def _embedding_title(report: dict[str, Any]) -> str:
     cfg, m, roof = report["config"], report["machine"], report.get("roofline", {})
+    cut = cfg.get("truncated_texts")
+    truncated = f" ({cut} truncated at {cfg['max_seq_length']} tokens)" if cut else ""
     return (
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}); {report['created']}. "
-        f"Corpus: {cfg['n_texts']} texts, {cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), "
+        f"Corpus: {cfg['n_texts']} texts{truncated}, {cfg['real_tokens']} real tokens "
+        f"({cfg['mean_tokens']:.1f}/text), "
         f"batch {cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions. "
         f"Roofline: onnxruntime MatMul {fmt(roof.get('fp32_gflops'), '.0f')} GFLOP/s fp32, "
         f"MatMulInteger {fmt(roof.get('int8_gflops'), '.0f')} GOP/s int8."
