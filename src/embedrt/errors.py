@@ -16,7 +16,8 @@ class ModelNotFoundError(EmbedrtError):
 
 
 class UnsupportedModelError(EmbedrtError):
-    """The model holds a module type or architecture that cannot go into one graph."""
+    """The model holds a module type or architecture that cannot go into one graph, or an export is of a task
+    that a command does not serve (``embedrt serve`` and a multi-vector export)."""
 
 
 class ExportError(EmbedrtError):

@@ -93,6 +93,13 @@ def test_missing_peers_are_skipped_not_fatal(tiny_bert, corpus, tmp_path):
     assert all("not found" in x["reason"] for x in report["skipped"])
     assert [r["label"] for r in report["runs"]] == ["embedrt-fp32", "embedrt-fp32"]
     assert "Skipped st-onnx" in md
+    # texts beyond the window are counted (cut at max_seq_length for every runner alike)
+    from embedrt import Encoder
+
+    counts = Encoder(export_dir, device="cpu").count_tokens(corpus.read_text(encoding="utf-8").splitlines())
+    cut = int((counts > 24).sum())
+    assert cut >= 1 and report["config"]["truncated_texts"] == cut
+    assert f"({cut} truncated at 24 tokens)" in md
 
 
 @pytest.mark.slow  # NOTE: two repetitions with the roofline, for one PNG

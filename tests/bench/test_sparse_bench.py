@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from embedrt.cli import main
+from helpers import run_bench_cli
 
 
 @pytest.fixture(scope="module")
@@ -35,50 +34,38 @@ def sparse_export(tmp_path_factory):
     return base / "export", corpus
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # NOTE: two repetitions with the sentence-transformers PyTorch peer, each in a process
 def test_sparse_bench_schema_ratios_and_agreement(sparse_export, tmp_path):
     export_dir, corpus = sparse_export
-    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
-    assert (
-        main(
-            [
-                "bench",
-                str(export_dir),
-                "--corpus",
-                str(corpus),
-                "--batch-sizes",
-                "1,4",
-                "--headline-batch-size",
-                "4",
-                "--repeats",
-                "2",
-                "--latency-calls",
-                "3",
-                "--peers",
-                "st-torch,fastembed",
-                "--workdir",
-                str(tmp_path / "work"),
-                "--json",
-                str(out),
-                "--markdown",
-                str(md),
-                "-q",
-            ]
-        )
-        == 0
-    )
-    report = json.loads(out.read_text())
-    assert report["schema"] == "embedrt-bench-sparse/1" and report["config"]["n_texts"] == 5
+    report, md = run_bench_cli(export_dir, "--corpus", corpus, tmp_path, "--peers", "st-torch,fastembed")
+    assert report["schema"] == "embedrt-bench-sparse/1" and report["config"]["task"] == "sparse"
+    assert report["config"]["n_texts"] == 5 and report["config"]["vocab"] > 0  # the blank line left out
+    # the order flips every repetition: A B, then B A
+    assert [r["label"] for r in report["runs"]] == ["embedrt-fp32", "st-torch", "st-torch", "embedrt-fp32"]
+    for run in report["runs"]:
+        assert run["ok"], run
+        assert run["throughput"]["4"]["n_texts"] == 5 and run["latency_ms"]["n"] == 5
     s = report["summary"]
     assert set(s) == {"embedrt-fp32", "st-torch"}
     assert s["embedrt-fp32"]["runs_ok"] == s["st-torch"]["runs_ok"] == 2
+    assert s["embedrt-fp32"]["texts_per_s"] > 0 and s["embedrt-fp32"]["peak_rss_mib"] > 0
+    by = {(r["label"], r["rep"]): r for r in report["runs"]}
+    expected = [
+        by[("embedrt-fp32", k)]["throughput"]["4"]["texts_per_s"]
+        / by[("st-torch", k)]["throughput"]["4"]["texts_per_s"]
+        for k in range(2)
+    ]
     ratio = report["ratios"]["embedrt-fp32"]["st-torch"]
-    assert len(ratio["per_repetition"]) == 2 and ratio["throughput"] > 0
+    assert ratio["per_repetition"] == pytest.approx(expected)
+    assert ratio["throughput"] == pytest.approx(sum(expected) / 2)
     ag = s["embedrt-fp32"]["agreement"]
     assert ag["max_abs_diff"] <= 1e-5 and ag["active_dims_differing"] == 0 and ag["mean_active_dims"] > 0
-    assert {x["runner"] for x in report["skipped"]} == {"fastembed"}
-    text = md.read_text()
-    assert "| embedrt-fp32 |" in text and "vs st-torch" in text
+    assert s["st-torch"]["agreement"]["max_abs_diff"] == 0.0
+    # no FLOP model of the MLM head: neither GFLOP/s nor a roofline, rather than wrong ones
+    assert "roofline" not in report and "gflops" not in s["embedrt-fp32"]
+    assert {x["runner"]: x["reason"] for x in report["skipped"]}["fastembed"].startswith("no sparse runner")
+    assert "| embedrt-fp32 |" in md and "vs st-torch" in md and "active dims (mean)" in md
+    assert "GFLOP/s" not in md and "Skipped fastembed" in md
     assert (
         main(
             [

@@ -190,6 +190,7 @@ def test_tei_rerank_equals_cross_encoder_rank(rerank_server):
     [
         ("/v1/rerank", "cross-encoder"),
         ("/rerank", "cross-encoder"),
+        ("/embed_sparse", "serves sparse (SPLADE) exports; this server serves the embedding model 'tiny'"),
         ("/v1/nothing", "no route POST /v1/nothing"),
     ],
 )
@@ -210,6 +211,13 @@ def test_embedding_routes_on_rerank_server_are_404(rerank_server, route):
     base, _, _ = rerank_server
     r = post(base, route, {"input": "x", "inputs": "x"})
     assert r.status_code == 404 and "embedding exports" in r.json()["error"]["message"]
+
+
+def test_sparse_route_on_rerank_server_is_404(rerank_server):
+    base, _, _ = rerank_server
+    r = post(base, "/embed_sparse", {"inputs": "x"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "route_not_found"
+    assert "sparse (SPLADE) exports; this server serves the cross-encoder" in r.json()["error"]["message"]
 
 
 def test_wrong_method_is_405(server):

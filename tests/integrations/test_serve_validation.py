@@ -312,23 +312,6 @@ def test_batcher_close_runs_what_is_queued():
     assert time.monotonic() - t0 < 5
 
 
-def test_padding_groups_bound_waste_and_tokens():
-    pytest.importorskip("starlette")
-    from embedrt.integrations._http_app import RUN_OVERHEAD_TOKENS, padding_groups
-
-    lengths = np.array([20, 256, 18, 22, 30, 25, 200, 19])
-    groups = padding_groups(lengths, 16384)
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    padded = sum(len(g) * lengths[g].max() for g in groups)
-    assert padded < 1.3 * lengths.sum()  # one run would pad all 8 to 256: 2048 tokens for 590
-    one_run = RUN_OVERHEAD_TOKENS + len(lengths) * lengths.max()
-    assert len(groups) * RUN_OVERHEAD_TOKENS + padded < one_run
-    assert [len(g) for g in padding_groups(np.full(10, 20), 16384)] == [10]  # equal lengths: one run
-    for g in padding_groups(np.full(10, 100), 250):
-        assert len(g) * 100 <= 250
-    assert [len(g) for g in padding_groups(np.array([5000]), 100)] == [1]  # one row always runs
-
-
 def test_metrics_text_format_and_label_escaping():
     from embedrt.integrations._batcher import Metrics
 
@@ -341,3 +324,31 @@ def test_metrics_text_format_and_label_escaping():
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.0025"} 0' in text
     assert 'embedrt_queue_duration_seconds_bucket{replica="r1",model="my \\"model\\"",le="0.005"} 1' in text
     assert 'embedrt_queue_duration_seconds_count{replica="r1",model="my \\"model\\""} 1' in text
+
+
+def test_embed_sparse_request_takes_the_model_prompts_only():
+    from embedrt.integrations.serve import RequestError, parse_embed_sparse
+
+    prompts = {"query": "q: "}
+    r = parse_embed_sparse({"inputs": "a", "truncate": False, "prompt_name": "query"}, LIMITS, prompts)
+    assert (r.texts, r.prompt_name) == (["a"], "query")
+    assert parse_embed_sparse({"inputs": ["a", "b"], "prompt_name": None}, LIMITS, {}).prompt_name is None
+    for body, param in (
+        ({"inputs": "a", "prompt_name": "passage"}, "prompt_name"),
+        ({"inputs": "a", "truncation_direction": "left"}, "truncation_direction"),
+        ({"inputs": ["a"] * 5}, "inputs"),
+    ):
+        with pytest.raises(RequestError) as err:
+            parse_embed_sparse(body, LIMITS, prompts)
+        assert err.value.param == param
+
+
+def test_served_tasks_leave_out_multi_vector():
+    from embedrt.errors import UnsupportedModelError
+    from embedrt.integrations.serve import check_task
+
+    for task in ("embedding", "cross-encoder", "sparse"):
+        check_task(task)
+    served = r"serves the tasks \['embedding', 'cross-encoder', 'sparse'\]"
+    with pytest.raises(UnsupportedModelError, match=served):
+        check_task("multi-vector")

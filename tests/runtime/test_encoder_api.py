@@ -90,7 +90,8 @@ def test_default_token_budget_bounds_long_batches(pair):
     assert max(len(b) * lengths[b].max() for b in batches) <= DEFAULT_MAX_BATCH_TOKENS
     assert [len(b) for b in batches][-2:] == [32, 32]  # short texts keep the full batch_size
     unbounded = Encoder(enc.path, device="cpu", max_batch_tokens=None)
-    assert [len(b) for b in length_sorted_batches(lengths, 32, unbounded.max_batch_tokens)] == [32, 32, 32, 8]
+    # NOTE: unbounded, the 40 long texts run apart from the short ones (32 + 8), not 32 + (8 long, 24 short)
+    assert [len(b) for b in length_sorted_batches(lengths, 32, unbounded.max_batch_tokens)] == [32, 8, 32, 32]
     with pytest.raises(InputError, match="max_batch_tokens"):
         Encoder(enc.path, device="cpu", max_batch_tokens=0)
 
@@ -305,3 +306,24 @@ def test_public_halves_reject_bad_arguments(pair):
         enc.encode_tokenized(enc.tokenize("a"), batch_size=0)
     with pytest.raises(InputError, match="truncate_dim"):
         enc.truncate_embeddings(np.zeros((1, 4), np.float32), 0)
+
+
+@pytest.mark.parametrize("which", ["encoder", "cross"])
+def test_max_seq_length_is_one_checked_property(tiny_bert, tiny_cross, which):
+    """Encoder, CrossEncoder (and the sparse and multi-vector encoders) share one definition."""
+    from embedrt import CrossEncoder
+    from embedrt.runtime.session import MaxSeqLength
+
+    if which == "encoder":
+        model = Encoder(tiny_bert[1], device="cpu")
+    else:
+        model = CrossEncoder(tiny_cross[1], device="cpu")
+    assert type(model).max_seq_length is MaxSeqLength.max_seq_length
+    limit = model.max_seq_length
+    model.max_seq_length = 5
+    assert model.max_seq_length == model.tokenizer.max_seq_length == 5
+    for bad in (0, limit + 1, True, 5.0, "8"):
+        with pytest.raises(InputError, match=rf"max_seq_length must be an int in \[1, {limit}\]"):
+            model.max_seq_length = bad
+    assert model.max_seq_length == 5
+    model.max_seq_length = limit

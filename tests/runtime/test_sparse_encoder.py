@@ -254,3 +254,57 @@ def test_sparse_tampered_tokenizer_is_refused(sparse_factory, tmp_path):
     (target / "tokenizer.json").write_text((target / "tokenizer.json").read_text() + " ")
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         SparseEncoder(target, device="cpu")
+
+
+def test_encode_rows_and_prompt_text_are_what_encode_uses(sparse_factory):
+    """The server's path: prompt_text, then the tokenizer, then encode_rows, row by row as encode."""
+    _, ours, _ = sparse_factory(**ARCHS[0])
+    assert ours.prompt_text(side="document") == "passage: " and ours.prompt_text(side="query") == "query: "
+    assert ours.prompt_text("query", side="document") == "query: " and ours.prompt_text() is None
+    with pytest.raises(InputError, match="prompt_name 'nope' not found"):
+        ours.prompt_text("nope")
+    with pytest.raises(InputError, match="side must be"):
+        ours.prompt_text(side="corpus")
+    ref = ours.encode_document(TEXTS)
+    rows = ours.tokenizer.encode_ids(["passage: " + t for t in TEXTS])
+    got = ours.encode_rows(rows, batch_size=3)
+    for i, (c, v) in enumerate(got):
+        lo, hi = ref.indptr[i], ref.indptr[i + 1]
+        assert c.dtype == np.int32 and v.dtype == np.float32
+        assert c.tolist() == ref.indices[lo:hi].tolist()
+        assert np.abs(v - ref.data[lo:hi]).max(initial=0) <= 1e-6
+    k = ours.encode_rows(rows, max_active_dims=2)
+    assert all(len(c) <= 2 for c, _ in k)
+
+
+def test_max_seq_length_is_the_shared_checked_property(sparse_factory):
+    from embedrt.runtime.session import MaxSeqLength
+
+    _, ours, _ = sparse_factory(**ARCHS[0])
+    assert type(ours).max_seq_length is MaxSeqLength.max_seq_length
+    limit = ours.max_seq_length
+    try:
+        ours.max_seq_length = 6
+        assert ours.count_tokens(words(80)) > 6 and len(ours.tokenizer.encode_ids([words(80)])[0]) == 6
+        with pytest.raises(InputError, match=rf"in \[1, {limit}\]"):
+            ours.max_seq_length = limit + 1
+    finally:
+        ours.max_seq_length = limit
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_old_one(sparse_factory, tmp_path):
+    """The sparse and multi-vector exports stage on the shared skeleton: a failure removes the staging
+    directory, and a forced re-export that fails leaves the existing export as it was."""
+    from embedrt.errors import VerificationError
+
+    _, _, base = sparse_factory(**ARCHS[0])
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="nothing was written"):
+        export_model(str(base / "st"), out, atol=-1.0)  # NOTE: no difference is below -1: verify fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    export_model(str(base / "st"), out)
+    before = (out / "embedrt.json").read_bytes()
+    with pytest.raises(VerificationError):
+        export_model(str(base / "st"), out, force=True, atol=-1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "embedrt.json").read_bytes() == before

@@ -2,8 +2,9 @@
 pair-by-pair ratios, agreement with the PyTorch reference, and efficiency against a matmul roofline.
 
 One orchestrator for every task: a ``TaskSpec`` says what differs (the items and their tokens, how agreement
-is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``.
-The runners, embedrt's and the peers', are one registry table in ``worker.PEERS``."""
+is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``,
+the sparse one ``sparse.SPARSE_SPEC``. The runners, embedrt's and the peers', are one registry table in
+``worker.PEERS``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import MANIFEST_NAME, MULTI_VECTOR, SPARSE, Manifest, read_manifest
+from ..manifest import MANIFEST_NAME, MULTI_VECTOR, Manifest, read_manifest
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -202,12 +203,17 @@ class TaskSpec:
     agreement_columns: tuple[tuple[str, str, str], ...]
     onnx_copy_dir: str = "st-onnx"
     config_tag: dict[str, str] = field(default_factory=dict)
+    #: (manifest) -> more entries of the report's config
+    config_extra: Callable[[Manifest], dict[str, Any]] = lambda manifest: {}
     worker_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda manifest: {}
     #: the roofline measured in every repetition (the fraction taken per repetition), or once before them
     roofline_per_repetition: bool = True
     #: extra pair-by-pair ratios: (ratio key, run key)
     ratio_extras: tuple[tuple[str, str], ...] = ()
     report_graph: bool = False  #: the summary says which graph the embedrt runner served
+    #: GFLOP/s against a matmul roofline (False: neither is measured, e.g. where FLOPs are not modelled)
+    roofline: bool = True
+    flip_order: bool = False  #: every other repetition runs the runners in reverse order
     rate_format: str = ".0f"
     rate_header: str = "sent/s"
 
@@ -231,6 +237,10 @@ def spec_for(task: str | None) -> TaskSpec:
         from .cross import CROSS
 
         return CROSS
+    if task == "sparse":
+        from .sparse import SPARSE_SPEC
+
+        return SPARSE_SPEC
     return EMBEDDING
 
 
@@ -249,10 +259,6 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
-    if manifest.task == SPARSE:  # NOTE: texts/s against sentence-transformers' SparseEncoder
-        from .sparse import run_sparse_bench
-
-        return run_sparse_bench(cfg, export_dir, manifest, workdir, quiet)
     if manifest.task == MULTI_VECTOR:
         raise InputError(
             f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
@@ -266,7 +272,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     model_dir = manifest.source_path
     peer_python = cfg.peer_python or sys.executable
     lengths = spec.lengths(cfg, export_dir, manifest)  # NOTE: our tokenizer: the same tokens every peer sees
-    gflop = corpus_gflop(lengths, manifest.raw.get("model_config", {}))
+    gflop = corpus_gflop(lengths, manifest.raw.get("model_config", {})) if spec.roofline else None
 
     labels: list[tuple[str, str, str, dict[str, Any]]] = [  # (label, runner, python, extra cfg)
         (f"embedrt-{v}", "embedrt", sys.executable, {"variant": v}) for v in variants
@@ -279,7 +285,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
                 {"runner": peer, "reason": f"no {spec.task} runner for this peer ({has} peers only)"}
             )
     peers = [p for p in cfg.peers if spec.task in RUNNERS[p].runners]
-    roofline_runs = cfg.repeats if spec.roofline_per_repetition else 1
+    roofline_runs = 0 if not spec.roofline else cfg.repeats if spec.roofline_per_repetition else 1
     progress = Progress(
         total=len(peers) + 1 + roofline_runs + cfg.repeats * (len(variants) + len(peers)), quiet=quiet
     )
@@ -293,6 +299,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
         "config": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
             **spec.config_tag,
+            **spec.config_extra(manifest),
             "export_dir": str(export_dir),
             "model_dir": model_dir,
             spec.count_key: len(lengths),
@@ -302,6 +309,8 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
             "max_seq_length": manifest.max_seq_length,
         },
     }
+    if spec.task == "embedding":  # NOTE: long texts (passages) are cut at the window, for every runner alike
+        report["config"]["truncated_texts"] = _truncated_texts(cfg, manifest)
     report["versions"] = {"embedrt": versions(sys.executable)}
     if peer_python != sys.executable:
         report["versions"]["peers"] = versions(peer_python)
@@ -319,9 +328,13 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
             "export_dir": str(export_dir),
             "model_dir": model_dir,
             "onnx_model_dir": str(workdir / spec.onnx_copy_dir),
+            "openvino_model_dir": str(workdir / "st-openvino"),
             **spec.worker_extra(manifest),
         }
-        labels = _probe_peers(cfg, peers, common, tmp, peer_python, labels, skipped, progress)
+        prepared: dict[str, dict[str, Any]] = {}
+        labels = _probe_peers(cfg, peers, common, tmp, peer_python, labels, skipped, progress, prepared)
+        if prepared:
+            report["prepared"] = prepared
         runs = _repetitions(spec, cfg, common, tmp, labels, report, progress)
         names = [lab for lab, *_ in labels]
         agreement = _agreement(spec, names, tmp, cfg.repeats)
@@ -342,9 +355,11 @@ def _probe_peers(
     labels: list[tuple[str, str, str, dict[str, Any]]],
     skipped: list[dict[str, str]],
     progress: Progress,
+    prepared: dict[str, dict[str, Any]] | None = None,
 ) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """The labels to run: ``labels`` plus every peer that imports under ``peer_python`` (and whose ONNX copy
-    could be made); the others go to ``skipped`` with their reason."""
+    """The labels to run: ``labels`` plus every peer that imports under ``peer_python`` (and whose ONNX copy,
+    or own copy, could be made); the others go to ``skipped`` with their reason. What each peer's own
+    preparation reported (its conversion time, say) goes to ``prepared``."""
     for peer in peers:
         progress.phase(f"probe {peer}")
         # NOTE: the probe imports the peer's libraries (optimum, onnxruntime, torch); on a loaded machine that
@@ -376,6 +391,25 @@ def _probe_peers(
                 {"runner": label, "reason": f"ONNX export failed: {res.get('error')}"} for label in on_copy
             ]
             labels = [lab for lab in labels if lab[0] not in on_copy]
+    for label, runner, python, _ in list(labels):
+        if RUNNERS[runner].prepare is None:
+            continue
+        # NOTE: a peer's own conversion (OpenVINO IR, its int8 calibration) is made and timed here, once per
+        # workdir, and is not part of the timed runs' cold start
+        progress.phase(f"prepare {label}")
+        res = call_worker(
+            python,
+            {**common, "mode": "prepare-peer", "runner": runner},
+            tmp,
+            f"prepare-{label}",
+            cfg.worker_timeout_s,
+        )
+        if not res.get("ok"):
+            skipped.append({"runner": label, "reason": f"preparing its model failed: {res.get('error')}"})
+            progress.note(f"skipping {label}: preparing its model failed: {res.get('error')}")
+            labels = [lab for lab in labels if lab[0] != label]
+        elif prepared is not None:
+            prepared[label] = {k: v for k, v in res.items() if k != "ok"}
     progress.step()
     return labels
 
@@ -394,7 +428,7 @@ def _repetitions(
     runs: list[dict[str, Any]] = []
     roofs: list[dict[str, Any]] = []
     for rep in range(cfg.repeats):
-        if spec.roofline_per_repetition or rep == 0:
+        if spec.roofline and (spec.roofline_per_repetition or rep == 0):
             # NOTE: measured in every repetition (where the spec asks), between the runners, so that
             # it sees the same machine load as they do; the fraction is taken per repetition, then the
             # median.
@@ -411,7 +445,9 @@ def _repetitions(
                 report["roofline"] = roof if "fp32_gflops" in roof else {"error": roof.get("error")}
             elif roof.get("ok", True) and "fp32_gflops" in roof:
                 roofs.append({**roof, "rep": rep})
-        for label, runner, python, extra in labels:
+        # NOTE: where the spec asks, the order flips every repetition, so that no runner always runs first
+        order = labels[::-1] if spec.flip_order and rep % 2 else labels
+        for label, runner, python, extra in order:
             progress.phase(f"rep {rep + 1}/{cfg.repeats}: {label}")
             wcfg = {
                 **common,
@@ -432,7 +468,7 @@ def _repetitions(
             runs.append(res)
             progress.step()
     progress.close()
-    if spec.roofline_per_repetition:
+    if spec.roofline and spec.roofline_per_repetition:
         report["roofline"] = (
             {
                 "shape": list(cfg.roofline_shape),
@@ -567,6 +603,7 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
                     "latency_p50": median(lat),
                     **{name: median(v) for name, v in extras.items()},
                     "pairs": len(thr),
+                    "per_repetition": thr,
                 }
     return out
 
@@ -574,10 +611,6 @@ def _ratios(spec: TaskSpec, runs, labels, cfg) -> dict[str, dict[str, dict[str, 
 def to_markdown(report: dict[str, Any]) -> str:
     """The table of docs/performance.md: one row per runner, ratios against every peer measured in the same
     run, then the batch-size sweep, the graph each embedrt runner ran, and the skipped peers."""
-    if report.get("config", {}).get("task") == "sparse":
-        from .sparse import to_markdown as sparse_markdown
-
-        return sparse_markdown(report)
     spec = spec_for(report.get("config", {}).get("task"))
     cfg = report["config"]
     s = report["summary"]
@@ -591,8 +624,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         + " | ".join(f"vs {p}" for p in peers)
         + " | p50 ms | p99 ms | cold start s | peak RSS MiB | "
         + " | ".join(h for h, *_ in spec.agreement_columns)
-        + " | GFLOP/s | roofline |",
-        "|---" * (9 + len(spec.agreement_columns) + len(peers)) + "|",
+        + (" | GFLOP/s | roofline |" if spec.roofline else " |"),
+        "|---" * (7 + 2 * spec.roofline + len(spec.agreement_columns) + len(peers)) + "|",
     ]
     for label in labels:
         e = s[label]
@@ -611,7 +644,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             + f" | {fmt(e['latency_p50_ms'], '.2f')} | {fmt(e['latency_p99_ms'], '.2f')} | "
             f"{fmt(e['cold_start_s'], '.2f')} | {fmt(e['peak_rss_mib'], '.0f')} | "
             + " | ".join(fmt(ag.get(key), form) for _, key, form in spec.agreement_columns)
-            + f" | {fmt(e.get('gflops'), '.0f')} | {roofline} |"
+            + (f" | {fmt(e.get('gflops'), '.0f')} | {roofline} |" if spec.roofline else " |")
         )
     bss = cfg["batch_sizes"]
     lines += [
@@ -635,9 +668,28 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
             f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}.",
         ]
+    for label, prep in report.get("prepared", {}).items():
+        lines += ["", f"Prepared {label} (before the runs, not in their cold start): " + _prepared_text(prep)]
     if report.get("skipped"):
         lines += [""] + [f"Skipped {x['runner']}: {x['reason']}" for x in report["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def _prepared_text(prep: dict[str, Any]) -> str:
+    """What a peer's own preparation took: ``OpenVINO IR conversion 12.3 s; int8 calibration ...``."""
+    parts = []
+    if "convert_s" in prep:
+        parts.append(f"model conversion {prep['convert_s']:.1f} s")
+    elif prep.get("cached"):
+        parts.append("model conversion cached in the workdir")
+    if "int8_quantize_s" in prep:
+        parts.append(
+            f"static int8 quantization {prep['int8_quantize_s']:.1f} s "
+            f"({prep.get('int8_calibration_samples')} corpus lines to calibrate)"
+        )
+    elif prep.get("int8_cached"):
+        parts.append("static int8 IR cached in the workdir")
+    return "; ".join(parts) + "."
 
 
 def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:
@@ -648,11 +700,22 @@ def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> lis
     return [len(r) for r in tok.encode_ids(texts)]
 
 
+def _truncated_texts(cfg: BenchConfig, manifest: Manifest) -> int:
+    """Texts of the corpus longer than the model's window (cut to ``max_seq_length`` tokens)."""
+    from ..runtime.session import load_tokenizer
+
+    rows = load_tokenizer(manifest).encode_full(read_texts(cfg.corpus, cfg.limit))
+    return sum(len(r) > manifest.max_seq_length for r in rows)
+
+
 def _embedding_title(report: dict[str, Any]) -> str:
     cfg, m, roof = report["config"], report["machine"], report.get("roofline", {})
+    cut = cfg.get("truncated_texts")
+    truncated = f" ({cut} truncated at {cfg['max_seq_length']} tokens)" if cut else ""
     return (
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}); {report['created']}. "
-        f"Corpus: {cfg['n_texts']} texts, {cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), "
+        f"Corpus: {cfg['n_texts']} texts{truncated}, {cfg['real_tokens']} real tokens "
+        f"({cfg['mean_tokens']:.1f}/text), "
         f"batch {cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions. "
         f"Roofline: onnxruntime MatMul {fmt(roof.get('fp32_gflops'), '.0f')} GFLOP/s fp32, "
         f"MatMulInteger {fmt(roof.get('int8_gflops'), '.0f')} GOP/s int8."
@@ -685,11 +748,10 @@ EMBEDDING = TaskSpec(
 
 def to_plot(report: dict[str, Any], path: str) -> None:
     """Throughput against batch size for every runner, and single-sentence latency bars (PNG)."""
-    if (
-        report.get("config", {}).get("task") == "sparse"
-        or spec_for(report.get("config", {}).get("task")) is not EMBEDDING
-    ):
-        raise InputError("--plot is available for embedding benchmarks only; use --json for cross-encoders")
+    if spec_for(report.get("config", {}).get("task")) is not EMBEDDING:
+        raise InputError(
+            "--plot is available for embedding benchmarks only; use --json for cross-encoder and sparse ones"
+        )
     try:
         import matplotlib
 

@@ -4,8 +4,9 @@ Standalone on purpose (stdlib + numpy at import time): peers run under other int
 have embedrt installed. The runner's own libraries are imported inside the timed cold start.
 Writes a JSON result (and the embeddings or scores, for agreement) to the paths named in the config.
 
-One harness for both tasks: ``TASKS`` says what an item is (a text, or a pair of texts) and how the result
-names it; ``PEERS`` is the one registry of runners, with each peer's runner per task.
+One harness for every task: ``TASKS`` says what an item is (a text, or a pair of texts), how the result
+names it and what is kept for agreement; ``PEERS`` is the one registry of runners, with each peer's runner
+per task.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def read_pairs(path, limit=None):
             if limit is not None and len(pairs) >= limit:
                 break
     return pairs
+
+
+def read_nonblank_texts(path, limit=None):
+    """One text per line, blank lines left out (the sparse task's corpus)."""
+    with open(path, encoding="utf-8") as f:
+        texts = [line.rstrip("\n") for line in f if line.strip()]
+    return texts[:limit] if limit else texts
 
 
 # --- embedding runners: each returns (encode(texts, batch_size) -> array, info) ---
@@ -117,6 +125,93 @@ def _fastembed(cfg):
     return (lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs)))), info
 
 
+#: Where the OpenVINO peers' copy of the model lives, and the file name of its static int8 IR in it (the name
+#: sentence-transformers' own ``export_static_quantized_openvino_model`` gives it).
+OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
+#: Corpus lines that calibrate the static int8 IR (sentence-transformers' default ``num_samples``).
+OPENVINO_CALIBRATION_SAMPLES = 300
+
+
+def _st_openvino(cfg, file_name=None):
+    """sentence-transformers' OpenVINO backend on the IR that mode "prepare-peer" saved (fp32 or int8)."""
+    from sentence_transformers import SentenceTransformer
+
+    kwargs = {"device": "cpu", "backend": "openvino"}
+    if file_name:
+        kwargs["model_kwargs"] = {"file_name": file_name}
+    model = SentenceTransformer(cfg["openvino_model_dir"], **kwargs)
+    info = {"provider": "OpenVINO-CPU", "version": _version("sentence-transformers")}
+    info["openvino"] = _version("openvino")
+    return (lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)), info
+
+
+def _prepare_openvino(cfg):
+    """Convert the model to OpenVINO IR once (``save_pretrained`` of the OpenVINO backend), timed apart from
+    the runs' cold start."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    dst = cfg["openvino_model_dir"]
+    if os.path.isfile(os.path.join(dst, "openvino", "openvino_model.xml")):
+        return {"ok": True, "cached": True}
+    t0 = time.perf_counter()
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(cfg["model_dir"], dst)
+    model = SentenceTransformer(dst, backend="openvino", device="cpu")
+    model.save_pretrained(dst)
+    return {"ok": True, "cached": False, "convert_s": time.perf_counter() - t0}
+
+
+def _prepare_openvino_int8(cfg):
+    """The IR of ``_prepare_openvino``, statically quantized to int8 by optimum-intel's OVQuantizer (NNCF),
+    calibrated on the first corpus lines.
+
+    NOTE: sentence-transformers' ``export_static_quantized_openvino_model`` cannot run offline: it refuses to
+    start without the ``datasets`` package and then loads its calibration set from the hub (glue/sst2 by
+    default; docs/performance.md). Its steps are the same: ``OVQuantizer.from_pretrained`` on the loaded
+    OpenVINO model, ``OVQuantizationConfig()`` (its defaults), then ``quantize``; only the calibration samples
+    come from the corpus here, tokenized as ST does (but each at its own length instead of padded to 384).
+    """
+    import shutil
+    import tempfile
+
+    import nncf
+    import numpy as np
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers import SentenceTransformer
+
+    out = _prepare_openvino(cfg)
+    dst = cfg["openvino_model_dir"]
+    target = os.path.join(dst, OPENVINO_INT8_FILE)
+    if os.path.isfile(target):
+        return {**out, "int8_cached": True}
+    t0 = time.perf_counter()
+    model = SentenceTransformer(dst, backend="openvino", device="cpu")
+    ov_model = model.transformers_model
+    texts = read_texts(cfg["input"], OPENVINO_CALIBRATION_SAMPLES)
+    names = {i.get_any_name() for i in ov_model.model.inputs}
+    samples = []
+    for text in texts:
+        enc = model.tokenizer([text], truncation=True, max_length=model.max_seq_length, return_tensors="np")
+        samples.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names})
+    quantizer = OVQuantizer.from_pretrained(ov_model)
+    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(samples)))
+    with tempfile.TemporaryDirectory() as tmp:
+        quantizer.quantize(calibration_dataset=nncf.Dataset(samples), save_directory=tmp, ov_config=config)
+        xml = next(
+            os.path.join(root, f) for root, _, fs in os.walk(tmp) for f in fs if f == "openvino_model.xml"
+        )
+        shutil.move(xml, target)
+        shutil.move(xml[: -len(".xml")] + ".bin", target[: -len(".xml")] + ".bin")
+    return {
+        **out,
+        "int8_cached": False,
+        "int8_quantize_s": time.perf_counter() - t0,
+        "int8_calibration_samples": len(samples),
+    }
+
+
 # --- cross-encoder runners: each returns (predict(pairs, batch_size) -> array, info) ---
 
 
@@ -128,21 +223,56 @@ def _embedrt_cross(cfg):
     return (lambda pairs, bs: model.predict(pairs, batch_size=bs)), info
 
 
-def _st_cross(cfg, backend="torch"):
-    from sentence_transformers import CrossEncoder
+def _st_load(cfg, cls_name, backend):
+    """sentence-transformers' ``cls_name`` (``CrossEncoder``, ``SparseEncoder``) on PyTorch, or with
+    ``backend="onnx"`` on its own ONNX copy; the model and the runner's info."""
+    import sentence_transformers
 
     path = cfg["onnx_model_dir"] if backend == "onnx" else cfg["model_dir"]
     kwargs = {"device": "cpu"}
     if backend == "onnx":
         kwargs["backend"] = "onnx"
-    model = CrossEncoder(path, **kwargs)
+    model = getattr(sentence_transformers, cls_name)(path, **kwargs)
     info = {
         "provider": "torch-cpu" if backend == "torch" else "CPUExecutionProvider",
         "version": _version("sentence-transformers"),
     }
+    return model, info
+
+
+def _st_cross(cfg, backend="torch"):
+    model, info = _st_load(cfg, "CrossEncoder", backend)
     return (
         lambda pairs, bs: model.predict([list(p) for p in pairs], batch_size=bs, convert_to_numpy=True)
     ), info
+
+
+# --- sparse-encoder runners: each returns (encode(texts, batch_size) -> its own sparse output, info) ---
+
+
+def _embedrt_sparse(cfg):
+    from embedrt import SparseEncoder
+
+    model = SparseEncoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"))
+    info = {"provider": model.active_providers[0], "version": _version("embedrt")}
+    return (lambda texts, bs: model.encode(texts, batch_size=bs)), info  # NOTE: scipy CSR
+
+
+def _st_sparse(cfg, backend="torch"):
+    model, info = _st_load(cfg, "SparseEncoder", backend)
+    # NOTE: its default output, a torch sparse COO tensor
+    return (lambda texts, bs: model.encode(texts, batch_size=bs)), info
+
+
+def _dense(values):
+    """A float32 array of a runner's output: scipy CSR (``toarray``), torch sparse (``to_dense``) or dense."""
+    import numpy as np
+
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    elif hasattr(values, "to_dense"):
+        values = values.to_dense().numpy()
+    return np.asarray(values, dtype=np.float32)
 
 
 # --- the ONNX copies some peers run on, made once per workdir (mode "prepare") ---
@@ -196,32 +326,47 @@ def _prepare_embedding(cfg):
     return {"ok": True, "cached": False, "int8_preset": preset}
 
 
-def _prepare_cross(cfg):
-    """Export sentence-transformers' own ONNX copy of the cross-encoder once (backend="onnx")."""
+def _prepare_onnx_copy(cfg, cls_name):
+    """Export sentence-transformers' own ONNX copy of a ``cls_name`` model (``CrossEncoder``,
+    ``SparseEncoder``) once (backend="onnx")."""
     import shutil
 
-    from sentence_transformers import CrossEncoder
+    import sentence_transformers
 
     dst = cfg["onnx_model_dir"]
     if os.path.isfile(os.path.join(dst, "onnx", "model.onnx")):
         return {"ok": True, "cached": True}
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(cfg["model_dir"], dst)
-    model = CrossEncoder(dst, backend="onnx", device="cpu")
+    model = getattr(sentence_transformers, cls_name)(dst, backend="onnx", device="cpu")
     model.save_pretrained(dst)
     return {"ok": True, "cached": False}
 
 
+def _prepare_cross(cfg):
+    return _prepare_onnx_copy(cfg, "CrossEncoder")
+
+
+def _prepare_sparse(cfg):
+    return _prepare_onnx_copy(cfg, "SparseEncoder")
+
+
 @dataclass(frozen=True)
 class Task:
-    """What one task benchmarks: its items, the warm-up item, and the names its results use."""
+    """What one task benchmarks: its items, the warm-up item, the names its results use, and what is saved
+    for agreement."""
 
     read: Callable[..., list]
     warmup: Any
-    unit: str  #: "sentences" or "pairs": throughput entries say ``{unit}_per_s``
+    unit: str  #: "sentences", "pairs" or "texts": throughput entries say ``{unit}_per_s``
     count_key: str  #: ``n_texts`` or ``n_pairs``
     first_key: str  #: seconds from loaded to the first result
     prepare: Callable[[dict], dict]
+    #: agreement on the first this many items only, encoded again after the timed run (None: the timed
+    #: run's own output). NOTE: a sparse output is vocabulary-wide once dense: 4000 texts x 30,522 would
+    #: be 490 MB
+    agreement_items: int | None = None
+    to_values: Callable[[Any], Any] = _dense  #: the output as the array that is saved
 
 
 TASKS = {
@@ -231,21 +376,27 @@ TASKS = {
     "cross-encoder": Task(
         read_pairs, ("Hello world", "Hi there"), "pairs", "n_pairs", "first_score_s", _prepare_cross
     ),
+    "sparse": Task(
+        read_nonblank_texts, "Hello world", "texts", "n_texts", "first_encode_s", _prepare_sparse, 256
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Peer:
     """A runner: what it needs importable (a missing module means "not installed here", and the peer is
-    skipped), whether it runs on sentence-transformers' ONNX copy (made by mode "prepare"), and its runner per
-    task (a task without one skips the peer)."""
+    skipped), whether it runs on sentence-transformers' ONNX copy (made by mode "prepare"), its runner per
+    task (a task without one skips the peer), and the copy of the model it makes for itself, if any."""
 
     requires: tuple[str, ...]
     onnx_copy: bool
     runners: dict[str, Callable]
+    #: the peer's own copy of the model, made once per workdir (mode "prepare-peer"), timed apart
+    prepare: Callable[[dict], dict] | None = None
 
 
 _ST_ONNX = ("sentence_transformers", "optimum.onnxruntime")
+_ST_OPENVINO = ("sentence_transformers", "openvino", "optimum.intel.openvino")
 #: embedrt itself and every peer, in the order ``--peers`` lists them by default.
 PEERS = {
     "embedrt": Peer(("embedrt",), False, {"embedding": _embedrt, "cross-encoder": _embedrt_cross}),
@@ -263,7 +414,18 @@ PEERS = {
         _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", st_int8_file(st_int8_preset()))}
     ),
     "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
+    "st-openvino": Peer(_ST_OPENVINO, False, {"embedding": _st_openvino}, _prepare_openvino),
+    "st-openvino-int8": Peer(
+        (*_ST_OPENVINO, "nncf"),
+        False,
+        {"embedding": lambda cfg: _st_openvino(cfg, OPENVINO_INT8_FILE)},
+        _prepare_openvino_int8,
+    ),
 }
+# NOTE: the sparse task's runners, on peers of the table above
+PEERS["embedrt"].runners["sparse"] = _embedrt_sparse
+PEERS["st-torch"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "torch")
+PEERS["st-onnx"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "onnx")
 
 
 def run(cfg):
@@ -301,7 +463,10 @@ def run(cfg):
             f"{task.unit}_per_s": len(subset) / dt,
         }
         if bs == headline and cfg.get("values_out"):
-            np.save(cfg["values_out"], np.asarray(values, dtype=np.float32))
+            if task.agreement_items is not None:
+                values = call(items[: task.agreement_items], bs)
+            np.save(cfg["values_out"], task.to_values(values))
+        del values
     out["throughput"] = throughput
     lat = []
     for i in range(cfg["latency_calls"]):
@@ -382,6 +547,8 @@ def main(argv):
             out = probe(cfg)
         elif mode == "prepare":
             out = TASKS[cfg.get("task", "embedding")].prepare(cfg)
+        elif mode == "prepare-peer":
+            out = PEERS[cfg["runner"]].prepare(cfg)
         elif mode == "roofline":
             out = roofline(cfg)
         else:

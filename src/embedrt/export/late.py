@@ -7,8 +7,6 @@ Each family (``sparse.py``, ``multivector.py``) supplies its loader, graph, veri
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +20,7 @@ from .pipeline import MODEL_FILE
 from .resolve import resolve_model
 from .staging import Steps as _Steps
 from .staging import check_target as _check_target
-from .staging import eager_attention
-from .staging import move_into_place as _move_into_place
+from .staging import eager_attention, finish, staging
 from .staging import save_tokenizer as _save_tokenizer
 from .staging import versions as _versions
 from .staging import weights_sha256 as _weights_sha256
@@ -102,8 +99,7 @@ def run_export(
     with steps.step("load", f"sentence-transformers {family.reference} reference"):
         ref = family.load(resolved.path)
         fields = family.inspect(ref, resolved.path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    with staging(output) as tmp:  # NOTE: removed on any error: nothing is left on failure
         with steps.step("trace", f"{fields.get('architecture')}, {family.task}"):
             import torch
 
@@ -152,13 +148,7 @@ def run_export(
                     "atol "
                     f"{atol:g} (worst text: {figures.get('worst_text')!r}); nothing was written"
                 )
-        with steps.step("write", str(output)):
-            manifest["export_timings_s"] = steps.timings
-            write_manifest(tmp, manifest)
-            _move_into_place(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        finish(steps, tmp, output, manifest)
     return manifest
 
 

@@ -26,13 +26,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import read_manifest
+from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE, read_manifest
 from ._batcher import Batcher, Metrics, Overloaded, split_evenly
 from .serve import (
+    SERVED_TASKS,
     RequestError,
     ServeConfig,
+    check_task,
     encode_vector,
     parse_embed,
+    parse_embed_sparse,
     parse_request,
     parse_rerank,
     parse_tei_rerank,
@@ -42,46 +45,20 @@ log = logging.getLogger("embedrt.serve")
 
 EMBEDDING_ROUTES = (("POST", "/v1/embeddings"), ("POST", "/embed"))
 RERANK_ROUTES = (("POST", "/v1/rerank"), ("POST", "/rerank"))
+SPARSE_ROUTES = (("POST", "/embed_sparse"),)
+#: the routes of each task's export, and what those routes serve (in the 404 of a server of another task)
+TASK_ROUTES = {EMBEDDING: EMBEDDING_ROUTES, CROSS_ENCODER: RERANK_ROUTES, SPARSE: SPARSE_ROUTES}
+ROUTE_KIND = {EMBEDDING: "embedding", CROSS_ENCODER: "cross-encoder (reranker)", SPARSE: "sparse (SPLADE)"}
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
-#: the fixed cost of one graph run, in padded tokens. NOTE: from all-MiniLM-L6-v2 on CPU: one text of ~20
-#: tokens
-#: takes ~2.1 ms and a text in a length-sorted batch of 32 ~1.5 ms (README's performance tables), so a run
-#: costs ~0.06 ms per padded token plus ~0.9 ms, about 16 tokens' worth. Padding is the larger cost.
-RUN_OVERHEAD_TOKENS = 16
-
-
-def padding_groups(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
-    """Split one dynamic batch into graph runs that waste little on padding.
-
-    A batch of concurrent requests mixes short and long texts, and one graph run pads every row to the
-    longest: a 256-token text among 15 short ones would make the run ~8x more work than the texts need. Sorted
-    by length
-    (longest first, stable), the texts are cut into consecutive runs that minimise ``sum(RUN_OVERHEAD_TOKENS +
-    rows x longest)`` (dynamic programming, exact), each within ``max_tokens`` padded tokens.
-
-    Returns:
-        Index arrays into ``lengths``, one per graph run.
-    """
-    n = len(lengths)
-    order = np.argsort(-lengths, kind="stable")
-    longest = lengths[order].astype(np.float64)
-    best = np.zeros(n + 1)
-    cut = np.zeros(n + 1, dtype=np.int64)
-    starts = np.arange(n)
-    for j in range(1, n + 1):
-        i = starts[:j]
-        cost = best[:j] + RUN_OVERHEAD_TOKENS + (j - i) * longest[:j]
-        cost[((j - i) * longest[:j] > max_tokens) & (i < j - 1)] = np.inf  # NOTE: one row always fits
-        k = int(np.argmin(cost))
-        best[j], cut[j] = cost[k], k
-    groups = []
-    j = n
-    while j > 0:
-        groups.append(order[cut[j] : j])
-        j = int(cut[j])
-    return groups[::-1]
+def per_job(values: Any, parts: list[Any]) -> list[Any]:
+    """``values`` of the concatenated ``parts`` (one batch's jobs), cut back into one slice per job."""
+    out, o = [], 0
+    for p in parts:
+        out.append(values[o : o + len(p)])
+        o += len(p)
+    return out
 
 
 def _error(
@@ -108,44 +85,55 @@ class Service:
         threads: onnxruntime intra-op threads (None: onnxruntime's choice).
 
     Raises:
-        ArtifactError, InputError, ProviderUnavailableError: as ``Encoder`` / ``CrossEncoder``.
+        UnsupportedModelError: an export of a task the server does not serve (multi-vector).
+        ArtifactError, InputError, ProviderUnavailableError: as ``Encoder`` / ``CrossEncoder`` /
+            ``SparseEncoder``.
     """
 
     def __init__(self, cfg: ServeConfig, replica: str, threads: int | None = None) -> None:
-        from ..runtime import CrossEncoder, Encoder
+        from ..runtime import CrossEncoder, Encoder, SparseEncoder
 
         self.cfg = cfg
         self.limits = cfg.limits
         manifest = read_manifest(cfg.export_dir)
         self.task = manifest.task
+        check_task(self.task)
         self.model_names = tuple(dict.fromkeys([cfg.model_name, *cfg.model_aliases]))
         self.metrics = Metrics(replica, cfg.model_name)
         self.draining = False
         self.ongoing = 0
         self.encoder: Any = None
         self.cross: Any = None
-        if self.task == "cross-encoder":
-            self.cross = CrossEncoder(
+        self.sparse: Any = None
+        self.dim: int | None = None
+        if self.task in (CROSS_ENCODER, SPARSE):
+            model = {CROSS_ENCODER: CrossEncoder, SPARSE: SparseEncoder}[self.task](
                 cfg.export_dir,
                 device=cfg.device,
                 variant=cfg.variant,
                 intra_op_threads=threads,
                 max_batch_tokens=cfg.max_batch_tokens,
             )
-            run: Callable = self._run_rerank
-            routes = RERANK_ROUTES
+            if self.task == SPARSE:
+                self.sparse = model
+                self.dim = model.get_sentence_embedding_dimension()
+                run: Callable = self._run_sparse
+            else:
+                self.cross = model
+                run = self._run_rerank
         else:
             self.encoder = Encoder(
                 cfg.export_dir, device=cfg.device, variant=cfg.variant, intra_op_threads=threads
             )
             self.dim = self.encoder.get_sentence_embedding_dimension()
             run = self._run_embeddings
-            routes = EMBEDDING_ROUTES
+        routes = TASK_ROUTES[self.task]
         handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/v1/embeddings": self.embeddings,
             "/embed": self.embed,
             "/v1/rerank": self.rerank,
             "/rerank": self.tei_rerank,
+            "/embed_sparse": self.embed_sparse,
             "/v1/models": self.models,
             "/health": self.health,
             "/metrics": self.render_metrics,
@@ -245,16 +233,11 @@ class Service:
                 "method_not_allowed",
                 headers={"allow": allowed},
             )
-        if (method, path) in RERANK_ROUTES:
+        other = next((t for t, routes in TASK_ROUTES.items() if (method, path) in routes), None)
+        if other is not None:
             why = (
-                f"{path} serves cross-encoder (reranker) exports; this server serves the embedding model "
+                f"{path} serves {ROUTE_KIND[other]} exports; this server serves {SERVED_TASKS[self.task]} "
                 f"{self.cfg.model_name!r}"
-            )
-        elif (method, path) in EMBEDDING_ROUTES:
-            why = (
-                f"{path} serves embedding exports; this server serves the cross-encoder "
-                f"{self.cfg.model_name!r} "
-                "(a reranker)"
             )
         else:
             why = f"no route {method} {path}"
@@ -287,17 +270,20 @@ class Service:
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"the body is not valid JSON: {e}") from None
 
+    async def _tokenize(self, tokenize: Callable[[list[str]], Any], texts: list[str]) -> Any:
+        """``tokenize(texts)``: here for a small request, in the tokenizer thread for a large one; timed."""
+        t0 = time.perf_counter()
+        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
+            out = tokenize(texts)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, tokenize, texts)
+        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        return out
+
     # ------------------------------------------------------------------ embeddings
     async def _embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
         """Vectors of ``texts`` (``(N, D)``, not truncated), their tokens, the largest batch they rode in."""
-        t0 = time.perf_counter()
-        if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-            tokens = self.encoder.tokenize(texts)
-        else:
-            tokens = await asyncio.get_running_loop().run_in_executor(
-                self._tokenize_pool, self.encoder.tokenize, texts
-            )
-        self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
+        tokens = await self._tokenize(self.encoder.tokenize, texts)
         lengths = tokens.lengths
         jobs = []
         for start, stop in self._slices(lengths):
@@ -324,17 +310,12 @@ class Service:
         from ..runtime.encoder import TokenizedTexts
 
         tokens = TokenizedTexts.concat(parts)
-        emb = np.empty((len(tokens), self.dim), dtype=np.float32)
-        for idx in padding_groups(tokens.lengths, self.cfg.max_batch_tokens):
-            group = TokenizedTexts([tokens.ids[i] for i in idx], tokens.prompt_length)
-            emb[idx] = self.encoder.encode_tokenized(
-                group, batch_size=len(idx), max_batch_tokens=self.cfg.max_batch_tokens
-            )
-        out, o = [], 0
-        for p in parts:
-            out.append(emb[o : o + len(p)])
-            o += len(p)
-        return out
+        # NOTE: one dynamic batch mixes the texts of many requests; the runtime splits it into graph runs by
+        # length (runtime.batching: least padding plus a fixed cost per run), within max_batch_tokens
+        emb = self.encoder.encode_tokenized(
+            tokens, batch_size=len(tokens), max_batch_tokens=self.cfg.max_batch_tokens
+        )
+        return per_job(emb, parts)
 
     async def embeddings(self, request: Request) -> Response:
         """OpenAI ``POST /v1/embeddings``."""
@@ -365,6 +346,34 @@ class Service:
         vectors = self.encoder.truncate_embeddings(emb, req.dimensions, normalize_embeddings=req.normalize)
         return JSONResponse(vectors.tolist(), headers={"x-embedrt-batch-size": str(batch)})
 
+    # ------------------------------------------------------------------ sparse
+    def _run_sparse(self, key: Any, parts: list[Any]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        rows = [r for part in parts for r in part]
+        # NOTE: the runtime splits the batch into graph runs by length (runtime.batching), within the
+        # SparseEncoder's max_batch_tokens, which is the server's
+        active = self.sparse.encode_rows(rows, len(rows))
+        # NOTE: rows are ragged (each has its own active dimensions): each job gets its own slice of the list
+        return per_job(active, parts)
+
+    async def embed_sparse(self, request: Request) -> Response:
+        """TEI ``POST /embed_sparse``: per input, its active dimensions ``[{"index", "value"}]`` by index."""
+        req = parse_embed_sparse(await self._json(request), self.limits, self.sparse.prompts)
+        # NOTE: TEI has no query/document notion here; /embed_sparse is what indexes a corpus, so the texts
+        # get the prompt SparseEncoder.encode_document gives them (prompt_name "query" for queries).
+        prompt = self.sparse.prompt_text(req.prompt_name, side="document")
+        texts = [prompt + t for t in req.texts] if prompt else req.texts
+        rows = await self._tokenize(self.sparse.tokenizer.encode_ids, texts)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        jobs = [(rows[a:b], b - a, int(lengths[a:b].sum())) for a, b in self._slices(lengths)]
+        parts, batch = await self.batcher.submit(SPARSE, jobs)
+        self.metrics.count_work(len(texts), int(lengths.sum()))
+        body = [
+            [{"index": i, "value": v} for i, v in zip(c.tolist(), vals.tolist(), strict=True)]
+            for part in parts
+            for c, vals in part
+        ]
+        return JSONResponse(body, headers={"x-embedrt-batch-size": str(batch)})
+
     # ------------------------------------------------------------------ rerank
     async def _scores(self, query: str, documents: list[str], raw: bool) -> tuple[list[float], int]:
         pairs = [(query, d) for d in documents]
@@ -379,11 +388,7 @@ class Service:
         scores = self.cross.predict(
             pairs, batch_size=self.cfg.max_batch_size, activation_fn="identity" if raw else None
         )
-        out, o = [], 0
-        for p in parts:
-            out.append(scores[o : o + len(p)])
-            o += len(p)
-        return out
+        return per_job(scores, parts)
 
     def _ranked(self, scores: list[float], top_n: int | None) -> list[tuple[int, float]]:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)  # NOTE: stable, as rank()
@@ -433,7 +438,7 @@ class Service:
         )
 
     async def health(self, request: Request) -> Response:
-        model = self.encoder or self.cross
+        model = self.encoder or self.cross or self.sparse
         body: dict[str, Any] = {
             "status": "draining" if self.draining else "ok",
             "model": self.cfg.model_name,
@@ -444,7 +449,7 @@ class Service:
             "replica": self.metrics.replica,
             "routes": [f"{m} {p}" for m, p in self.routes],
         }
-        if self.encoder is not None:
+        if self.dim is not None:
             body["dim"] = self.dim
         return JSONResponse(body, status_code=503 if self.draining else 200)
 
@@ -541,7 +546,11 @@ def run_lean(cfg: ServeConfig, host: str, port: int, quiet: bool = False) -> int
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit:
-                kind = f"dim {service.dim}" if service.encoder is not None else "cross-encoder"
+                kind = {
+                    EMBEDDING: f"dim {service.dim}",
+                    CROSS_ENCODER: "cross-encoder",
+                    SPARSE: f"sparse, vocab {service.dim}",
+                }[service.task]
                 print(
                     f"serving {cfg.model_name} ({kind}, {cfg.variant}) on http://{host}:{bound}  "
                     f"{service.route_list}",

@@ -6,9 +6,14 @@ Routes (the export's task decides which exist; the others answer a JSON 404 that
     POST /embed           text-embeddings-inference (TEI): inputs, normalize    (embedding exports)
     POST /v1/rerank       Cohere/Jina shape: query, documents, top_n            (cross-encoder exports)
     POST /rerank          TEI: query, texts, raw_scores, return_text            (cross-encoder exports)
+    POST /embed_sparse    TEI: inputs, prompt_name -> [{"index", "value"}]      (sparse exports)
     GET  /v1/models       the one served model, OpenAI's list shape
     GET  /health          {"status": "ok", "model", "task", ...}
     GET  /metrics         Prometheus text: requests, batch sizes, queue/tokenization/inference latency
+
+A multi-vector export is refused at start-up (``UnsupportedModelError``): no peer server defines a route for
+per-token vectors (TEI's ``/embed_all`` returns the raw hidden states of a model without pooling, not a
+projected, masked ColBERT output), so there is no client to speak to. See docs/serving.md.
 
 Both modes run the same ASGI app (``_http_app.App``) with the same in-process dynamic batcher
 (``_batcher.Batcher``): the lean server runs it on uvicorn, Ray Serve in each replica behind its proxy.
@@ -27,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, UnsupportedModelError
+from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..manifest import Manifest
@@ -35,6 +41,23 @@ from . import check_export, require, require_ray
 
 ENCODING_FORMATS = ("float", "base64")
 SERVE_HINT = "pip install 'embedrt[serve]'"
+#: the export tasks ``embedrt serve`` serves, each with what its model is called in messages
+SERVED_TASKS = {
+    EMBEDDING: "the embedding model",
+    CROSS_ENCODER: "the cross-encoder (a reranker)",
+    SPARSE: "the sparse (SPLADE) model",
+}
+
+
+def check_task(task: str) -> None:
+    """Raises UnsupportedModelError unless ``embedrt serve`` serves exports of ``task``, naming those it
+    serves."""
+    if task not in SERVED_TASKS:
+        raise UnsupportedModelError(
+            f"embedrt serve does not serve {task!r} exports; it serves the tasks {list(SERVED_TASKS)}. "
+            "A multi-vector export has no peer route to answer on: encode it in-process with "
+            "embedrt.MultiVectorEncoder (docs/serving.md)"
+        )
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,14 @@ class EmbedRequest:
     texts: list[str]
     normalize: bool
     dimensions: int | None
+
+
+@dataclass
+class EmbedSparseRequest:
+    """TEI's ``POST /embed_sparse``."""
+
+    texts: list[str]
+    prompt_name: str | None
 
 
 @dataclass
@@ -266,18 +297,12 @@ def parse_request(
     return EmbeddingRequest(texts=texts, encoding_format=fmt, dimensions=_dimensions(body, dim))
 
 
-def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
-    """Validate a TEI ``POST /embed`` body: ``inputs`` (str or list), ``normalize`` (default true),
-    ``truncate`` (texts are always cut at max_seq_length, as sentence-transformers does), ``dimensions``.
-
-    Raises:
-        RequestError: the first problem found.
-    """
+def _tei_inputs(body: Any, limits: Limits) -> tuple[dict, list[str]]:
+    """The body and its ``inputs`` of a TEI request, ``truncate`` and ``truncation_direction`` checked."""
     body = _object(body)
     if "inputs" not in body:
         raise RequestError("'inputs' is required: a string or a list of strings", "inputs")
     texts = _texts(body["inputs"], "inputs", limits, limits.max_inputs)
-    normalize = _optional_bool(body, "normalize", True)
     _optional_bool(body, "truncate", True)
     direction = body.get("truncation_direction")
     if direction is not None and str(direction).lower() != "right":
@@ -285,11 +310,40 @@ def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
             f"truncation_direction {direction!r} is not supported; valid choices: ['right']",
             "truncation_direction",
         )
+    return body, texts
+
+
+def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
+    """Validate a TEI ``POST /embed`` body: ``inputs`` (str or list), ``normalize`` (default true),
+    ``truncate`` (texts are always cut at max_seq_length, as sentence-transformers does), ``dimensions``.
+
+    Raises:
+        RequestError: the first problem found.
+    """
+    body, texts = _tei_inputs(body, limits)
+    normalize = _optional_bool(body, "normalize", True)
     if body.get("prompt_name") is not None:
         raise RequestError(
             "'prompt_name' is not supported: the server applies the model's default prompt", "prompt_name"
         )
     return EmbedRequest(texts=texts, normalize=normalize, dimensions=_dimensions(body, dim))
+
+
+def parse_embed_sparse(body: Any, limits: Limits, prompts: dict[str, str]) -> EmbedSparseRequest:
+    """Validate a TEI ``POST /embed_sparse`` body: ``inputs`` (str or list), ``truncate`` (texts are always
+    cut at max_seq_length, as sentence-transformers does), ``truncation_direction`` (right),
+    ``prompt_name`` (one of the model's ``prompts``).
+
+    Raises:
+        RequestError: the first problem found.
+    """
+    body, texts = _tei_inputs(body, limits)
+    name = body.get("prompt_name")
+    if name is not None and (not isinstance(name, str) or name not in prompts):
+        raise RequestError(
+            f"unknown prompt_name {name!r}; this model's prompts: {sorted(prompts)}", "prompt_name"
+        )
+    return EmbedSparseRequest(texts=texts, prompt_name=name)
 
 
 def _documents(raw: Any, name: str, limits: Limits) -> list[str]:
@@ -425,6 +479,7 @@ def config_from_args(args: Any) -> ServeConfig:
     """The ``ServeConfig`` of ``embedrt serve``'s arguments, the export checked (typed errors, no Ray)."""
     export_dir = str(Path(args.export_dir).absolute())
     manifest = check_export(export_dir, args.variant)
+    check_task(manifest.task)  # NOTE: before Ray or uvicorn start: a task nobody can query fails fast
     source = source_model_of(export_dir, manifest)
     cfg = ServeConfig(
         export_dir=export_dir,
@@ -515,7 +570,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="serve an export over HTTP: OpenAI /v1/embeddings, TEI /embed, /v1/rerank, "
-        "/rerank (one process; --ray for Ray Serve)",
+        "/rerank, TEI /embed_sparse (one process; --ray for Ray Serve)",
     )
     p.add_argument(
         "export_dir", help="directory written by export-model (on a cluster: the same path on every node)"

@@ -16,7 +16,7 @@ from ..manifest import Manifest, read_manifest
 from ..modes import Activation, Device, Task
 from . import providers as prov
 from .batching import run_batches
-from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 from .tokenize import TextTokenizer, check_text
 
 SCORES = "scores"
@@ -147,7 +147,7 @@ class PairTokenizer(TextTokenizer):
         return out
 
 
-class CrossEncoder:
+class CrossEncoder(MaxSeqLength):
     """Load a cross-encoder export and score pairs exactly like ``sentence_transformers.CrossEncoder``.
 
     Args:
@@ -224,23 +224,6 @@ class CrossEncoder:
         self.max_batch_tokens = max_batch_tokens
 
     # ------------------------------------------------------------------ properties
-    @property
-    def max_seq_length(self) -> int:
-        """Longest pair in tokens, special tokens included; longer pairs are truncated longest-first."""
-        return self.tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 1 <= value <= self._max_seq_length_limit
-        ):
-            raise InputError(
-                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
-            )
-        self.tokenizer.set_max_seq_length(value)
-
     @property
     def max_length(self) -> int:
         """Alias of ``max_seq_length`` (sentence-transformers' older name)."""

@@ -18,7 +18,7 @@ from ..modes import Device, Precision
 from . import long_text as lt
 from . import providers as prov
 from .batching import run_batches
-from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 from .tokenize import check_text
 from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
 
@@ -93,7 +93,7 @@ class TokenizedTexts:
         return cls([r for p in parts for r in p.ids], first)
 
 
-class Encoder:
+class Encoder(MaxSeqLength):
     """Load an embedrt export directory and encode texts exactly like ``SentenceTransformer.encode``.
 
     Args:
@@ -233,19 +233,6 @@ class Encoder:
         return str(self.graph_status)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def max_seq_length(self) -> int:
-        """Longest input in tokens, special tokens included; longer texts are truncated."""
-        return self.tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        if not isinstance(value, int) or not 1 <= value <= self._max_seq_length_limit:
-            raise InputError(
-                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
-            )
-        self.tokenizer.set_max_seq_length(value)
-
     def get_sentence_embedding_dimension(self) -> int:
         """Output dimension, after the default ``truncate_dim`` if one is set."""
         return min(self._dim, self.truncate_dim) if self.truncate_dim else self._dim

@@ -15,11 +15,12 @@ from ..errors import ArtifactError, InputError
 from ..manifest import Manifest, read_manifest
 from ..modes import Device
 from . import providers as prov
+from .batching import length_sorted_batches
 from .encoder import _validate_texts
-from .session import CLASS_OF_TASK, GraphStatus, load_tokenizer, open_graph, variant_of
+from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 
 
-class TokenGraphModel:
+class TokenGraphModel(MaxSeqLength):
     """An export of task ``TASK`` (set by subclasses): its session, tokenizer and prompts."""
 
     TASK = ""
@@ -88,23 +89,6 @@ class TokenGraphModel:
         self.graph_status: GraphStatus = graph.status
         self.variant = variant
 
-    @property
-    def max_seq_length(self) -> int:
-        """Longest input in tokens, special tokens included; longer texts are truncated."""
-        return self.tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 1 <= value <= self._max_seq_length_limit
-        ):
-            raise InputError(
-                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
-            )
-        self.tokenizer.set_max_seq_length(value)
-
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         if prompt is not None:
             if not isinstance(prompt, str):
@@ -132,6 +116,22 @@ class TokenGraphModel:
                     return name
         return prompt_name
 
+    def prompt_text(self, prompt_name: str | None = None, side: str | None = None) -> str | None:
+        """The prompt ``encode`` prepends for ``prompt_name``; without one, the prompt that
+        ``encode_query`` (``side="query"``) or ``encode_document`` (``side="document"``) picks, else the
+        model's default prompt (None: no prompt).
+
+        Raises:
+            InputError: ``prompt_name`` is not one of the model's prompts, or ``side`` is unknown.
+        """
+        if side == "query":
+            prompt_name = self._query_prompt_name(None, prompt_name)
+        elif side == "document":
+            prompt_name = self._document_prompt_name(None, prompt_name)
+        elif side is not None:
+            raise InputError(f"side must be 'query', 'document' or None, got {side!r}")
+        return self._resolve_prompt(None, prompt_name)
+
     def count_tokens(
         self, sentences: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None
     ) -> Any:
@@ -150,18 +150,12 @@ class TokenGraphModel:
     def _batches(
         self, rows: list[list[int]], batch_size: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(row indices, input_ids, attention_mask) of length-sorted batches, longest first."""
+        """(row indices, input_ids, attention_mask) of the graph runs of ``length_sorted_batches``, longest
+        first."""
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            n = batch_size
-            if self.max_batch_tokens is not None:
-                n = max(1, min(batch_size, self.max_batch_tokens // max(1, int(lengths[order[start]]))))
-            idx = order[start : start + n]
+        for idx in length_sorted_batches(lengths, batch_size, self.max_batch_tokens):
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             yield idx, ids, mask
-            start += n
 
     def _run(self, names: list[str], ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         return self._session.run(names, {"input_ids": ids, "attention_mask": mask})

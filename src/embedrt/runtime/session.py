@@ -112,6 +112,32 @@ def load_tokenizer(
     return cls(path, manifest.max_seq_length, tok.pad_token_id)
 
 
+class MaxSeqLength:
+    """The ``max_seq_length`` property of every loaded model: read from and set on its ``tokenizer``, within
+    the export's own ``max_seq_length`` (``_max_seq_length_limit``, set by the model's ``__init__``)."""
+
+    tokenizer: TextTokenizer
+    _max_seq_length_limit: int
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens, special tokens included; longer inputs are truncated (a cross-encoder's
+        pairs longest-first)."""
+        return self.tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= self._max_seq_length_limit
+        ):
+            raise InputError(
+                f"max_seq_length must be an int in [1, {self._max_seq_length_limit}], got {value!r}"
+            )
+        self.tokenizer.set_max_seq_length(value)
+
+
 def variant_of(manifest: Manifest, variant: Any) -> Variant:
     """Raises InputError for a variant the export does not have."""
     if not isinstance(variant, str) or variant not in manifest.variants:

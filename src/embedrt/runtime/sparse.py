@@ -168,25 +168,14 @@ class SparseEncoder(TokenGraphModel):
         k = self._check_k(max_active_dims) if max_active_dims is not None else self.max_active_dims
         p = self._resolve_prompt(prompt, prompt_name)
         rows = self.tokenizer.encode_ids([p + t for t in texts] if p else texts)
-        # NOTE: each batch is sparsified as it comes out of the graph, so at most one batch x vocab dense
-        # block exists at a time (the tokens x vocab logits stay inside the graph).
-        per_row: list[tuple[np.ndarray, np.ndarray]] = [
-            (np.zeros(0, np.int32), np.zeros(0, np.float32))
-        ] * len(rows)
-        dense_out = np.zeros((len(rows), self._dim), np.float32) if not convert_to_sparse_tensor else None
-        for idx, ids, mask in self._batches(rows, batch_size):
-            block = self._run([OUTPUT], ids, mask)[0]
-            if dense_out is not None:
-                dense_out[idx] = select_top_k(block, k)
-                continue
-            r, c, vals = nonzero_entries(block, k)
-            bounds = np.searchsorted(r, np.arange(len(idx) + 1))
-            for j, i in enumerate(idx):
-                per_row[i] = (c[bounds[j] : bounds[j + 1]].astype(np.int32), vals[bounds[j] : bounds[j + 1]])
-        if dense_out is not None:
+        if not convert_to_sparse_tensor:
+            dense_out = np.zeros((len(rows), self._dim), np.float32)
+            for idx, ids, mask in self._batches(rows, batch_size):
+                dense_out[idx] = select_top_k(self._run([OUTPUT], ids, mask)[0], k)
             if single:
                 return dense_out[0]
             return dense_out if convert_to_tensor else list(dense_out)
+        per_row = self.encode_rows(rows, batch_size=batch_size, max_active_dims=k)
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(c) for c, _ in per_row])
         indices = np.concatenate([c for c, _ in per_row]) if per_row else np.zeros(0, np.int32)
@@ -195,6 +184,32 @@ class SparseEncoder(TokenGraphModel):
         if single or convert_to_tensor:
             return out
         return [_csr(v.astype(np.float32), c, np.array([0, len(c)]), (1, self._dim)) for c, v in per_row]
+
+    def encode_rows(
+        self, rows: Sequence[Sequence[int]], batch_size: int = 32, max_active_dims: int | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The active dimensions of already tokenized texts (``tokenizer.encode_ids``, prompt included).
+
+        Args:
+            rows: token ids per text, truncated to ``max_seq_length``.
+            batch_size: texts per graph run (``max_batch_tokens`` may make runs smaller).
+            max_active_dims: as ``encode``; None keeps every non-zero value.
+
+        Returns:
+            One ``(indices, values)`` pair per row: int32 columns in ascending order and their float32
+            values, exactly the non-zero entries of that row of ``encode``.
+        """
+        rows = [list(r) for r in rows]
+        # NOTE: each batch is sparsified as it comes out of the graph, so at most one batch x vocab dense
+        # block exists at a time (the tokens x vocab logits stay inside the graph).
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        per_row: list[tuple[np.ndarray, np.ndarray]] = [empty] * len(rows)
+        for idx, ids, mask in self._batches(rows, batch_size):
+            r, c, vals = nonzero_entries(self._run([OUTPUT], ids, mask)[0], max_active_dims)
+            bounds = np.searchsorted(r, np.arange(len(idx) + 1))
+            for j, i in enumerate(idx):
+                per_row[i] = (c[bounds[j] : bounds[j + 1]].astype(np.int32), vals[bounds[j] : bounds[j + 1]])
+        return per_row
 
     def encode_query(
         self,

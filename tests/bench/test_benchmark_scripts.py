@@ -1,0 +1,104 @@
+"""The retrieval-shaped inputs of the benchmarks: benchmarks/make_passages.py and make_shape_model.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LINES = [f"sentence {i} about the model and the index {'word ' * (i % 7)}".strip() for i in range(60)]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_passages_join_consecutive_lines_within_the_bounds():
+    mp = _load("make_passages")
+    passages = mp.make_passages(LINES, words, min_tokens=20, max_tokens=40, seed=1)
+    assert len(passages) >= 5
+    assert all(20 <= words(p) <= 40 for p in passages)
+    joined = " ".join(LINES)
+    at = 0
+    for p in passages:  # each passage is a run of consecutive lines, in corpus order
+        k = joined.index(p, at)
+        assert k >= at and (k == 0 or joined[k - 1] == " ")
+        at = k + len(p)
+    assert mp.make_passages(LINES, words, 20, 40, seed=1) == passages  # deterministic
+    assert mp.make_passages(LINES, words, 20, 40, seed=2) != passages  # the seed draws the targets
+    assert len(mp.make_passages(LINES, words, 20, 40, seed=1, limit=2)) == 2
+    lengths = [words(p) for p in passages]
+    assert max(lengths) - min(lengths) >= 8  # spread over the range, not all at the minimum
+    # a line longer than the maximum alone is dropped, not cut
+    with_long = mp.make_passages(["a " * 50, *LINES[:12]], words, 20, 40)
+    assert with_long and all("a a a" not in p for p in with_long)
+    with pytest.raises(ValueError):
+        mp.make_passages(LINES, words, 40, 20)
+
+
+def test_passages_cli_counts_with_the_export_tokenizer(tiny_bert, tmp_path):
+    from embedrt import Encoder
+
+    _, export_dir = tiny_bert
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    out = tmp_path / "passages.txt"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "make_passages.py"), str(export_dir), "-o", str(out)]
+    cmd += ["--corpus", str(corpus), "--min-tokens", "30", "--max-tokens", "60"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    passages = out.read_text(encoding="utf-8").splitlines()
+    counts = Encoder(export_dir, device="cpu").count_tokens(passages)
+    assert np.all((counts >= 30) & (counts <= 60))
+    assert f"wrote {len(passages)} passages" in res.stdout
+    assert f"{len(passages)} of {len(passages)} passages (100%) are truncated" in res.stdout  # window 24
+    bad = subprocess.run(cmd[:2] + [str(tmp_path / "nope"), "-o", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "make_passages:" in bad.stderr
+
+
+def test_shape_model_configs_are_the_real_shapes():
+    sm = _load("make_shape_model")
+    mpnet, bert = sm.SHAPES["mpnet-base"], sm.SHAPES["bert-base"]
+    keys = ("layers", "hidden", "heads", "ffn", "vocab", "max_seq_length")
+    assert [mpnet[k] for k in keys] == [12, 768, 12, 3072, 30527, 384] and mpnet["arch"] == "mpnet"
+    assert [bert[k] for k in keys] == [12, 768, 12, 3072, 30522, 512] and bert["arch"] == "bert"
+
+
+@pytest.mark.slow  # NOTE: a 30k-row embedding table even at the small shape; export and verification
+@pytest.mark.parametrize("shape", ["mpnet-base", "bert-base"])
+def test_shape_model_exports_and_loads(shape, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from embedrt import Encoder, export_model
+
+    out = tmp_path / shape
+    cmd = [sys.executable, str(REPO / "benchmarks" / "make_shape_model.py"), shape, "-o", str(out)]
+    small = ["--layers", "2", "--hidden", "64", "--heads", "4", "--ffn", "128", "--max-seq-length", "48"]
+    subprocess.run(cmd + small, check=True, capture_output=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == ("mpnet" if shape == "mpnet-base" else "bert")
+    assert config["vocab_size"] == (30527 if shape == "mpnet-base" else 30522)
+    assert config["num_hidden_layers"] == 2 and config["hidden_size"] == 64
+    st = SentenceTransformer(str(out), device="cpu")
+    assert st.max_seq_length == 48
+    assert st.tokenize(["hello world"])["input_ids"][0].tolist() == [101, 7592, 2088, 102]  # BERT's vocab
+    export_model(str(out), tmp_path / "export")
+    enc = Encoder(tmp_path / "export", device="cpu")
+    texts = ["hello world", "a passage about retrieval " * 20]
+    assert np.abs(enc.encode(texts) - st.encode(texts)).max() <= 1e-5
+    again = subprocess.run(cmd, capture_output=True, text=True)  # never over an existing directory
+    assert again.returncode != 0 and "exists" in again.stderr
