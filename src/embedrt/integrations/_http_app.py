@@ -52,6 +52,8 @@ ROUTE_KIND = {EMBEDDING: "embedding", CROSS_ENCODER: "cross-encoder (reranker)",
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
+
+
 def per_job(values: Any, parts: list[Any]) -> list[Any]:
     """``values`` of the concatenated ``parts`` (one batch's jobs), cut back into one slice per job."""
     out, o = [], 0
