@@ -21,12 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from embedrt.export.fuse import INT8_FUSED_FILE, INT8_FUSIONS, write_int8_fused
+from embedrt.export.fuse import INT8_FUSED_FILE, INT8_FUSIONS, write_int8_fused, write_packed
 from embedrt.export.quantize import Int8Config, int8_scheme
-from embedrt.export.rewrites import fuse_gelu_epilogues
 from embedrt.runtime import native
 
 
@@ -88,13 +86,16 @@ def main() -> None:
             shutil.copytree(export, work)
             write_int8_fused(work, manifest, cfg, {}, fusions=fusions)
             graphs[name] = work / INT8_FUSED_FILE
-        packed = manifest["variants"]["fp32"].get("native", {}).get("packed")
-        if packed is not None:
-            model = onnx.load(str(export / packed["file"]))
-            fuse_gelu_epilogues(model.graph)
-            graphs["fp32: packed"] = export / packed["file"]
-            graphs["fp32: packed + gelu epilogue"] = Path(tmp) / "packed-gelu.onnx"
-            onnx.save(model, str(graphs["fp32: packed + gelu epilogue"]))
+        fp32_native = manifest["variants"]["fp32"].get("native") or {}
+        if fp32_native.get("packed") is not None or fp32_native.get("packed_only"):
+            plain = fp32_native.get("packed_only")
+            source = manifest["variants"]["fp32"]["file"] if plain else fp32_native["file"]
+            # the packed graph rebuilt from the fused-pooling graph, without and with the GELU epilogue
+            for name, gelu in (("fp32: packed", False), ("fp32: packed + gelu epilogue", True)):
+                work = Path(tmp) / name.replace(" ", "_").replace(":", "").replace("+", "")
+                shutil.copytree(export, work)
+                entry = write_packed(work, source, gelu_epilogue=gelu)
+                graphs[name] = work / entry["file"]
         sessions = {k: _session(p, args.threads) for k, p in graphs.items()}
         report = {"threads": args.threads, "rounds": args.rounds, "shapes": {}}
         for shape in args.shapes.split(","):

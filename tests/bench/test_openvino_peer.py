@@ -17,13 +17,36 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_registry_lists_the_openvino_peers():
-    for name in ("st-openvino", "st-openvino-int8"):
+    for name in ("st-openvino", "st-openvino-default", "st-openvino-int8"):
         peer = worker.PEERS[name]
         assert name in orchestrate.PEERS
         assert "embedding" in peer.runners and "cross-encoder" not in peer.runners
         assert "openvino" in peer.requires and peer.prepare is not None and not peer.onnx_copy
     # the other peers make no copy of their own
     assert all(worker.PEERS[p].prepare is None for p in ("st-torch", "st-onnx", "fastembed"))
+
+
+def test_the_fp32_peer_asks_openvino_for_f32(monkeypatch):
+    """OpenVINO's CPU plugin computes in bf16 by default where the CPU has AVX512_BF16 or AMX: the fp32 peer
+    must ask for f32, the default peer must not."""
+    import types
+
+    seen = []
+
+    class FakeST:
+        def __init__(self, path, **kwargs):
+            seen.append(kwargs)
+
+    monkeypatch.setitem(
+        sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeST)
+    )
+    cfg = {"openvino_model_dir": "unused"}
+    worker.PEERS["st-openvino"].runners["embedding"](cfg)
+    worker.PEERS["st-openvino-default"].runners["embedding"](cfg)
+    worker.PEERS["st-openvino-int8"].runners["embedding"](cfg)
+    assert seen[0]["model_kwargs"]["ov_config"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert "model_kwargs" not in seen[1]
+    assert seen[2]["model_kwargs"] == {"file_name": worker.OPENVINO_INT8_FILE}
 
 
 def test_probe_names_the_missing_openvino(tmp_path):

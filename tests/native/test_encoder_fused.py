@@ -78,6 +78,8 @@ def test_export_writes_a_packed_graph(tiny_bert):
     assert packed["linears"] == 12 and packed["folded_bias"] == 12 and packed["head_layouts"] == 8
     assert packed["constant_reshapes"] >= 8
     ops, std = op_counts(export_dir / packed["file"]), op_counts(export_dir / fused["file"])
+    # each FFN's GELU (Div, Erf, Add, Mul, Mul) is its PackedMatMul's epilogue
+    assert packed["gelu_epilogues"] == 2 and "Erf" not in ops and std["Erf"] == 2
     assert (
         ops["PackedMatMul"] == 12 and ops["MatMul"] == 4
     )  # the attention's two activation x activation ones

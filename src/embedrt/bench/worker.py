@@ -132,16 +132,27 @@ OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
 OPENVINO_CALIBRATION_SAMPLES = 300
 
 
-def _st_openvino(cfg, file_name=None):
+#: OpenVINO's CPU plugin computes in bf16 by default on CPUs with AVX512_BF16 or AMX, not in fp32: the fp32
+#: peer asks for f32 (``INFERENCE_PRECISION_HINT``), the bf16 one keeps the plugin's default.
+OPENVINO_FP32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _st_openvino(cfg, file_name=None, ov_config=None):
     """sentence-transformers' OpenVINO backend on the IR that mode "prepare-peer" saved (fp32 or int8)."""
     from sentence_transformers import SentenceTransformer
 
     kwargs = {"device": "cpu", "backend": "openvino"}
+    model_kwargs = {}
     if file_name:
-        kwargs["model_kwargs"] = {"file_name": file_name}
+        model_kwargs["file_name"] = file_name
+    if ov_config:
+        model_kwargs["ov_config"] = dict(ov_config)
+    if model_kwargs:
+        kwargs["model_kwargs"] = model_kwargs
     model = SentenceTransformer(cfg["openvino_model_dir"], **kwargs)
     info = {"provider": "OpenVINO-CPU", "version": _version("sentence-transformers")}
     info["openvino"] = _version("openvino")
+    info["ov_config"] = dict(ov_config or {})
     return (lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)), info
 
 
@@ -414,7 +425,13 @@ PEERS = {
         _ST_ONNX, True, {"embedding": lambda cfg: _st(cfg, "onnx", st_int8_file(st_int8_preset()))}
     ),
     "fastembed": Peer(("fastembed",), True, {"embedding": _fastembed}),
-    "st-openvino": Peer(_ST_OPENVINO, False, {"embedding": _st_openvino}, _prepare_openvino),
+    "st-openvino": Peer(
+        _ST_OPENVINO,
+        False,
+        {"embedding": lambda cfg: _st_openvino(cfg, ov_config=OPENVINO_FP32_CONFIG)},
+        _prepare_openvino,
+    ),
+    "st-openvino-default": Peer(_ST_OPENVINO, False, {"embedding": _st_openvino}, _prepare_openvino),
     "st-openvino-int8": Peer(
         (*_ST_OPENVINO, "nncf"),
         False,
