@@ -611,30 +611,16 @@ def add_parser(sub: Any) -> None:
         f"(default {d.max_queued_texts})",
     )
     lim = Limits()
-    p.add_argument(
-        "--max-inputs",
-        type=int,
-        default=lim.max_inputs,
-        help=f"texts per embeddings request, else 400 (default {lim.max_inputs})",
-    )
-    p.add_argument(
-        "--max-text-chars",
-        type=int,
-        default=lim.max_text_chars,
-        help=f"characters per text, else 400 (default {lim.max_text_chars})",
-    )
-    p.add_argument(
-        "--max-documents",
-        type=int,
-        default=lim.max_documents,
-        help=f"documents per rerank request, else 400 (default {lim.max_documents})",
-    )
-    p.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=lim.max_body_bytes,
-        help=f"request body size, else 413 (default {lim.max_body_bytes})",
-    )
+    for field, what in (
+        ("max_inputs", "texts per embeddings request, else 400"),
+        ("max_text_chars", "characters per text, else 400"),
+        ("max_documents", "documents per rerank request, else 400"),
+        ("max_body_bytes", "request body size, else 413"),
+    ):
+        default = getattr(lim, field)
+        p.add_argument(
+            "--" + field.replace("_", "-"), type=int, default=default, help=f"{what} (default {default})"
+        )
     p.add_argument(
         "--model-name",
         default=None,
