@@ -266,9 +266,12 @@ def build_tiny_multivector(
     prompts: dict[str, str] | None = None,
     max_seq_length: int = 24,
     seed: int = 0,
+    query_expansion: dict | None = None,
+    keep_only_tokens: list[str] | None = None,
 ) -> Path:
     """Save a random ColBERT-style MultiVectorEncoder (Transformer, token-level Dense, Normalize,
-    MultiVectorMask) to ``out_dir`` and return it."""
+    MultiVectorMask) to ``out_dir`` and return it. ``keep_only_tokens``: the documents' allowlist, as tokens
+    of the tiny vocabulary."""
     import torch
     from sentence_transformers import MultiVectorEncoder
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
@@ -288,12 +291,14 @@ def build_tiny_multivector(
             max_seq_length=max_seq_length,
             query_length=query_length,
             document_length=document_length,
+            query_expansion=query_expansion,
         ),
         Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings"),
     ]
     if normalize:
         modules.append(Normalize(module_input_name="token_embeddings"))
-    modules.append(MultiVectorMask(skiplist_words=skiplist_words))
+    keep = tok.convert_tokens_to_ids(keep_only_tokens) if keep_only_tokens else None
+    modules.append(MultiVectorMask(skiplist_words=skiplist_words, keep_only_token_ids=keep))
     mve = MultiVectorEncoder(modules=modules, device="cpu", prompts=prompts)
     mve.save(str(out_dir))
     return out_dir

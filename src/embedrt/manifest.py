@@ -137,9 +137,27 @@ class SparseInfo:
     max_active_dims: int | None = None
 
 
+#: ``query_expansion.strategy``: ``"fixed"`` pads and cuts every query to ``length`` tokens, ``"min"`` pads
+#: shorter queries up to ``length`` and leaves longer ones whole (up to the query length).
+QUERY_EXPANSION_STRATEGIES = ("fixed", "min")
+
+
+@dataclass(frozen=True)
+class QueryExpansion:
+    """ColBERT query expansion (sentence-transformers' ``Transformer.query_expansion``): a query shorter than
+    ``length`` tokens is filled up to ``length`` with ``token_id`` (the model's [MASK]); those positions are
+    scored, and the encoder attends to them only when ``attend``."""
+
+    strategy: str
+    attend: bool
+    length: int
+    token_id: int
+
+
 @dataclass(frozen=True)
 class MultiVectorInfo:
-    """``task: multi-vector`` (ColBERT): per-task lengths and the scoring mask's skiplist."""
+    """``task: multi-vector`` (ColBERT): per-task lengths, query expansion and the scoring mask's skiplist
+    and allowlist."""
 
     #: Replaces ``max_seq_length`` for queries / documents when set.
     query_length: int | None = None
@@ -149,6 +167,10 @@ class MultiVectorInfo:
     #: Token ids left out of the vectors of the tasks in ``skiplist_tasks``.
     skiplist_ids: tuple[int, ...] = ()
     skiplist_tasks: tuple[str, ...] = ()
+    #: Query expansion; None when off.
+    query_expansion: QueryExpansion | None = None
+    #: When set, only tokens with these ids count in the vectors of documents (and of texts without a task).
+    keep_only_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -561,6 +583,8 @@ def _late(
     bad = [t for t in skip_tasks if t not in ("query", "document")]
     if bad:
         raise top.error("skiplist_tasks", f"has {bad}; valid tasks: ['query', 'document']")
+    # NOTE: as MultiVectorMask, an empty allowlist is no allowlist
+    keep_only = top.ints("keep_only_token_ids", required=False) or None
     return Manifest(
         **common,
         dim=dim,
@@ -573,8 +597,29 @@ def _late(
             post_modules=post,
             skiplist_ids=top.ints("skiplist_ids", required=False),
             skiplist_tasks=skip_tasks,
+            query_expansion=_query_expansion(top, lengths["query_length"], position_limit),
+            keep_only_token_ids=keep_only,
             **lengths,
         ),
+    )
+
+
+def _query_expansion(
+    top: _Fields, query_length: int | None, position_limit: int | None
+) -> QueryExpansion | None:
+    qe = top.sub("query_expansion", required=False)
+    if qe is None:
+        return None
+    strategy = qe.choice("strategy", QUERY_EXPANSION_STRATEGIES)
+    length = qe.int("length", minimum=1)
+    if position_limit is not None and length > position_limit:
+        raise qe.error(
+            "length", f"is {length}, more than the graph's position limit {position_limit} (position_limit)"
+        )
+    if query_length is not None and query_length < length:
+        raise qe.error("length", f"is {length}, more than query_length {query_length}")
+    return QueryExpansion(
+        strategy=strategy, attend=qe.bool("attend"), length=length, token_id=qe.int("token_id", minimum=0)
     )
 
 

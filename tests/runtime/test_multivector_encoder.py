@@ -19,7 +19,15 @@ ARCHS = [
         query_length=12,
         document_length=20,
     ),
-    dict(arch="roberta", normalize=False),
+    # ColBERT query expansion: every query exactly 16 tokens, the [MASK] fill not attended (classic ColBERT)
+    dict(arch="roberta", normalize=False, query_expansion={"strategy": "fixed", "length": 16}),
+    # at least 10 tokens, attended, longer queries kept up to query_length; documents keep only an allowlist
+    dict(
+        arch="xlm-roberta",
+        query_expansion={"strategy": "min", "attend": True, "length": 10},
+        query_length=20,
+        keep_only_tokens=["▁the", "a", "e", "o", "s"],
+    ),
 ]
 
 
@@ -74,15 +82,56 @@ def test_single_empty_and_beyond_window(trio):
         one = ours.encode(text)
         ref = st.encode(text, convert_to_numpy=True)
         assert one.ndim == 2 and one.shape == ref.shape
-        assert np.abs(one - ref).max() <= 1e-5
+        same([one], [ref])
     assert len(ours.encode(words(300))) <= ours.max_seq_length
 
 
-def test_batch_invariance(trio):
+@pytest.mark.parametrize("fn", ["encode", "encode_query", "encode_document"])
+def test_batch_invariance(trio, fn):
     _, ours, _ = trio
-    batched = ours.encode(TEXTS, batch_size=len(TEXTS))
-    same(ours.encode(TEXTS, batch_size=1), batched, atol=1e-6)
-    same([ours.encode(t) for t in TEXTS], batched, atol=1e-6)
+    encode = getattr(ours, fn)
+    batched = encode(TEXTS, batch_size=len(TEXTS))
+    same(encode(TEXTS, batch_size=1), batched, atol=1e-6)
+    same([encode(t) for t in TEXTS], batched, atol=1e-6)
+
+
+def test_query_expansion(trio, tmp_path):
+    st, ours, base = trio
+    qe = ours.query_expansion
+    if qe is None:
+        assert st[0].query_expansion is None
+        pytest.skip("a model without query expansion")
+    want = st[0].query_expansion
+    assert (qe.strategy, qe.attend, qe.length) == (want["strategy"], want["attend"], want["length"])
+    assert qe.token_id == st.tokenizer.mask_token_id
+    short, long = "hello", words(80)
+    assert len(ours.encode_query(short)) == qe.length  # filled up to the expansion length, every fill scored
+    assert len(ours.encode_document(short)) < qe.length  # documents are never expanded
+    n_long = len(ours.encode_query(long))
+    assert n_long == qe.length if qe.strategy == "fixed" else n_long == ours.query_length > qe.length
+    # the fill token and whether the encoder attends to it both change the vectors sentence-transformers gives
+    ref = st.encode_query([short], convert_to_numpy=True)
+    same(ours.encode_query([short]), ref)
+    for change in (
+        lambda m: m["query_expansion"].__setitem__("attend", not qe.attend),
+        lambda m: m["query_expansion"].__setitem__("token_id", st.tokenizer.pad_token_id),
+    ):
+        edited = _copy_with(base / "export", tmp_path / str(id(change)), change)
+        got = MultiVectorEncoder(edited, device="cpu").encode_query([short])
+        assert got[0].shape == ref[0].shape and np.abs(got[0] - ref[0]).max() > 1e-3
+
+
+def test_document_allowlist(trio):
+    st, ours, _ = trio
+    mask = st[-1]
+    if not mask.keep_only_token_ids:
+        pytest.skip("a model without keep_only_token_ids")
+    text = "the cat sat on the mat"
+    ids = ours.tokenizer.encode_ids([text])[0]
+    kept = sum(i in mask.keep_only_token_ids for i in ids)
+    assert 0 < kept < len(ids)
+    assert len(ours.encode_document(text)) == len(ours.encode(text)) == kept
+    assert len(ours.encode_query(text)) >= len(ids)  # queries are not filtered
 
 
 @pytest.mark.parametrize("fn_name", ["maxsim", "meanmaxsim"])
@@ -132,6 +181,11 @@ def _copy_with(export_dir, tmp_path, change):
     return target
 
 
+def _qe(**change):
+    qe = {"strategy": "min", "attend": False, "length": 8, "token_id": 4, **change}
+    return {k: v for k, v in qe.items() if v is not None}
+
+
 def test_multivector_manifest_is_typed(trio):
     from embedrt.manifest import MULTI_VECTOR, read_manifest
 
@@ -153,6 +207,28 @@ def test_multivector_manifest_is_typed(trio):
         (lambda m: m.__setitem__("skiplist_ids", [1, -2]), r"field 'skiplist_ids' must be a list of ints"),
         (lambda m: m.__setitem__("skiplist_tasks", ["passage"]), r"field 'skiplist_tasks' has \['passage'\]"),
         (lambda m: m.__setitem__("post_modules", ["Pooling"]), r"field 'post_modules' has \['Pooling'\]"),
+        (lambda m: m.__setitem__("keep_only_token_ids", [-1]), r"field 'keep_only_token_ids' must be a list"),
+        (lambda m: m.__setitem__("query_expansion", [32]), r"field 'query_expansion' must be a JSON object"),
+        (
+            lambda m: m.__setitem__("query_expansion", _qe(strategy="max")),
+            r"field 'query_expansion.strategy' must be one of \['fixed', 'min'\]",
+        ),
+        (
+            lambda m: m.__setitem__("query_expansion", _qe(attend=1)),
+            r"field 'query_expansion.attend' must be true or false",
+        ),
+        (
+            lambda m: m.__setitem__("query_expansion", _qe(length=0)),
+            r"field 'query_expansion.length' must be an int >= 1",
+        ),
+        (
+            lambda m: m.__setitem__("query_expansion", _qe(length=10**6)),
+            r"field 'query_expansion.length' is 1000000, more than the graph's position limit",
+        ),
+        (
+            lambda m: m.__setitem__("query_expansion", _qe(token_id=None)),
+            r"field 'query_expansion.token_id' is missing",
+        ),
         (lambda m: m["outputs"].pop("token_mask"), r"field 'outputs.token_mask' is missing"),
         (
             lambda m: m["outputs"].__setitem__("token_embeddings", ["batch", 4]),

@@ -2,9 +2,10 @@
 one ONNX graph returning the per-token vectors after the model's projection and normalisation, verified
 against ``MultiVectorEncoder.encode``.
 
-Which tokens count (the scoring mask: real tokens minus the document skiplist) is decided from the token ids
-at run time, as ``MultiVectorMask`` does, so the graph returns the vectors of every position plus the
-attention mask it ran with.
+Which tokens count (the scoring mask: real tokens plus a query's expansion positions, minus the skiplist,
+within the allowlist) is decided from the token ids at run time, as ``MultiVectorMask`` does, so the graph
+returns the vectors of every position plus the attention mask it ran with. Query expansion (ColBERT's [MASK]
+padding of queries) is a tokenizer-side step too: the runtime fills the ids and the attention mask.
 """
 
 from __future__ import annotations
@@ -73,16 +74,9 @@ def _inspect(mve, model_dir: Path) -> dict[str, Any]:
         raise UnsupportedModelError(
             f"the Transformer's task is {t.transformer_task!r}, not feature-extraction"
         )
-    if getattr(t, "query_expansion", None) is not None:
-        raise UnsupportedModelError(
-            "query_expansion (ColBERT [MASK] padding of queries) is not supported yet"
-        )
     post = _post(mve)
     mask = _mask_module(mve)
-    if mask is not None and getattr(mask, "keep_only_token_ids", None):
-        raise UnsupportedModelError(
-            "MultiVectorMask keep_only_token_ids (image-patch documents) is not supported"
-        )
+    keep_only = getattr(mask, "keep_only_token_ids", None) if mask is not None else None
     skip = getattr(mask, "_skiplist_ids", None) if mask is not None else None
     hf = _hf(mve)
     dim = int(hf.config.hidden_size)
@@ -102,11 +96,40 @@ def _inspect(mve, model_dir: Path) -> dict[str, Any]:
         "post_modules": [type(m).__name__ for m in post],
         "skiplist_ids": sorted(int(i) for i in skip.tolist()) if skip is not None else [],
         "skiplist_tasks": list(getattr(mask, "skiplist_tasks", ["document"])) if mask is not None else [],
+        "query_expansion": _query_expansion(t, mve.tokenizer, mask),
+        "keep_only_token_ids": sorted(int(i) for i in keep_only) if keep_only else None,
         "prompts": dict(mve.prompts or {}),
         "default_prompt_name": mve.default_prompt_name,
         "similarity_fn_name": mve.similarity_fn_name,
         "outputs": {TOKENS: ["batch", "sequence", dim], MASK: ["batch", "sequence"]},
         "output": TOKENS,
+    }
+
+
+def _query_expansion(transformer, tokenizer, mask) -> dict[str, Any] | None:
+    """The Transformer's ``query_expansion`` with its token resolved to an id, as ``Transformer.preprocess``
+    resolves it: the given token, else the tokenizer's mask token, else its end-of-sequence token, else none
+    (the pads stay pads)."""
+    qe = getattr(transformer, "query_expansion", None)
+    if qe is None:
+        return None
+    if mask is None:
+        raise UnsupportedModelError("query_expansion needs a MultiVectorMask module to score the expansion")
+    if qe.get("strategy") not in ("fixed", "min"):
+        raise UnsupportedModelError(f"query_expansion strategy {qe.get('strategy')!r} is not supported")
+    if qe.get("token") is not None:
+        token_id = tokenizer.convert_tokens_to_ids(qe["token"])
+    else:
+        token_id = tokenizer.mask_token_id
+        if token_id is None:
+            token_id = tokenizer.eos_token_id
+    if token_id is None:
+        token_id = tokenizer.pad_token_id
+    return {
+        "strategy": qe["strategy"],
+        "attend": bool(qe.get("attend", False)),
+        "length": int(qe["length"]),
+        "token_id": int(token_id),
     }
 
 

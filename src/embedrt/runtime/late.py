@@ -148,13 +148,15 @@ class TokenGraphModel(MaxSeqLength):
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
 
     def _batches(
-        self, rows: list[list[int]], batch_size: int
+        self, rows: list[list[int]], batch_size: int, attended: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(row indices, input_ids, attention_mask) of the graph runs of ``length_sorted_batches``, longest
-        first."""
+        first. ``attended``: how many leading positions of each row the mask opens (default: all of them)."""
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         for idx in length_sorted_batches(lengths, batch_size, self.max_batch_tokens):
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
+            if attended is not None:
+                mask = (np.arange(ids.shape[1])[None, :] < attended[idx][:, None]).astype(np.int64)
             yield idx, ids, mask
 
     def _run(self, names: list[str], ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..manifest import MASK_OUTPUT, MULTI_VECTOR, TOKENS_OUTPUT, Manifest
+from ..manifest import MASK_OUTPUT, MULTI_VECTOR, TOKENS_OUTPUT, Manifest, QueryExpansion
 from ..modes import Device
 from .encoder import _validate_texts
 from .late import TokenGraphModel
@@ -20,13 +20,17 @@ from .util import normalize
 TOKENS = TOKENS_OUTPUT
 MASK = MASK_OUTPUT
 TASKS = (None, "query", "document")
+#: The MaxSim of a document with no token (before length normalisation), as sentence-transformers scores it:
+#: below every real score.
+EMPTY_DOCUMENT_SCORE = -1e9
 
 
 def maxsim(
     queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], length_normalize: bool = False
 ) -> np.ndarray:
     """MaxSim matrix ``(len(queries), len(documents))``: for each pair, the sum over query tokens of the
-    best dot product with any document token (divided by the query's tokens when ``length_normalize``).
+    best dot product with any document token (divided by the query's tokens when ``length_normalize``). A
+    document without tokens scores ``EMPTY_DOCUMENT_SCORE``, as in sentence-transformers.
 
     Memory: all query tokens times one document's tokens at a time.
     """
@@ -39,7 +43,10 @@ def maxsim(
     stacked = np.vstack(q)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for j, doc in enumerate(d):
-        if len(doc) == 0 or len(stacked) == 0:
+        if len(doc) == 0:
+            out[:, j] = EMPTY_DOCUMENT_SCORE
+            continue
+        if len(stacked) == 0:
             continue
         best = (stacked @ doc.T).max(axis=1)
         sums = np.add.reduceat(best, starts) if len(best) else np.zeros(len(q), np.float32)
@@ -55,7 +62,9 @@ class MultiVectorEncoder(TokenGraphModel):
     ``encode`` returns one float32 ``(tokens_i, dim)`` array per text (the ragged output of
     sentence-transformers with ``convert_to_numpy=True``): the tokens its scoring mask keeps (real tokens,
     minus the skiplist for documents). ``encode_query`` / ``encode_document`` add the query / document
-    prompt and use the model's ``query_length`` / ``document_length``.
+    prompt and use the model's ``query_length`` / ``document_length``; with ``query_expansion`` (ColBERT's
+    [MASK] padding) a query shorter than its expansion length is filled up to it with the expansion token,
+    and those positions get vectors too, as sentence-transformers does.
 
     Raises:
         ArtifactError: a missing or corrupted file, or an export of another task.
@@ -76,14 +85,41 @@ class MultiVectorEncoder(TokenGraphModel):
         self.document_length: int | None = info.document_length
         self._skip = np.array(info.skiplist_ids, dtype=np.int64)
         self._skip_tasks = list(info.skiplist_tasks)
+        #: ColBERT query expansion (None: off); see :class:`embedrt.manifest.QueryExpansion`.
+        self.query_expansion: QueryExpansion | None = info.query_expansion
+        self._keep_only = (
+            np.array(info.keep_only_token_ids, dtype=np.int64) if info.keep_only_token_ids else None
+        )
         self._task_tokenizers: dict[int, TextTokenizer] = {}
 
     def get_sentence_embedding_dimension(self) -> int:
         """Width of each token vector."""
         return self._dim
 
+    def _task_length(self, task: str | None) -> int | None:
+        """The most tokens a text of ``task`` keeps (None: ``max_seq_length``), as ``Transformer.preprocess``:
+        the task's length; for queries with expansion, the expansion length ("fixed") or at least it
+        ("min")."""
+        qe = self.query_expansion if task == "query" else None
+        if qe is not None:
+            if qe.strategy == "fixed":
+                return qe.length
+            if self.query_length is not None:
+                return max(self.query_length, qe.length)
+            return None
+        return {"query": self.query_length, "document": self.document_length}.get(task or "")
+
+    def _expand(self, rows: list[list[int]]) -> tuple[list[list[int]], np.ndarray | None]:
+        """Fill each query shorter than the expansion length with the expansion token; returns the rows and
+        how many leading positions of each the encoder attends to (None: all)."""
+        qe = self.query_expansion
+        assert qe is not None
+        real = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        rows = [r + [qe.token_id] * (qe.length - len(r)) if len(r) < qe.length else r for r in rows]
+        return rows, None if qe.attend else real
+
     def _tokenizer_for(self, task: str | None) -> TextTokenizer:
-        length = {"query": self.query_length, "document": self.document_length}.get(task or "")
+        length = self._task_length(task)
         if length is None or length == self.tokenizer.max_seq_length:
             return self.tokenizer
         # NOTE: as sentence-transformers, the task's length replaces max_seq_length for that task
@@ -142,13 +178,22 @@ class MultiVectorEncoder(TokenGraphModel):
         p = self._resolve_prompt(prompt, prompt_name)
         tokenizer = self._tokenizer_for(task)
         rows = tokenizer.encode_ids([p + t for t in texts] if p else texts)
+        attended = None
+        if task == "query" and self.query_expansion is not None:
+            rows, attended = self._expand(rows)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         skip = self._skip if ((task or "document") in self._skip_tasks and self._skip.size) else None
+        keep_only = self._keep_only if task != "query" else None
         out: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(rows)
-        for idx, ids, mask in self._batches(rows, batch_size):
-            vectors, used = self._run([TOKENS, MASK], ids, mask)
-            keep = used.astype(bool)
+        for idx, ids, mask in self._batches(rows, batch_size, attended):
+            vectors = self._run([TOKENS], ids, mask)[0]
+            # NOTE: as MultiVectorMask: every token of the row (a query's expansion included, attended or
+            # not), minus the skiplist, within the allowlist
+            keep = np.arange(ids.shape[1])[None, :] < lengths[idx][:, None]
             if skip is not None:
                 keep &= ~np.isin(ids, skip)
+            if keep_only is not None:
+                keep &= np.isin(ids, keep_only)
             for j, i in enumerate(idx):
                 v = vectors[j][keep[j]]
                 out[i] = normalize(v).astype(np.float32) if normalize_embeddings else np.ascontiguousarray(v)
