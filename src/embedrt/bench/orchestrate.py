@@ -3,8 +3,8 @@ pair-by-pair ratios, agreement with the PyTorch reference, and efficiency agains
 
 One orchestrator for every task: a ``TaskSpec`` says what differs (the items and their tokens, how agreement
 is measured, the report's names and table). ``EMBEDDING`` is here; the cross-encoder spec is ``cross.CROSS``,
-the sparse one ``sparse.SPARSE_SPEC``. The runners, embedrt's and the peers', are one registry table in
-``worker.PEERS``."""
+the sparse one ``sparse.SPARSE_SPEC``, the multi-vector one ``multivector.MULTI_VECTOR_SPEC``. The runners,
+embedrt's and the peers', are one registry table in ``worker.PEERS``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedrtError, InputError
-from ..manifest import MANIFEST_NAME, MULTI_VECTOR, Manifest, read_manifest
+from ..manifest import MANIFEST_NAME, Manifest, read_manifest
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -241,6 +241,10 @@ def spec_for(task: str | None) -> TaskSpec:
         from .sparse import SPARSE_SPEC
 
         return SPARSE_SPEC
+    if task == "multi-vector":
+        from .multivector import MULTI_VECTOR_SPEC
+
+        return MULTI_VECTOR_SPEC
     return EMBEDDING
 
 
@@ -259,11 +263,6 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = _prepare_target(cfg, workdir, Progress(total=0, quiet=True))
     manifest = read_manifest(export_dir)
-    if manifest.task == MULTI_VECTOR:
-        raise InputError(
-            f"{export_dir} is a multi-vector export; embedrt bench measures embedding, "
-            "cross-encoder and sparse exports only"
-        )
     spec = spec_for(manifest.task)
     variants = cfg.variants or list(manifest.variants)
     unknown = [v for v in variants if v not in manifest.variants]

@@ -10,6 +10,7 @@ active dimensions and peak RSS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .worker import read_nonblank_texts  # NOTE: the worker's own reader, so bot
 SCHEMA = "embedrt-bench-sparse/1"
 
 
-def _text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:
+def text_lengths(cfg: BenchConfig, export_dir: Path, manifest: Manifest) -> list[int]:
     from ..runtime.session import load_tokenizer
 
     tok = load_tokenizer(manifest)  # NOTE: checked against its sha256, as every runtime load
@@ -39,14 +40,20 @@ def _compare_active_dims(values: np.ndarray, reference: np.ndarray) -> dict[str,
     }
 
 
-def _title(report: dict[str, Any]) -> str:
-    cfg, m = report["config"], report["machine"]
-    return (
-        f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}). Sparse encoder {Path(cfg['model_dir']).name} "
-        f"(vocab {cfg['vocab']}): {cfg['n_texts']} texts from {Path(cfg['corpus']).name}, "
-        f"{cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), batch "
-        f"{cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions."
-    )
+def texts_title(kind: str, size: str) -> Callable[[dict[str, Any]], str]:
+    """The markdown's first line for a task over corpus texts: ``kind`` names the model, ``size`` the config
+    key of its width (``vocab``, ``dim``)."""
+
+    def title(report: dict[str, Any]) -> str:
+        cfg, m = report["config"], report["machine"]
+        return (
+            f"Machine: {m['cpu']}, {m['cores']} cores ({m['isa']}). {kind} {Path(cfg['model_dir']).name} "
+            f"({size} {cfg[size]}): {cfg['n_texts']} texts from {Path(cfg['corpus']).name}, "
+            f"{cfg['real_tokens']} real tokens ({cfg['mean_tokens']:.1f}/text), batch "
+            f"{cfg['headline_batch_size']}, median of {cfg['repeats']} alternating repetitions."
+        )
+
+    return title
 
 
 SPARSE_SPEC = TaskSpec(
@@ -55,9 +62,9 @@ SPARSE_SPEC = TaskSpec(
     unit="texts",
     count_key="n_texts",
     noun="texts",
-    lengths=_text_lengths,
+    lengths=text_lengths,
     compare=_compare_active_dims,
-    title=_title,
+    title=texts_title("Sparse encoder", "vocab"),
     agreement_columns=(
         ("max abs diff vs st-torch", "max_abs_diff", ".1e"),
         ("active dims (mean)", "mean_active_dims", ".0f"),

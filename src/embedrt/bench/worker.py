@@ -275,6 +275,31 @@ def _st_sparse(cfg, backend="torch"):
     return (lambda texts, bs: model.encode(texts, batch_size=bs)), info
 
 
+# --- multi-vector runners: each returns (encode(texts, bs) -> a (tokens_i, dim) array per text, info)
+# NOTE: documents, the indexing workload: encode_document (the document length and skiplist)
+
+
+def _embedrt_multi(cfg):
+    from embedrt import MultiVectorEncoder
+
+    model = MultiVectorEncoder(cfg["export_dir"], device="cpu", variant=cfg.get("variant", "fp32"))
+    info = {"provider": model.active_providers[0], "version": _version("embedrt")}
+    return (lambda texts, bs: model.encode_document(texts, batch_size=bs)), info
+
+
+def _st_multi(cfg, backend="torch"):
+    model, info = _st_load(cfg, "MultiVectorEncoder", backend)
+    return (lambda texts, bs: model.encode_document(texts, batch_size=bs, convert_to_numpy=True)), info
+
+
+def _stacked(values):
+    """The ragged per-text token vectors as one float32 ``(all tokens, dim)`` array (a text with another
+    token count than the reference's changes the shape, which the agreement reports)."""
+    import numpy as np
+
+    return np.vstack([np.asarray(v, dtype=np.float32) for v in values])
+
+
 def _dense(values):
     """A float32 array of a runner's output: scipy CSR (``toarray``), torch sparse (``to_dense``) or dense."""
     import numpy as np
@@ -362,6 +387,10 @@ def _prepare_sparse(cfg):
     return _prepare_onnx_copy(cfg, "SparseEncoder")
 
 
+def _prepare_multi(cfg):
+    return _prepare_onnx_copy(cfg, "MultiVectorEncoder")
+
+
 @dataclass(frozen=True)
 class Task:
     """What one task benchmarks: its items, the warm-up item, the names its results use, and what is saved
@@ -389,6 +418,15 @@ TASKS = {
     ),
     "sparse": Task(
         read_nonblank_texts, "Hello world", "texts", "n_texts", "first_encode_s", _prepare_sparse, 256
+    ),
+    "multi-vector": Task(
+        read_nonblank_texts,
+        "Hello world",
+        "texts",
+        "n_texts",
+        "first_encode_s",
+        _prepare_multi,
+        to_values=_stacked,
     ),
 }
 
@@ -443,6 +481,10 @@ PEERS = {
 PEERS["embedrt"].runners["sparse"] = _embedrt_sparse
 PEERS["st-torch"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "torch")
 PEERS["st-onnx"].runners["sparse"] = lambda cfg: _st_sparse(cfg, "onnx")
+# NOTE: and the multi-vector task's (sentence-transformers >= 6 has MultiVectorEncoder)
+PEERS["embedrt"].runners["multi-vector"] = _embedrt_multi
+PEERS["st-torch"].runners["multi-vector"] = lambda cfg: _st_multi(cfg, "torch")
+PEERS["st-onnx"].runners["multi-vector"] = lambda cfg: _st_multi(cfg, "onnx")
 
 
 def run(cfg):
