@@ -4,7 +4,7 @@ late interaction): one vector per token, scored by MaxSim in numpy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import MASK_OUTPUT, MULTI_VECTOR, TOKENS_OUTPUT, Manifest, QueryExpansion
 from ..modes import Device
+from . import long_text as lt
 from .encoder import _validate_texts
 from .late import TokenGraphModel
 from .tokenize import TextTokenizer
@@ -143,6 +144,8 @@ class MultiVectorEncoder(TokenGraphModel):
         device: str | None = None,
         normalize_embeddings: bool = False,
         task: str | None = None,
+        long_text: str = "truncate",
+        chunk_stride: int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Per-token embeddings; the arguments and numbers of ``MultiVectorEncoder.encode``.
@@ -156,6 +159,12 @@ class MultiVectorEncoder(TokenGraphModel):
             device: must be None or this encoder's device.
             normalize_embeddings: L2-normalise every token vector.
             task: None, ``"query"`` or ``"document"``: picks the length and whether the skiplist applies.
+            long_text: ``"truncate"`` (sentence-transformers' behaviour) or ``"chunk"``: a text longer than
+                its task's length is read as overlapping windows, and gets one vector per token of the whole
+                text, each token's from the window it sits most centrally in (the leading special tokens and
+                prompt from the first window, the trailing ones from the last), then the skiplist and
+                allowlist. Texts that fit are unchanged, bit for bit.
+            chunk_stride: content tokens between window starts (default: three quarters of a window).
 
         Returns:
             A list of float32 ``(tokens_i, dim)`` arrays; one array for a single str.
@@ -175,29 +184,70 @@ class MultiVectorEncoder(TokenGraphModel):
         self._check_batch_size(batch_size)
         if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
             raise InputError(f"this MultiVectorEncoder runs on {self.device.value!r}")
+        long_text = lt.check_mode(long_text)
+        if chunk_stride is not None and long_text != "chunk":
+            raise InputError("chunk_stride only applies with long_text='chunk'")
         p = self._resolve_prompt(prompt, prompt_name)
         tokenizer = self._tokenizer_for(task)
-        rows = tokenizer.encode_ids([p + t for t in texts] if p else texts)
+        inputs = [p + t for t in texts] if p else texts
+        rows = tokenizer.encode_ids(inputs)
         attended = None
         if task == "query" and self.query_expansion is not None:
             rows, attended = self._expand(rows)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         skip = self._skip if ((task or "document") in self._skip_tasks and self._skip.size) else None
         keep_only = self._keep_only if task != "query" else None
-        out: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(rows)
-        for idx, ids, mask in self._batches(rows, batch_size, attended):
-            vectors = self._run([TOKENS], ids, mask)[0]
+
+        def scored(ids: np.ndarray, n: np.ndarray) -> np.ndarray:
             # NOTE: as MultiVectorMask: every token of the row (a query's expansion included, attended or
             # not), minus the skiplist, within the allowlist
-            keep = np.arange(ids.shape[1])[None, :] < lengths[idx][:, None]
+            keep = np.arange(ids.shape[1])[None, :] < n[:, None]
             if skip is not None:
                 keep &= ~np.isin(ids, skip)
             if keep_only is not None:
                 keep &= np.isin(ids, keep_only)
+            return keep
+
+        def finish(v: np.ndarray) -> np.ndarray:
+            return normalize(v).astype(np.float32) if normalize_embeddings else np.ascontiguousarray(v)
+
+        out: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(rows)
+        for idx, ids, mask in self._batches(rows, batch_size, attended):
+            vectors = self._run([TOKENS], ids, mask)[0]
+            keep = scored(ids, lengths[idx])
             for j, i in enumerate(idx):
-                v = vectors[j][keep[j]]
-                out[i] = normalize(v).astype(np.float32) if normalize_embeddings else np.ascontiguousarray(v)
+                out[i] = finish(vectors[j][keep[j]])
+        if long_text == "chunk":
+            full = tokenizer.encode_full(inputs)
+            for i, tokens, ids in self._chunk_long(tokenizer, full, p, chunk_stride, batch_size):
+                out[i] = finish(tokens[scored(ids[None, :], np.array([len(ids)]))[0]])
         return out[0] if single else out
+
+    def _chunk_long(
+        self,
+        tokenizer: TextTokenizer,
+        full: list[list[int]],
+        prompt: str | None,
+        chunk_stride: int | None,
+        batch_size: int,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(text index, one vector per token of the whole text, its ids)`` of each text longer than the
+        window, read as overlapping windows (see ``encode``'s ``long_text``)."""
+        n_head = tokenizer.prompt_length(prompt) if prompt else tokenizer.n_prefix
+        n_suffix = tokenizer.n_suffix
+        stride, plan = lt.plan_windows(full, tokenizer.max_seq_length, n_head, n_suffix, chunk_stride)
+        rows = [row for _, wins, _ in plan for row in wins]
+        window_vectors: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(rows)
+        for idx, ids, mask in self._batches(rows, batch_size):
+            vectors = self._run([TOKENS], ids, mask)[0]
+            for j, r in enumerate(idx):
+                window_vectors[r] = vectors[j, : len(rows[r])]
+        at = 0
+        for i, wins, weights in plan:
+            window, position = lt.token_sources(weights, stride, n_head, n_suffix)
+            tokens = np.stack([window_vectors[at + w][q] for w, q in zip(window, position, strict=True)])
+            yield i, tokens, np.asarray(full[i], dtype=np.int64)
+            at += len(wins)
 
     def encode_query(
         self,

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import SPARSE, SPARSE_OUTPUT, Manifest
 from ..modes import Device
+from . import long_text as lt
 from .encoder import _validate_texts
 from .late import TokenGraphModel
 from .util import SIMILARITY_FUNCTIONS, normalize
@@ -112,6 +113,7 @@ class SparseEncoder(TokenGraphModel):
             max_active_dims if max_active_dims is not None else info.max_active_dims
         )
         self._vocab: list[str] | None = None
+        self._pooling = info.pooling
 
     @staticmethod
     def _check_k(k: Any) -> int | None:
@@ -135,6 +137,8 @@ class SparseEncoder(TokenGraphModel):
         save_to_cpu: bool = False,
         device: str | None = None,
         max_active_dims: int | None = None,
+        long_text: str = "truncate",
+        chunk_stride: int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Sparse embeddings; the arguments and numbers of ``SparseEncoder.encode``.
@@ -150,6 +154,11 @@ class SparseEncoder(TokenGraphModel):
             save_to_cpu: accepted for parity (results are always host arrays).
             device: must be None or this encoder's device.
             max_active_dims: keep only this many largest values per row (default: the model's setting).
+            long_text: ``"truncate"`` (sentence-transformers' behaviour) or ``"chunk"``: a text longer than
+                ``max_seq_length`` is read as overlapping windows, pooled as the model pools tokens (max: the
+                element-wise max of the windows; sum: each window weighted by its share of new tokens), then
+                ``max_active_dims`` applies. Texts that fit are unchanged, bit for bit.
+            chunk_stride: content tokens between window starts (default: three quarters of a window).
             kwargs: only ``task`` (``"query"``/``"document"``), accepted as sentence-transformers does.
 
         Returns:
@@ -167,15 +176,21 @@ class SparseEncoder(TokenGraphModel):
             raise InputError(f"this SparseEncoder runs on {self.device.value!r}")
         k = self._check_k(max_active_dims) if max_active_dims is not None else self.max_active_dims
         p = self._resolve_prompt(prompt, prompt_name)
+        chunked = self._chunked(texts, p, long_text, chunk_stride, batch_size, k)
         rows = self.tokenizer.encode_ids([p + t for t in texts] if p else texts)
         if not convert_to_sparse_tensor:
             dense_out = np.zeros((len(rows), self._dim), np.float32)
             for idx, ids, mask in self._batches(rows, batch_size):
                 dense_out[idx] = select_top_k(self._run([OUTPUT], ids, mask)[0], k)
+            for i, (c, vals) in chunked.items():
+                dense_out[i] = 0.0
+                dense_out[i, c] = vals
             if single:
                 return dense_out[0]
             return dense_out if convert_to_tensor else list(dense_out)
         per_row = self.encode_rows(rows, batch_size=batch_size, max_active_dims=k)
+        for i, entries in chunked.items():
+            per_row[i] = entries
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(c) for c, _ in per_row])
         indices = np.concatenate([c for c, _ in per_row]) if per_row else np.zeros(0, np.int32)
@@ -184,6 +199,48 @@ class SparseEncoder(TokenGraphModel):
         if single or convert_to_tensor:
             return out
         return [_csr(v.astype(np.float32), c, np.array([0, len(c)]), (1, self._dim)) for c, v in per_row]
+
+    #: Long texts pooled per group, so that at most this many vocabulary-wide windows are dense at a time.
+    CHUNK_GROUP_WINDOWS = 256
+
+    def _chunked(
+        self,
+        texts: list[str],
+        prompt: str | None,
+        long_text: str,
+        chunk_stride: Any,
+        batch_size: int,
+        k: int | None,
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """With ``long_text="chunk"``: the ``(indices, values)`` of each text longer than the window, pooled
+        from its windows then cut to ``k`` active dimensions, by text index."""
+        long_text = lt.check_mode(long_text)
+        if chunk_stride is not None and long_text != "chunk":
+            raise InputError("chunk_stride only applies with long_text='chunk'")
+        if long_text != "chunk":
+            return {}
+        tok = self.tokenizer
+        full = tok.encode_full([prompt + t for t in texts] if prompt else texts)
+        n_head = tok.prompt_length(prompt) if prompt else tok.n_prefix
+        stride, plan = lt.plan_windows(full, self.max_seq_length, n_head, tok.n_suffix, chunk_stride)
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        group: list[tuple[int, list[list[int]], list[int]]] = []
+        for n, item in enumerate(plan):
+            group.append(item)
+            if n + 1 < len(plan) and sum(len(w) for _, w, _ in group) < self.CHUNK_GROUP_WINDOWS:
+                continue
+            rows = [row for _, wins, _ in group for row in wins]
+            vectors = np.zeros((len(rows), self._dim), np.float32)
+            for idx, ids, mask in self._batches(rows, batch_size):
+                vectors[idx] = self._run([OUTPUT], ids, mask)[0]
+            at = 0
+            for i, wins, weights in group:
+                pooled = lt.pool_sparse_windows(vectors[at : at + len(wins)], weights, stride, self._pooling)
+                _, c, vals = nonzero_entries(pooled[None, :], k)
+                out[i] = (c.astype(np.int32), vals.astype(np.float32))
+                at += len(wins)
+            group = []
+        return out
 
     def encode_rows(
         self, rows: Sequence[Sequence[int]], batch_size: int = 32, max_active_dims: int | None = None
