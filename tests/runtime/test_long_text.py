@@ -328,3 +328,91 @@ def test_multivector_texts_that_fit_are_unchanged_bit_for_bit(multi_pair):
             assert len(b) > len(a)
     with pytest.raises(InputError, match="chunk_stride"):
         enc.encode("x", chunk_stride=4)
+
+
+# --- cross-encoders: a long document scored by its best window ---------------------------------------------
+
+QUERIES = ["who plays guitar?", "", "a man"]
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta"])
+def cross_pair(request, cross_factory):
+    from sentence_transformers import CrossEncoder as STCross
+
+    from embedrt import CrossEncoder
+
+    model_dir, export_dir = cross_factory(arch=request.param, num_labels=1)
+    return STCross(str(model_dir), device="cpu"), CrossEncoder(export_dir, device="cpu")
+
+
+def _cross_reference(st, query: str, doc: str, stride: int | None) -> float:
+    """The pair's windows from the Hugging Face tokenizer (only_second truncation with overflow), scored by
+    sentence-transformers' model, the best one's logit through the activation."""
+    import torch
+
+    tok, limit = st.tokenizer, st.max_length
+    full = tok([query], [doc], truncation=False)["input_ids"][0]  # NOTE: batch form, as predict tokenizes
+    if len(full) <= limit:
+        return float(st.predict([(query, doc)])[0])
+    width = (
+        limit - len(tok(query, add_special_tokens=False)["input_ids"]) - tok.num_special_tokens_to_add(True)
+    )
+    step = stride if stride is not None else width - width // 4
+    enc = tok(
+        [query],
+        [doc],
+        truncation="only_second",
+        max_length=limit,
+        stride=width - step,
+        return_overflowing_tokens=True,
+        return_tensors="pt",
+        padding=True,
+    )
+    enc.pop("overflow_to_sample_mapping")
+    with torch.no_grad():
+        logits = st.model(**enc).logits[:, 0]
+    return float(st.activation_fn(logits.max()))
+
+
+@pytest.mark.parametrize("stride", [None, 3])
+def test_cross_chunk_matches_reference_windows(cross_pair, stride):
+    st, ce = cross_pair
+    pairs = [(q, d) for q in QUERIES for d in LONG + SHORT]
+    ours = ce.predict(pairs, long_text="chunk", chunk_stride=stride)
+    ref = np.array([_cross_reference(st, q, d, stride) for q, d in pairs])
+    assert np.abs(ours - ref).max() <= 1e-5
+    ranked = ce.rank(QUERIES[0], LONG + SHORT, long_text="chunk", chunk_stride=stride)
+    assert [r["score"] for r in ranked] == sorted(ours[: len(LONG + SHORT)].tolist(), reverse=True)
+
+
+def test_cross_count_tokens_and_fitting_pairs_unchanged(cross_pair):
+    st, ce = cross_pair
+    pairs = [(q, d) for q in QUERIES for d in LONG + SHORT]
+    want = [len(ids) for ids in st.tokenizer([q for q, _ in pairs], [d for _, d in pairs])["input_ids"]]
+    assert ce.count_tokens(pairs).tolist() == want and ce.count_tokens(pairs[0]) == want[0]
+    assert ce.count_tokens([]).shape == (0,)
+    plain, chunked = ce.predict(pairs), ce.predict(pairs, long_text="chunk")
+    fits = np.array(want) <= ce.max_seq_length
+    assert fits.any() and not fits.all()
+    np.testing.assert_array_equal(chunked[fits], plain[fits])
+    assert not np.allclose(chunked[~fits], plain[~fits])
+    # an activation_fn override takes the best window's logit too
+    raw = ce.predict(pairs, long_text="chunk", activation_fn="identity")
+    np.testing.assert_allclose(1 / (1 + np.exp(-raw)), chunked, atol=1e-6)
+
+
+def test_cross_chunk_errors(cross_pair, cross_factory):
+    from embedrt import CrossEncoder
+
+    _, ce = cross_pair
+    with pytest.raises(InputError, match="inputs\\[0\\]: its first text"):
+        ce.predict([(words(60), words(60))], long_text="chunk")
+    with pytest.raises(InputError, match="chunk_stride only applies"):
+        ce.predict([("a", "b")], chunk_stride=3)
+    with pytest.raises(InputError, match="long_text must be one of"):
+        ce.predict([("a", "b")], long_text="max")
+    with pytest.raises(InputError, match="chunk_stride must be an int"):
+        ce.predict([("a", words(60))], long_text="chunk", chunk_stride=10**6)
+    _, nli = cross_factory(arch="bert", num_labels=3)
+    with pytest.raises(InputError, match="needs one label"):
+        CrossEncoder(nli, device="cpu").predict([("a", "b")], long_text="chunk")

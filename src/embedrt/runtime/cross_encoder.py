@@ -14,6 +14,7 @@ import onnxruntime as ort
 from ..errors import ArtifactError, InputError
 from ..manifest import Manifest, read_manifest
 from ..modes import Activation, Device, Task
+from . import long_text as lt
 from . import providers as prov
 from .batching import run_batches
 from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
@@ -139,6 +140,38 @@ class PairTokenizer(TextTokenizer):
         encodings = self.encode_batch(pairs)
         return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
+    def count_pairs(self, pairs: list[tuple[str, str]]) -> list[int]:
+        """Tokens of each pair with its special tokens, before truncation."""
+        return [len(e.ids) for e in self._full.encode_batch(pairs, add_special_tokens=True)]
+
+    def pair_windows(
+        self, pair: tuple[str, str], chunk_stride: Any, where: str
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """The windows of a pair too long for ``max_seq_length``: the first text whole in each, the second
+        cut into overlapping pieces of what room is left (window ``i`` starts ``i * stride`` of its tokens
+        in, the last reaches its end), each assembled with the special tokens by the model's template. Token
+        ids and segment ids of each window.
+
+        Raises:
+            InputError: the first text leaves no room for the second, or a bad ``chunk_stride``.
+        """
+        first, second = (self._full.encode(t, add_special_tokens=False) for t in pair)
+        n_special = self._full.num_special_tokens_to_add(True)
+        width = self.max_seq_length - len(first.ids) - n_special
+        if width <= 0:
+            raise InputError(
+                f"{where}: its first text and the special tokens take {len(first.ids) + n_special} of the "
+                f"{self.max_seq_length} tokens of a window: no room left to chunk the second text"
+            )
+        stride = lt.check_stride(chunk_stride, width)
+        # NOTE: Encoding.truncate keeps the first `width` tokens and puts the rest in overlapping
+        # encodings that share `width - stride` tokens with the one before: the windows
+        second.truncate(width, stride=width - stride)
+        windows = [
+            self._full.post_process(first, w, add_special_tokens=True) for w in [second, *second.overflowing]
+        ]
+        return [w.ids for w in windows], [w.type_ids for w in windows]
+
     def pad_types(self, types: list[list[int]], width: int) -> np.ndarray:
         """Right-pad segment ids with 0 (the Hugging Face ``pad_token_type_id``): int64 (B, T)."""
         out = np.zeros((len(types), width), dtype=np.int64)
@@ -243,6 +276,8 @@ class CrossEncoder(MaxSeqLength):
         max_batch_tokens: int | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        long_text: str = "truncate",
+        chunk_stride: int | None = None,
     ) -> np.ndarray | np.float32 | list[Any]:
         """Score pairs: the arguments, shapes and numbers of ``sentence_transformers.CrossEncoder.predict``.
 
@@ -260,6 +295,13 @@ class CrossEncoder(MaxSeqLength):
             max_batch_tokens: cap rows x padded length per batch.
             prompt_name: accepted for signature parity; must be None (cross-encoder exports have no prompts).
             prompt: accepted for signature parity; must be None.
+            long_text: ``"truncate"`` (sentence-transformers' behaviour: the pair is cut ``longest_first``)
+                or ``"chunk"``: a pair longer than ``max_seq_length`` is scored as overlapping windows of its
+                second text (the document), each with the whole first text (the query), and gets the best
+                window's score (the max of the windows' logits, then the activation). One-label models only.
+                Pairs that fit are unchanged, bit for bit.
+            chunk_stride: the second text's tokens between window starts (default: three quarters of a
+                window).
 
         Returns:
             float32 scores.
@@ -286,8 +328,18 @@ class CrossEncoder(MaxSeqLength):
         # exported; an activation_fn override needs the logits, applied here in numpy.
         output = SCORES if activation is None else LOGITS
         shape_tail: tuple[int, ...] = () if self.num_labels == 1 and output == SCORES else (self.num_labels,)
+        long_text = lt.check_mode(long_text)
+        if chunk_stride is not None and long_text != "chunk":
+            raise InputError("chunk_stride only applies with long_text='chunk'")
+        if long_text == "chunk" and self.num_labels != 1:
+            raise InputError(
+                f"long_text='chunk' scores a pair by its best window, which needs one label; this model has "
+                f"{self.num_labels}: {self.labels}"
+            )
         if pairs:
             scores = self._score(pairs, output, shape_tail, batch_size, budget, show_progress_bar)
+            if long_text == "chunk":
+                self._chunk_long(scores, pairs, output, chunk_stride, batch_size, budget)
         else:
             scores = np.zeros((0, *shape_tail), dtype=np.float32)
         if activation is not None:
@@ -312,6 +364,8 @@ class CrossEncoder(MaxSeqLength):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Any = None,
+        long_text: str = "truncate",
+        chunk_stride: int | None = None,
     ) -> list[dict[str, Any]]:
         """Score ``query`` against every document and sort, as ``sentence_transformers.CrossEncoder.rank``.
 
@@ -322,7 +376,8 @@ class CrossEncoder(MaxSeqLength):
             return_documents: add each document's ``"text"``.
             batch_size: pairs per graph run.
             show_progress_bar: show a tqdm bar.
-            activation_fn: as in ``predict``.
+            activation_fn, long_text, chunk_stride: as in ``predict`` (``"chunk"`` scores a long document
+                by its best window).
 
         Returns:
             ``[{"corpus_id": int, "score": float[, "text": str]}, ...]``, best first (ties keep input order).
@@ -356,6 +411,8 @@ class CrossEncoder(MaxSeqLength):
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
+            long_text=long_text,
+            chunk_stride=chunk_stride,
         ).tolist()
         results: list[dict[str, Any]] = []
         for i, score in enumerate(scores):
@@ -386,6 +443,55 @@ class CrossEncoder(MaxSeqLength):
 
         run_batches(lengths, rows, budget, run, show_progress_bar, desc="Scoring", unit="pair")
         return out
+
+    def _chunk_long(
+        self,
+        scores: np.ndarray,
+        pairs: list[tuple[str, str]],
+        output: str,
+        chunk_stride: int | None,
+        batch_size: int,
+        budget: int | None,
+    ) -> None:
+        """Replace, in place, the scores of pairs longer than the window by their best window's (the max
+        over windows: the logits' max and the activation's agree, the activation being monotone)."""
+        limit = self.max_seq_length
+        counts = self.tokenizer.count_pairs(pairs)
+        plan: list[tuple[int, int, int]] = []  # (pair, first window row, windows)
+        ids: list[list[int]] = []
+        types: list[list[int]] = []
+        for i, n in enumerate(counts):
+            if n > limit:
+                w_ids, w_types = self.tokenizer.pair_windows(pairs[i], chunk_stride, f"inputs[{i}]")
+                plan.append((i, len(ids), len(w_ids)))
+                ids += w_ids
+                types += w_types
+        if not plan:
+            return
+        out = np.empty((len(ids), *scores.shape[1:]), dtype=np.float32)
+        lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+
+        def run(idx: np.ndarray) -> None:
+            out[idx] = self._run([ids[k] for k in idx], [types[k] for k in idx], output)
+
+        run_batches(lengths, min(batch_size, self._row_cap or batch_size), budget, run, False)
+        for i, at, n in plan:
+            scores[i] = out[at : at + n].max(axis=0)
+
+    def count_tokens(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> Any:
+        """Tokens of each pair as ``predict`` would feed it before truncation, special tokens included; a
+        count above ``max_seq_length`` means ``predict`` cuts the pair (or, with ``long_text="chunk"``,
+        scores it in windows).
+
+        Returns:
+            int64 ``(N,)`` for a list of pairs, an int for one pair.
+
+        Raises:
+            InputError: as ``predict`` for bad pairs.
+        """
+        pairs, single = _validate_pairs(inputs)
+        counts = np.array(self.tokenizer.count_pairs(pairs) if pairs else [], dtype=np.int64)
+        return int(counts[0]) if single else counts
 
     def _run(self, ids: list[list[int]], types: list[list[int]], output: str) -> np.ndarray:
         input_ids, mask = self.tokenizer.pad(ids)
