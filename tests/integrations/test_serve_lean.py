@@ -184,6 +184,32 @@ def test_tei_rerank_equals_cross_encoder_rank(rerank_server):
     assert "text" not in post(base, "/rerank", {"query": q, "texts": DOCS}).json()[0]
 
 
+def test_tei_truncate_false_refuses_long_inputs(server, rerank_server):
+    """TEI's ``truncate: false``: a text (or query-text pair) longer than the window is a 413 naming it,
+    instead of a silently cut vector; inputs that fit are served as with truncation."""
+    base, enc = server
+    fits = [t for t in TEXTS if enc.count_tokens(t) <= enc.max_seq_length]
+    assert len(fits) < len(TEXTS)  # "x " * 300 does not fit
+    r = post(base, "/embed", {"inputs": TEXTS, "truncate": False})
+    assert r.status_code == 413, r.text
+    err = r.json()["error"]
+    assert err["param"] == "inputs" and err["code"] == "input_too_long"
+    first = next(i for i, t in enumerate(TEXTS) if t not in fits)
+    assert f"inputs[{first}] has {enc.count_tokens(TEXTS[first])} tokens" in err["message"]
+    assert f"{len(TEXTS) - len(fits)} input(s) too long" in err["message"]
+    r = post(base, "/embed", {"inputs": fits, "truncate": False})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(
+        np.array(r.json()), enc.encode(fits, normalize_embeddings=True), atol=1e-6, rtol=0
+    )
+    base, ce, _ = rerank_server
+    long_doc = "guitar " * 200
+    r = post(base, "/rerank", {"query": "guitar", "texts": DOCS + [long_doc], "truncate": False})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "texts", r.text
+    assert f"texts[{len(DOCS)}] has {ce.count_tokens(('guitar', long_doc))} tokens" in r.text
+    assert post(base, "/rerank", {"query": "guitar", "texts": DOCS, "truncate": False}).status_code == 200
+
+
 # ---------------------------------------------------------------- the wrong route
 @pytest.mark.parametrize(
     "route, match",

@@ -98,6 +98,12 @@ def test_single_string_prompt_name_and_truncate(server):
     assert_rows_equal(r.json(), enc.encode_query(TEXTS))
     r = post(base, {"inputs": TEXTS[:2], "prompt_name": "document", "truncate": False})
     assert_rows_equal(r.json(), enc.encode(TEXTS[:2], prompt_name="document"))
+    # truncate: false refuses a text longer than the window (its prompt counted), as TEI does
+    long = "the theory " * 40
+    assert enc.count_tokens(long, prompt_name="document") > enc.max_seq_length
+    r = post(base, {"inputs": [TEXTS[0], long], "truncate": False})
+    assert r.status_code == 413 and "inputs[1] has" in r.json()["error"]["message"], r.text
+    assert post(base, {"inputs": [TEXTS[0], long]}).status_code == 200
 
 
 def test_requests_and_inputs_are_counted(server):

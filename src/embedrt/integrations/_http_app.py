@@ -282,6 +282,23 @@ class Service:
         self.metrics.tokenize_seconds.observe(time.perf_counter() - t0)
         return out
 
+    async def _refuse_long(
+        self, count: Callable[[list[str]], Any], texts: list[str], limit: int, name: str
+    ) -> None:
+        """TEI's ``truncate: false``: a 413 naming the first input longer than the model's window, before any
+        of the request runs. ``count``: the tokens each input would be fed with, before truncation."""
+        counts = np.asarray(await self._tokenize(count, texts))
+        over = np.flatnonzero(counts > limit)
+        if over.size:
+            i = int(over[0])
+            raise RequestError(
+                f"{name}[{i}] has {int(counts[i])} tokens, more than the model's window of {limit} "
+                f'(max_seq_length); {over.size} input(s) too long. Send "truncate": true to cut them',
+                name,
+                status=413,
+                code="input_too_long",
+            )
+
     # ------------------------------------------------------------------ embeddings
     async def _embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
         """Vectors of ``texts`` (``(N, D)``, not truncated), their tokens, the largest batch they rode in."""
@@ -344,6 +361,10 @@ class Service:
     async def embed(self, request: Request) -> Response:
         """TEI ``POST /embed``: a JSON list of vectors."""
         req = parse_embed(await self._json(request), self.limits, self.dim)
+        if not req.truncate:
+            await self._refuse_long(
+                self.encoder.count_tokens, req.texts, self.encoder.max_seq_length, "inputs"
+            )
         emb, _, batch = await self._embed_texts(req.texts)
         vectors = self.encoder.truncate_embeddings(emb, req.dimensions, normalize_embeddings=req.normalize)
         return JSONResponse(vectors.tolist(), headers={"x-embedrt-batch-size": str(batch)})
@@ -364,6 +385,10 @@ class Service:
         # get the prompt SparseEncoder.encode_document gives them (prompt_name "query" for queries).
         prompt = self.sparse.prompt_text(req.prompt_name, side="document")
         texts = [prompt + t for t in req.texts] if prompt else req.texts
+        if not req.truncate:
+            await self._refuse_long(
+                lambda t: self.sparse.count_tokens(t, prompt=""), texts, self.sparse.max_seq_length, "inputs"
+            )
         rows = await self._tokenize(self.sparse.tokenizer.encode_ids, texts)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         jobs = [(rows[a:b], b - a, int(lengths[a:b].sum())) for a, b in self._slices(lengths)]
@@ -421,6 +446,13 @@ class Service:
     async def tei_rerank(self, request: Request) -> Response:
         """TEI ``POST /rerank``: ``[{"index", "score"[, "text"]}]``, best first."""
         req = parse_tei_rerank(await self._json(request), self.limits)
+        if not req.truncate:
+            await self._refuse_long(
+                lambda docs: self.cross.count_tokens([(req.query, d) for d in docs]),
+                req.documents,
+                self.cross.max_seq_length,
+                "texts",
+            )
         scores, batch = await self._scores(req.query, req.documents, raw=req.raw_scores)
         out = []
         for i, s in self._ranked(scores, None):

@@ -170,6 +170,8 @@ class EmbedRequest:
     texts: list[str]
     normalize: bool
     dimensions: int | None
+    #: False: a text longer than the model's window is refused (413) instead of cut.
+    truncate: bool = True
 
 
 @dataclass
@@ -178,6 +180,7 @@ class EmbedSparseRequest:
 
     texts: list[str]
     prompt_name: str | None
+    truncate: bool = True
 
 
 @dataclass
@@ -187,6 +190,7 @@ class RerankRequest:
     top_n: int | None
     return_documents: bool
     raw_scores: bool = False
+    truncate: bool = True
 
 
 def _describe(value: Any) -> str:
@@ -297,53 +301,55 @@ def parse_request(
     return EmbeddingRequest(texts=texts, encoding_format=fmt, dimensions=_dimensions(body, dim))
 
 
-def _tei_inputs(body: Any, limits: Limits) -> tuple[dict, list[str]]:
-    """The body and its ``inputs`` of a TEI request, ``truncate`` and ``truncation_direction`` checked."""
+def _tei_inputs(body: Any, limits: Limits) -> tuple[dict, list[str], bool]:
+    """The body, its ``inputs`` and ``truncate`` of a TEI request, ``truncation_direction`` checked."""
     body = _object(body)
     if "inputs" not in body:
         raise RequestError("'inputs' is required: a string or a list of strings", "inputs")
     texts = _texts(body["inputs"], "inputs", limits, limits.max_inputs)
-    _optional_bool(body, "truncate", True)
+    truncate = _optional_bool(body, "truncate", True)
     direction = body.get("truncation_direction")
     if direction is not None and str(direction).lower() != "right":
         raise RequestError(
             f"truncation_direction {direction!r} is not supported; valid choices: ['right']",
             "truncation_direction",
         )
-    return body, texts
+    return body, texts, truncate
 
 
 def parse_embed(body: Any, limits: Limits, dim: int) -> EmbedRequest:
     """Validate a TEI ``POST /embed`` body: ``inputs`` (str or list), ``normalize`` (default true),
-    ``truncate`` (texts are always cut at max_seq_length, as sentence-transformers does), ``dimensions``.
+    ``truncate`` (default true: texts are cut at max_seq_length, as sentence-transformers does; false: a
+    longer text is refused with 413, as TEI does), ``dimensions``.
 
     Raises:
         RequestError: the first problem found.
     """
-    body, texts = _tei_inputs(body, limits)
+    body, texts, truncate = _tei_inputs(body, limits)
     normalize = _optional_bool(body, "normalize", True)
     if body.get("prompt_name") is not None:
         raise RequestError(
             "'prompt_name' is not supported: the server applies the model's default prompt", "prompt_name"
         )
-    return EmbedRequest(texts=texts, normalize=normalize, dimensions=_dimensions(body, dim))
+    return EmbedRequest(
+        texts=texts, normalize=normalize, dimensions=_dimensions(body, dim), truncate=truncate
+    )
 
 
 def parse_embed_sparse(body: Any, limits: Limits, prompts: dict[str, str]) -> EmbedSparseRequest:
-    """Validate a TEI ``POST /embed_sparse`` body: ``inputs`` (str or list), ``truncate`` (texts are always
-    cut at max_seq_length, as sentence-transformers does), ``truncation_direction`` (right),
-    ``prompt_name`` (one of the model's ``prompts``).
+    """Validate a TEI ``POST /embed_sparse`` body: ``inputs`` (str or list), ``truncate`` (as ``/embed``),
+    ``truncation_direction`` (right), ``prompt_name`` (one of the model's ``prompts``).
 
     Raises:
         RequestError: the first problem found.
     """
-    body, texts = _tei_inputs(body, limits)
+    body, texts, truncate = _tei_inputs(body, limits)
     name = body.get("prompt_name")
     if name is not None and (not isinstance(name, str) or name not in prompts):
         raise RequestError(
             f"unknown prompt_name {name!r}; this model's prompts: {sorted(prompts)}", "prompt_name"
         )
-    return EmbedSparseRequest(texts=texts, prompt_name=name)
+    return EmbedSparseRequest(texts=texts, prompt_name=name, truncate=truncate)
 
 
 def _documents(raw: Any, name: str, limits: Limits) -> list[str]:
@@ -390,7 +396,7 @@ def parse_rerank(
 
 def parse_tei_rerank(body: Any, limits: Limits) -> RerankRequest:
     """Validate a TEI ``POST /rerank`` body: ``query``, ``texts``, ``raw_scores`` (logits, no activation),
-    ``return_text``.
+    ``return_text``, ``truncate`` (as ``/embed``, for each query-text pair).
 
     Raises:
         RequestError: the first problem found.
@@ -404,6 +410,7 @@ def parse_tei_rerank(body: Any, limits: Limits) -> RerankRequest:
         None,
         _optional_bool(body, "return_text", False),
         raw_scores=_optional_bool(body, "raw_scores", False),
+        truncate=_optional_bool(body, "truncate", True),
     )
 
 
