@@ -4,13 +4,14 @@
 
 Needs ``embedrt[serve]`` for the lean server and ``embedrt[ray]`` for Ray Serve (``--modes lean`` skips Ray).
 
-Starts both servers on free loopback ports (127.0.0.1 only), checks each one's vectors against
-``Encoder.encode`` first (and stops if they differ by more than 1e-5), warms up, then runs closed-loop clients
-(each sends its next request when the previous answer arrived, over one kept-alive connection) at each
-concurrency (1, 8, 32), with one text and with 32 texts per request, the modes back to back at each level and
-reports the medians over the rounds: requests/s, texts/s, p50/p99 latency, and the mean dynamic batch from
-each server's /metrics. Both servers run the model with the same onnxruntime threads (``--threads``, default
-the lean server's: all cores but one). The in-process peers are ``Encoder.encode`` called in this process, one
+Each round runs the in-process peers with no server up, then each server alone (the order flipping every
+round): it starts on a free loopback port (127.0.0.1 only), its vectors are checked against ``Encoder.encode``
+(the run stops if they differ by more than 1e-5), it warms up, then closed-loop clients (each sends its next
+request when the previous answer arrived, over one kept-alive connection) run at each concurrency (1, 8, 32),
+with one text and with 32 texts per request, and the server stops. Reported: the medians over the rounds of
+requests/s, texts/s, p50/p99 latency, and the mean dynamic batch from each server's /metrics. Both servers
+run the model with the same onnxruntime threads (``--threads``, default
+the lean server's: every core). The in-process peers are ``Encoder.encode`` called in this process, one
 request's texts at a time, with no server: once with those threads, once with onnxruntime's default (all
 cores); the targets are checked against the better of the two. Every level is bounded: ``--requests`` requests
 or ``--level-seconds`` seconds, whichever comes first. The clients run on the same machine as the servers and
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="onnxruntime threads of both servers and of the first in-process peer (default: the lean "
-        "server's default, all cores but one)",
+        "server's default, every core)",
     )
     p.add_argument("--logs", default=None, help="directory for the servers' logs")
     p.add_argument("--json", default=None, help="also write the results as JSON")
@@ -320,43 +321,41 @@ def main(argv: list[str] | None = None) -> int:
     if logs:
         logs.mkdir(parents=True, exist_ok=True)
     runs: dict[tuple, list[dict]] = {}
-    with contextlib.ExitStack() as stack:
-        ports = {}
-        for m in modes:
+    run_direct(enc, batches[1], args.warmup, args.level_seconds)
+    run_direct(enc_all, batches[1], args.warmup, args.level_seconds)
+    for rep in range(args.repeats):
+        # NOTE: nothing else is up while the in-process peers run, and each server runs alone: an idle Ray
+        # cluster (raylet, GCS, proxy) beside the lean server taxes it and the in-process peers on two cores
+        for n in sizes:
+            budget = args.requests if n == 1 else args.batch_requests
+            for name, e in (("direct", enc), ("direct-all", enc_all)):
+                run = run_direct(e, batches[n], budget, args.level_seconds)
+                runs.setdefault((name, n, 1), []).append(run)
+        order = modes if rep % 2 == 0 else modes[::-1]  # NOTE: A B, B A, ...: neither always goes first
+        for m in order:
             extra = (lean_args if m == "lean" else ray_args).split()
             t0 = time.perf_counter()
-            ports[m] = stack.enter_context(
-                served(args.export_dir, extra, logs / f"{m}.log" if logs else None)
-            )
-            diff = check_vectors(ports[m], enc, corpus[:16])
-            print(
-                f"{m}: healthy after {time.perf_counter() - t0:.1f} s; vs Encoder.encode: max abs diff "
-                f"{diff:.1e} over 16 texts",
-                flush=True,
-            )
-            if diff > 1e-5:
-                raise SystemExit(f"{m}: the server's vectors differ from Encoder.encode; not timing it")
-            run_level(ports[m], bodies[1], 1, 8, args.warmup, args.level_seconds)
-        run_direct(enc, batches[1], args.warmup, args.level_seconds)
-        run_direct(enc_all, batches[1], args.warmup, args.level_seconds)
-        for rep in range(args.repeats):
-            order = modes if rep % 2 == 0 else modes[::-1]  # NOTE: A B, B A, ...: neither always goes first
-            for n in sizes:
-                budget = args.requests if n == 1 else args.batch_requests
-                for name, e in (("direct", enc), ("direct-all", enc_all)):
-                    runs.setdefault((name, n, 1), []).append(
-                        run_direct(e, batches[n], budget, args.level_seconds)
-                    )
-                for c in levels:  # NOTE: the modes back to back at each level, so they see the same load
-                    for m in order:
+            with served(args.export_dir, extra, logs / f"{m}.{rep}.log" if logs else None) as port:
+                diff = check_vectors(port, enc, corpus[:16])
+                print(
+                    f"{m}: healthy after {time.perf_counter() - t0:.1f} s; vs Encoder.encode: max abs diff "
+                    f"{diff:.1e} over 16 texts",
+                    flush=True,
+                )
+                if diff > 1e-5:
+                    raise SystemExit(f"{m}: the server's vectors differ from Encoder.encode; not timing it")
+                run_level(port, bodies[1], 1, 8, args.warmup, args.level_seconds)
+                for n in sizes:
+                    budget = args.requests if n == 1 else args.batch_requests
+                    for c in levels:
                         runs.setdefault((m, n, c), []).append(
-                            run_level(ports[m], bodies[n], n, c, budget, args.level_seconds)
+                            run_level(port, bodies[n], n, c, budget, args.level_seconds)
                         )
-            print(
-                f"  round {rep + 1}/{args.repeats}: "
-                + ", ".join(f"{m}/{n}x{c}: {rs[-1]['rps']:.0f} req/s" for (m, n, c), rs in runs.items()),
-                flush=True,
-            )
+        print(
+            f"  round {rep + 1}/{args.repeats}: "
+            + ", ".join(f"{m}/{n}x{c}: {rs[-1]['rps']:.0f} req/s" for (m, n, c), rs in runs.items()),
+            flush=True,
+        )
     keys = ("rps", "texts_s", "p50_ms", "p99_ms", "mean_batch")
     rows = {
         k: {
