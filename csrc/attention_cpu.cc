@@ -53,6 +53,7 @@ constexpr int64_t kLanes = 16;  // rows are padded to a multiple of this; the so
 namespace scalar {
 struct Ops {
   static constexpr int W = 1;
+  static constexpr int kRows = 4;
   using V = float;
   static V Load(const float* p) { return *p; }
   static void Store(float* p, V v) { *p = v; }
@@ -60,6 +61,8 @@ struct Ops {
   static V Fma(V a, V b, V c) { return std::fma(a, b, c); }
   static V Mul(V a, V b) { return a * b; }
   static V Add(V a, V b) { return a + b; }
+  static V Max(V a, V b) { return std::max(a, b); }
+  static float ReduceMax(V a) { return a; }
   static V Exp(V x) { return ExpNonPositive(x); }
 };
 #include "attention_body.inc"
@@ -71,6 +74,7 @@ struct Ops {
 namespace avx2 {
 struct Ops {
   static constexpr int W = 8;
+  static constexpr int kRows = 4;  // 2 x 4 accumulators of the 16 ymm registers
   using V = __m256;
   static V Load(const float* p) { return _mm256_loadu_ps(p); }
   static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
@@ -78,6 +82,14 @@ struct Ops {
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V Max(V a, V b) { return _mm256_max_ps(a, b); }
+  static float ReduceMax(V a) {
+    float l[8];
+    _mm256_storeu_ps(l, a);
+    float m = l[0];
+    for (int i = 1; i < 8; ++i) m = std::max(m, l[i]);
+    return m;
+  }
   static V Exp(V x) {
     const V xc = _mm256_max_ps(x, _mm256_set1_ps(kExpLow));
     const V j = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(kLog2e), _mm256_set1_ps(0.5f)));
@@ -104,6 +116,7 @@ struct Ops {
 namespace avx512 {
 struct Ops {
   static constexpr int W = 16;
+  static constexpr int kRows = 8;  // 2 x 8 accumulators of the 32 zmm registers
   using V = __m512;
   static V Load(const float* p) { return _mm512_loadu_ps(p); }
   static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -111,6 +124,8 @@ struct Ops {
   static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V Max(V a, V b) { return _mm512_max_ps(a, b); }
+  static float ReduceMax(V a) { return _mm512_reduce_max_ps(a); }
   static V Exp(V x) {
     const V xc = _mm512_max_ps(x, _mm512_set1_ps(kExpLow));
     const V j = _mm512_roundscale_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(kLog2e), _mm512_set1_ps(0.5f)),
