@@ -1,7 +1,8 @@
 """What each fusion of the int8 native graph buys: ``model.int8.fused.onnx`` rebuilt from an export's fp32
 graph with none of ``INT8_FUSIONS``, then with each added in turn (RequantizeRows, Attention, AddLayerNorm),
-timed alternating in one process on the same batches, medians over rounds; plus the fp32 packed graph with
-and without ``PackedMatMul(activation="gelu")``. Also prints each graph's max abs diff to the unfused one.
+timed alternating in one process on the same batches, medians over rounds; plus the fp32 packed graph
+without and with ``PackedMatMul(activation="gelu")``, then with ``Attention``, then with ``AddLayerNorm`` too.
+Also prints each graph's max abs diff to the unfused one.
 
 Run:  python benchmarks/bench_int8_fusions.py EXPORT_DIR [--rounds 7] [--threads 1] [--shapes 32x32,8x256]
 
@@ -91,10 +92,16 @@ def main() -> None:
             plain = fp32_native.get("packed_only")
             source = manifest["variants"]["fp32"]["file"] if plain else fp32_native["file"]
             # the packed graph rebuilt from the fused-pooling graph, without and with the GELU epilogue
-            for name, gelu in (("fp32: packed", False), ("fp32: packed + gelu epilogue", True)):
-                work = Path(tmp) / name.replace(" ", "_").replace(":", "").replace("+", "")
+            fp32_steps = (
+                ("fp32: packed", dict(gelu_epilogue=False, attention=False)),
+                ("fp32: packed + gelu epilogue", dict(gelu_epilogue=True, attention=False)),
+                ("fp32: + Attention", dict(gelu_epilogue=True, attention=True)),
+                ("fp32: + AddLayerNorm", dict(gelu_epilogue=True, attention=True, add_layernorm=True)),
+            )
+            for n, (name, flags) in enumerate(fp32_steps):
+                work = Path(tmp) / f"fp32-{n}"
                 shutil.copytree(export, work)
-                entry = write_packed(work, source, gelu_epilogue=gelu)
+                entry = write_packed(work, source, **flags)
                 graphs[name] = work / entry["file"]
         sessions = {k: _session(p, args.threads) for k, p in graphs.items()}
         report = {"threads": args.threads, "rounds": args.rounds, "shapes": {}}

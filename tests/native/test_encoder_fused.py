@@ -80,10 +80,11 @@ def test_export_writes_a_packed_graph(tiny_bert):
     ops, std = op_counts(export_dir / packed["file"]), op_counts(export_dir / fused["file"])
     # each FFN's GELU (Div, Erf, Add, Mul, Mul) is its PackedMatMul's epilogue
     assert packed["gelu_epilogues"] == 2 and "Erf" not in ops and std["Erf"] == 2
-    assert (
-        ops["PackedMatMul"] == 12 and ops["MatMul"] == 4
-    )  # the attention's two activation x activation ones
-    assert ops["Transpose"] == 2 and std["Transpose"] == 8  # only the keys' [0,1,3,2], fused into the MatMul
+    # each attention (MatMul(Q, K^T), Mul, Add, Softmax, MatMul(P, V)) is one Attention: no MatMul and no
+    # Transpose left (the standard graph's heads' [0,2,1,3] became Linear layouts, the keys' [0,1,3,2] the op's)
+    assert packed["attentions"] == 2 and ops["Attention"] == 2 and std["Softmax"] == 2
+    assert ops["PackedMatMul"] == 12 and "MatMul" not in ops and "Softmax" not in ops
+    assert "Transpose" not in ops and std["Transpose"] == 8
     assert ops["Reshape"] < std["Reshape"] and ops["Shape"] < std["Shape"]
     assert sum(ops.values()) < sum(std.values())
 

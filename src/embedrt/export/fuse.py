@@ -107,9 +107,17 @@ def write_fused(export_dir: Path, st_model, spec, opset: int, standard_file: str
     }
 
 
-def write_packed(export_dir: Path, source_file: str, gelu_epilogue: bool = True) -> dict[str, Any] | None:
+def write_packed(
+    export_dir: Path,
+    source_file: str,
+    gelu_epilogue: bool = True,
+    attention: bool = True,
+    add_layernorm: bool = False,
+) -> dict[str, Any] | None:
     """Write ``model.packed.onnx``: ``source_file`` with its fp32 Linears as ``ai.embedrt::PackedMatMul``
-    (each FFN's GELU as its epilogue, unless ``gelu_epilogue`` is False).
+    (each FFN's GELU as its epilogue, unless ``gelu_epilogue`` is False), each attention as
+    ``ai.embedrt::Attention`` (``attention``) and each residual Add + LayerNorm as
+    ``ai.embedrt::AddLayerNorm`` (``add_layernorm``).
 
     Returns:
         The manifest entry (``variants.fp32.native.packed``), or None when the graph has no Linear.
@@ -125,6 +133,11 @@ def write_packed(export_dir: Path, source_file: str, gelu_epilogue: bool = True)
     # NOTE: the FFN's GELU as PackedMatMul's epilogue: 1.036x at 32 x 32 tokens, 1.012x at 8 x 256 on
     # all-MiniLM-L6-v2 (benchmarks/bench_int8_fusions.py, one thread)
     gelus = fuse_gelu_epilogues(model.graph) if gelu_epilogue else 0
+    # NOTE: each attention as one Attention: 1.00x at 32 x 32 tokens, 1.04x at 8 x 128, 1.03x at 8 x 256; each
+    # Add + LayerNorm as AddLayerNorm: 0.98x, 0.99x, 1.01x, against onnxruntime's own SkipLayerNormalization
+    # fusion, so not by default (benchmarks/bench_int8_fusions.py, one thread, all-MiniLM-L6-v2)
+    attentions = fuse_attention(model.graph) if attention else 0
+    add_layernorms = fuse_add_layernorms(model.graph) if add_layernorm else 0
     if not any(o.domain == "ai.embedrt" for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("ai.embedrt", 1))
     onnx.save(model, str(export_dir / PACKED_FILE))
@@ -137,6 +150,8 @@ def write_packed(export_dir: Path, source_file: str, gelu_epilogue: bool = True)
         "constant_reshapes": reshapes,
         "head_layouts": heads,
         "gelu_epilogues": gelus,
+        "attentions": attentions,
+        "add_layernorms": add_layernorms,
     }
 
 
