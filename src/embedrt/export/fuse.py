@@ -133,9 +133,10 @@ def write_packed(
     # NOTE: the FFN's GELU as PackedMatMul's epilogue: 1.036x at 32 x 32 tokens, 1.012x at 8 x 256 on
     # all-MiniLM-L6-v2 (benchmarks/bench_int8_fusions.py, one thread)
     gelus = fuse_gelu_epilogues(model.graph) if gelu_epilogue else 0
-    # NOTE: each attention as one Attention: 1.00x at 32 x 32 tokens, 1.04x at 8 x 128, 1.03x at 8 x 256; each
-    # Add + LayerNorm as AddLayerNorm: 0.98x, 0.99x, 1.01x, against onnxruntime's own SkipLayerNormalization
-    # fusion, so not by default (benchmarks/bench_int8_fusions.py, one thread, all-MiniLM-L6-v2)
+    # NOTE: each attention as one Attention: 0.98-1.00x at 32 x 32 tokens and 1.03-1.06x at 8 x 256 on one
+    # thread (benchmarks/bench_int8_fusions.py, all-MiniLM-L6-v2), 1.00-1.03x on 2,000 sentences and
+    # 1.02-1.15x on passages with two; each Add + LayerNorm as AddLayerNorm is no faster than onnxruntime's
+    # own SkipLayerNormalization fusion (0.98-1.01x), so not by default
     attentions = fuse_attention(model.graph) if attention else 0
     add_layernorms = fuse_add_layernorms(model.graph) if add_layernorm else 0
     if not any(o.domain == "ai.embedrt" for o in model.opset_import):
