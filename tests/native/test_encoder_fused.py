@@ -81,7 +81,7 @@ def test_export_writes_a_packed_graph(tiny_bert):
     # each FFN's GELU (Div, Erf, Add, Mul, Mul) is its PackedMatMul's epilogue
     assert packed["gelu_epilogues"] == 2 and "Erf" not in ops and std["Erf"] == 2
     # each attention (MatMul(Q, K^T), Mul, Add, Softmax, MatMul(P, V)) is one Attention: no MatMul and no
-    # Transpose left (the standard graph's heads' [0,2,1,3] became Linear layouts, the keys' [0,1,3,2] the op's)
+    # Transpose left (the heads' [0,2,1,3] became Linear layouts, the keys' [0,1,3,2] the op's)
     assert packed["attentions"] == 2 and ops["Attention"] == 2 and std["Softmax"] == 2
     assert ops["PackedMatMul"] == 12 and "MatMul" not in ops and "Softmax" not in ops
     assert "Transpose" not in ops and std["Transpose"] == 8

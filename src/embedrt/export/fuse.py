@@ -134,8 +134,8 @@ def write_packed(
     # all-MiniLM-L6-v2 (benchmarks/bench_int8_fusions.py, one thread)
     gelus = fuse_gelu_epilogues(model.graph) if gelu_epilogue else 0
     # NOTE: each attention as one Attention: 0.98-1.00x at 32 x 32 tokens and 1.03-1.06x at 8 x 256 on one
-    # thread (benchmarks/bench_int8_fusions.py, all-MiniLM-L6-v2), 1.00-1.03x on 2,000 sentences and
-    # 1.02-1.15x on passages with two; each Add + LayerNorm as AddLayerNorm is no faster than onnxruntime's
+    # thread (benchmarks/bench_int8_fusions.py, all-MiniLM-L6-v2), 1.08-1.11x on passages with two
+    # (benchmarks/export_ab.py); each Add + LayerNorm as AddLayerNorm is no faster than onnxruntime's
     # own SkipLayerNormalization fusion (0.98-1.01x), so not by default
     attentions = fuse_attention(model.graph) if attention else 0
     add_layernorms = fuse_add_layernorms(model.graph) if add_layernorm else 0
