@@ -54,3 +54,30 @@ def run_bench_cli(export_dir: Path, input_flag: str, input_path: Path, tmp_path:
     ]
     assert main(argv) == 0
     return json.loads(out.read_text()), md.read_text()
+
+
+def assert_texts_bench_against_st_torch(report: dict, n_texts: int, batch: str = "4", repeats: int = 2):
+    """What every texts task's bench report (sparse, multi-vector) holds for embedrt-fp32 against st-torch:
+    the order flipping every repetition, every run ok over all texts, and the ratios taken repetition by
+    repetition from the runs' own rates."""
+    import pytest
+
+    order = ["embedrt-fp32", "st-torch"]
+    flipped = [x for k in range(repeats) for x in (order if k % 2 == 0 else order[::-1])]
+    assert [r["label"] for r in report["runs"]] == flipped
+    for run in report["runs"]:
+        assert run["ok"], run
+        assert run["throughput"][batch]["n_texts"] == n_texts and run["latency_ms"]["n"] == 5
+    s = report["summary"]
+    assert set(s) == set(order)
+    assert s["embedrt-fp32"]["runs_ok"] == s["st-torch"]["runs_ok"] == repeats
+    assert s["embedrt-fp32"]["texts_per_s"] > 0 and s["embedrt-fp32"]["peak_rss_mib"] > 0
+    by = {(r["label"], r["rep"]): r for r in report["runs"]}
+    expected = [
+        by[("embedrt-fp32", k)]["throughput"][batch]["texts_per_s"]
+        / by[("st-torch", k)]["throughput"][batch]["texts_per_s"]
+        for k in range(repeats)
+    ]
+    ratio = report["ratios"]["embedrt-fp32"]["st-torch"]
+    assert ratio["per_repetition"] == pytest.approx(expected)
+    assert ratio["throughput"] == pytest.approx(sum(expected) / repeats)

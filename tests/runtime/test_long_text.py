@@ -14,20 +14,8 @@ LONG = [words(60), words(200), words(9), "café " * 90]  # words(9): 25 tokens, 
 
 
 def _st_forward(st, rows: list[list[int]]) -> np.ndarray:
-    """sentence-transformers' modules on the given id rows (padded here), one row at a time."""
-    import torch
-
-    out = []
-    for r in rows:
-        ids = torch.tensor([r], dtype=torch.int64)
-        features = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "token_type_ids": torch.zeros_like(ids),
-        }
-        with torch.no_grad():
-            out.append(st(features)["sentence_embedding"][0].numpy())
-    return np.stack(out)
+    """sentence-transformers' modules on the given id rows, one row at a time."""
+    return np.stack([_st_features(st, r)["sentence_embedding"][0].numpy() for r in rows])
 
 
 def _reference(st, text: str, prompt: str, stride: int, normalize: bool) -> np.ndarray:
@@ -170,7 +158,7 @@ def _hf_windows(tok, text: str, prompt: str, limit: int, stride: int | None):
     return ids, head, rows, starts
 
 
-def _st_features(st, row: list[int], task: str | None = None) -> dict:
+def _st_features(st, row: list[int]) -> dict:
     import torch
 
     ids = torch.tensor([row], dtype=torch.int64)
