@@ -255,6 +255,14 @@ def fold_head_transposes(graph) -> int:
     return folded
 
 
+def _splice(graph, replaced: dict[str, Any], dropped: set[str]) -> None:
+    """Rebuild ``graph.node`` in order: each node whose first output is a key of ``replaced`` becomes that
+    node, each whose first output is in ``dropped`` goes (what every chain fusion here ends with)."""
+    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def _drop_unused(graph) -> None:
     """Remove nodes none of whose outputs reaches a graph output, and initializers nothing reads."""
     live = {o.name for o in graph.output}
@@ -432,9 +440,7 @@ def fuse_requantize(graph) -> int:
         )
         dropped.update([node.output[0], *names])
     # NOTE: placed where the QuantizePerToken was: its inputs (the Dequantize's) all exist by then
-    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _splice(graph, replaced, dropped)
     _drop_unused(graph)
     return len(replaced)
 
@@ -504,9 +510,7 @@ def fuse_attention(graph) -> int:
             scale=float(scale.reshape(())),
         )
         dropped.update([kt.output[0], mm.output[0], mul.output[0], add.output[0], sm.output[0]])
-    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _splice(graph, replaced, dropped)
     _drop_unused(graph)
     return len(replaced)
 
@@ -558,7 +562,5 @@ def fuse_add_layernorms(graph) -> int:
         dropped.add(add.output[0])
         if q is not None:
             dropped.add(q.output[0])
-    nodes = [replaced.get(n.output[0], n) for n in graph.node if not (n.output and n.output[0] in dropped)]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _splice(graph, replaced, dropped)
     return len(replaced)

@@ -646,8 +646,7 @@ def add_parser(sub: Any) -> None:
         "--threads",
         type=int,
         default=None,
-        help="onnxruntime threads (default: every core this process may use; on Ray: --num-cpus per "
-        "replica)",
+        help="onnxruntime threads (default: every core this process may use; on Ray: --num-cpus per replica)",
     )
     p.add_argument(
         "--graceful-timeout-s",
