@@ -24,7 +24,16 @@ def test_the_library_reports_the_cpus_isa_and_the_chosen_one(ops_library, monkey
         else "scalar"
     )
     assert k["cpu_isa"] == expected, k
-    assert (k["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] != "scalar")
+    # the packed graph by default on AVX-512 only; EMBEDRT_PACKED_MATMUL=1 asks for the AVX2 tile too
+    assert (k["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] == "avx512"), k
+    if k["isa"] == "avx2":
+        assert "slower than onnxruntime" in k["packed_matmul"] and native.packed_off() is not None
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "1")
+    assert (native.cpu_kernels()["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] != "scalar")
+    monkeypatch.setenv("EMBEDRT_OPS_ISA", "avx2")
+    assert native.cpu_kernels()["packed_matmul"] == "avx2 tile" or k["cpu_isa"] == "scalar"
+    monkeypatch.delenv("EMBEDRT_PACKED_MATMUL")
+    assert native.cpu_kernels()["packed_matmul"].startswith("off")
     for lower in native.ISAS[: native.ISAS.index(k["cpu_isa"]) + 1]:
         monkeypatch.setenv("EMBEDRT_OPS_ISA", lower)
         got = native.cpu_kernels()

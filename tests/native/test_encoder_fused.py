@@ -60,9 +60,10 @@ def test_fused_equals_standard(ops_library, tiny_bert):
 
 
 @pytest.fixture
-def packed_tile():
+def packed_tile(monkeypatch):
     from embedrt.runtime import native
 
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "1")  # the AVX2 tile too, which is off by default
     off = native.packed_off()
     if off:
         pytest.skip(f"the packed graph runs on CPUs with an AVX-512 or AVX2+FMA tile only ({off})")

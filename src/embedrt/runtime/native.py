@@ -166,12 +166,18 @@ def cpu_kernels() -> dict[str, Any]:
         source = "/proc/cpuinfo"
     vnni = "avx512_vnni" in features or "avx_vnni" in features
     arm = machine in ("aarch64", "arm64")
-    if os.environ.get(PACKED_ENV, "1") == "0":
+    asked = os.environ.get(PACKED_ENV)
+    if asked == "0":
         packed = f"off: {PACKED_ENV}=0"
     elif isa == "scalar":
         packed = (
             "off: this CPU has neither AVX-512 nor AVX2+FMA (the portable PackedMatMul path is exact "
             "but slow)"
+        )
+    elif isa == "avx2" and asked != "1":
+        # measured on an AVX2 CPU (Zen 3): onnxruntime's FMA3 MatMul beats the AVX2 tile (docs/cpu.md)
+        packed = (
+            f"off: the AVX2 tile is slower than onnxruntime's MatMul on AVX2 CPUs ({PACKED_ENV}=1 runs it)"
         )
     else:
         packed = f"{isa} tile"
@@ -196,8 +202,9 @@ def cpu_has_avx512() -> bool:
 
 
 def packed_off() -> str | None:
-    """Why this machine does not run PackedMatMul graphs (``model.packed.onnx``), or None when it does (an
-    AVX-512 or an AVX2+FMA tile; the portable path is exact but slower than onnxruntime's MatMul)."""
+    """Why this machine does not run PackedMatMul graphs (``model.packed.onnx``), or None when it does: the
+    AVX-512 tile by default, the AVX2+FMA tile only when EMBEDRT_PACKED_MATMUL=1 asks for it (on AVX2 CPUs
+    onnxruntime's own MatMul measured faster), never the portable path (exact but slow)."""
     packed = cpu_kernels()["packed_matmul"]
     return f"packed graph {packed}" if packed.startswith("off") else None
 
