@@ -3,6 +3,7 @@ on CPU: the 36 Linears of all-MiniLM-L6-v2 alone, then end to end (Encoder on mo
 model.fused.onnx, the same export).
 
 Run:  python benchmarks/bench_dense.py [--export DIR] [--rounds 3] [--rows 1 27 64 256] [--chain-only]
+      [--encoder-only]
       EMBEDRT_OPS_ISA=avx2 python benchmarks/bench_dense.py ...    (the AVX2 tile on an AVX-512 CPU)
 
 Every measurement runs in its own process (two sessions in one process would share the CPU with each other's
@@ -126,6 +127,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--rows", type=int, nargs="+", default=[1, 27, 64, 256])
     p.add_argument("--chain-only", action="store_true", help="only the Linear chain, not the Encoder")
+    p.add_argument("--encoder-only", action="store_true", help="only the Encoder, not the Linear chain")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -142,9 +144,10 @@ def main() -> int:
         f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds, each side in its own process, "
         f"EMBEDRT_OPS_ISA={os.environ.get('EMBEDRT_OPS_ISA', '(unset)')}\n"
     )
-    print("| rows | onnxruntime MatMul+Add ms | PackedMatMul ms | ratio | PackedMatMul GFLOP/s |")
-    print("|---|---|---|---|---|")
-    for rows in args.rows:
+    if not args.encoder_only:
+        print("| rows | onnxruntime MatMul+Add ms | PackedMatMul ms | ratio | PackedMatMul GFLOP/s |")
+        print("|---|---|---|---|---|")
+    for rows in [] if args.encoder_only else args.rows:
         times: dict[str, list[float]] = {"standard": [], "packed": []}
         for r in range(args.rounds):
             for side in ("standard", "packed") if r % 2 == 0 else ("packed", "standard"):
