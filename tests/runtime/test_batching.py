@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
 
 from embedrt import Encoder
+from embedrt.errors import ArtifactError, InputError
 from embedrt.runtime.batching import RUN_COST_TOKENS, length_sorted_batches
+from embedrt.runtime.util import available_cores
 
 
 def cost(runs, lengths, run_cost):
@@ -117,3 +120,96 @@ def test_split_leaves_vectors_unchanged_bit_for_bit(native_encoders, variant):
     one_run = enc._run(*enc.tokenizer.pad(tokens.ids), None)  # all 40 padded to the longest, one run
     assert np.array_equal(batched, alone)
     assert np.array_equal(batched, one_run)
+
+
+class _CountingSession:
+    """Wraps a session: counts run() calls, and makes the first two wait for each other, so that a test
+    fails (BrokenBarrierError) unless two runs are in flight at once."""
+
+    def __init__(self, session, barrier):
+        self.session, self.barrier, self.calls, self.lock = session, barrier, 0, threading.Lock()
+
+    def run(self, *args, **kwargs):
+        with self.lock:
+            self.calls += 1
+            first_two = self.calls <= 2
+        if first_two and self.barrier is not None:
+            self.barrier.wait()
+        return self.session.run(*args, **kwargs)
+
+
+def _mixed_texts(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["the", "index", "of", "a", "model", "runs", "passage", "query", "fast", "tokens"]
+    return [" ".join(rng.choice(words, int(rng.integers(1, 20)))) for _ in range(n)]
+
+
+def test_parallel_runs_default_int8_only_and_validated(native_encoders):
+    path = native_encoders["int8"].path
+    cores = available_cores()
+    assert Encoder(path, device="cpu", variant="int8").parallel_runs == (cores if cores > 1 else 1)
+    assert Encoder(path, device="cpu", variant="int8", intra_op_threads=1).parallel_runs == 1
+    assert Encoder(path, device="cpu", variant="fp32").parallel_runs == 1
+    assert Encoder(path, device="cpu", variant="fp32", parallel_runs=2).parallel_runs == 2
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(InputError, match="parallel_runs must be a positive int"):
+            Encoder(path, device="cpu", variant="int8", parallel_runs=bad)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_parallel_runs_overlap_and_give_the_same_bits(native_encoders, variant):
+    """Two runs of one encode call are in flight at once on the second session, the vectors equal the serial
+    ones bit for bit, and a single text runs on the first session."""
+    path = native_encoders[variant].path
+    texts = _mixed_texts()
+    serial = Encoder(path, device="cpu", variant=variant, parallel_runs=1)
+    par = Encoder(path, device="cpu", variant=variant, parallel_runs=2)
+    assert par._parallel_session is not None and serial._parallel_session is None
+    spy = _CountingSession(par._parallel_session, threading.Barrier(2, timeout=10))
+    par._parallel_session = spy
+    runs = length_sorted_batches(serial.tokenize(texts).lengths, 8, serial.max_batch_tokens)
+    got = par.encode(texts, batch_size=8)
+    assert spy.calls == len(runs) > 2
+    assert np.array_equal(got, serial.encode(texts, batch_size=8))
+    main = _CountingSession(par._session, None)
+    par._session = main
+    assert np.array_equal(par.encode(texts[3]), serial.encode(texts[3]))
+    assert main.calls == 1 and spy.calls == len(runs)
+
+
+def test_a_failed_parallel_run_raises_its_error(native_encoders):
+    enc = Encoder(native_encoders["int8"].path, device="cpu", variant="int8", parallel_runs=2)
+
+    class Failing:
+        calls = 0
+
+        def run(self, *args, **kwargs):
+            Failing.calls += 1
+            if Failing.calls == 2:
+                raise RuntimeError("run 2 failed")
+            return enc._session.run(*args, **kwargs)
+
+    session = enc._parallel_session
+    enc._parallel_session = Failing()
+    with pytest.raises(RuntimeError, match="run 2 failed"):
+        enc.encode(_mixed_texts(), batch_size=4)
+    enc._parallel_session = session  # the encoder still answers, with the serial vectors
+    serial = Encoder(enc.path, device="cpu", variant="int8", parallel_runs=1)
+    assert np.array_equal(
+        enc.encode(_mixed_texts(), batch_size=4), serial.encode(_mixed_texts(), batch_size=4)
+    )
+
+
+def test_parallel_session_checks_the_graph_again(native_encoders, tmp_path):
+    from dataclasses import replace
+
+    from embedrt.manifest import read_manifest
+    from embedrt.runtime.session import open_graph, open_parallel_session
+
+    path = native_encoders["int8"].path
+    m = read_manifest(path)
+    graph = open_graph(path, m, "int8", outputs={"sentence_embedding": int(m.dim)}, device="cpu")
+    assert graph.graph_path.name == graph.status.graph
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        open_parallel_session(replace(graph, graph_sha256="0" * 64))
+    assert open_parallel_session(graph).get_inputs()[0].name == "input_ids"

@@ -78,7 +78,8 @@ def _embedrt(cfg):
     info = {
         "provider": enc.active_providers[0],
         "version": _version("embedrt"),
-        "graph": str(enc.graph_status),
+        "graph": str(enc.graph_status)
+        + (f", {enc.parallel_runs} graph runs in parallel" if enc.parallel_runs > 1 else ""),
         "cpu_kernels": cpu_kernels(),
     }
     return (lambda texts, bs: enc.encode(texts, batch_size=bs)), info

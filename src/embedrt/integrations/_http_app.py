@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import EmbedrtError, InputError
 from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE, read_manifest
+from ..runtime.util import available_cores
 from ._batcher import Batcher, Metrics, Overloaded, split_evenly
 from .serve import (
     SERVED_TASKS,
@@ -521,11 +522,7 @@ def lean_threads() -> int:
     against one (a core kept for the event loop) gave 145 against 105 req/s at 1 client, 177 against 134 at
     8, 215 against 141 at 32. The event loop's HTTP, JSON and tokenization are short next to a graph run, and
     onnxruntime's pool stops spinning between runs, so a core kept idle for them costs more than it saves."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # NOTE: not on every OS
-        cores = os.cpu_count() or 1
-    return max(1, cores)
+    return available_cores()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -10,6 +10,7 @@ texts share a run does not change their vectors: the graphs are batch-invariant 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -77,9 +78,17 @@ def run_batches(
     desc: str = "Encoding",
     unit: str = "text",
     run_cost: int = RUN_COST_TOKENS,
+    parallel_run: Callable[[np.ndarray], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Call ``run(indices)`` for each graph run of ``length_sorted_batches``, with a tqdm bar when asked (and
-    installed)."""
+    installed).
+
+    With ``workers`` > 1, a ``parallel_run`` and more than one graph run, ``parallel_run(indices)`` is called
+    instead, from ``workers`` threads at once, longest runs first; the runs are independent (each writes its
+    own rows). The first error is raised once the runs already started have finished; the runs not yet
+    started are cancelled.
+    """
     bar = None
     if show_progress_bar:
         try:
@@ -89,7 +98,18 @@ def run_batches(
         except ImportError:
             bar = None
     try:
-        for idx in length_sorted_batches(lengths, batch_size, budget, run_cost):
+        runs = length_sorted_batches(lengths, batch_size, budget, run_cost)
+        if workers > 1 and parallel_run is not None and len(runs) > 1:
+            pool = ThreadPoolExecutor(min(workers, len(runs)), thread_name_prefix="embedrt-run")
+            try:
+                for future, idx in [(pool.submit(parallel_run, idx), idx) for idx in runs]:
+                    future.result()
+                    if bar is not None:
+                        bar.update(len(idx))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            return
+        for idx in runs:
             run(idx)
             if bar is not None:
                 bar.update(len(idx))

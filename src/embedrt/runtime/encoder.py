@@ -18,9 +18,17 @@ from ..modes import Device, Precision
 from . import long_text as lt
 from . import providers as prov
 from .batching import run_batches
-from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
+from .session import (
+    CLASS_OF_TASK,
+    GraphStatus,
+    MaxSeqLength,
+    load_tokenizer,
+    open_graph,
+    open_parallel_session,
+    variant_of,
+)
 from .tokenize import check_text
-from .util import SIMILARITY_FUNCTIONS, normalize, quantize_embeddings
+from .util import SIMILARITY_FUNCTIONS, available_cores, normalize, quantize_embeddings
 
 OUTPUT_NAME = "sentence_embedding"
 # NOTE: measured on all-MiniLM-L6-v2 over 4,000 corpus-qnli lines: peak RSS 495 -> 332 MiB (fp32) and
@@ -121,6 +129,12 @@ class Encoder(MaxSeqLength):
             requires it (raises NativeOpsError), ``False`` never uses it. ``self.native`` says whether it
             runs, ``self.graph_status`` which graph runs and why.
         fused_pooling: deprecated alias of ``native`` (a DeprecationWarning; removed in the next release).
+        parallel_runs: how many graph runs of one ``encode`` call go at once, each on one onnxruntime thread
+            of a second session on the same graph (calls of one run, such as a single text, keep the first
+            session and all its threads). None (default): one per thread for an int8 variant on the CPU,
+            where the runs in parallel pay (docs/performance.md), else 1; 1 turns it off. The vectors are the
+            same bits either way (the graphs are batch- and thread-invariant). ``self.parallel_runs`` says
+            what was chosen.
 
     Raises:
         ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
@@ -145,7 +159,12 @@ class Encoder(MaxSeqLength):
         session_options: ort.SessionOptions | None = None,
         native: bool | str = "auto",
         fused_pooling: bool | str | None = None,
+        parallel_runs: int | None = None,
     ) -> None:
+        if parallel_runs is not None and (
+            isinstance(parallel_runs, bool) or not isinstance(parallel_runs, int) or parallel_runs < 1
+        ):
+            raise InputError(f"parallel_runs must be a positive int or None, got {parallel_runs!r}")
         if fused_pooling is not None:
             warnings.warn(
                 "Encoder(fused_pooling=...) is deprecated and will be removed in the next release; "
@@ -213,6 +232,26 @@ class Encoder(MaxSeqLength):
         self.graph_status: GraphStatus = graph.status
         #: True when the variant's native graph (``ai.embedrt`` ops) runs; see graph_status.
         self.native: bool = graph.status.native
+        #: How many graph runs of one encode call go at once (see the ``parallel_runs`` argument).
+        self.parallel_runs: int = self._plan_parallel_runs(parallel_runs, intra_op_threads, session_options)
+        self._parallel_session = None
+        if self.parallel_runs > 1:
+            self._parallel_session = open_parallel_session(graph, verify_checksum)
+
+    def _plan_parallel_runs(
+        self, asked: int | None, intra_op_threads: int | None, session_options: ort.SessionOptions | None
+    ) -> int:
+        if asked is not None:
+            if asked > 1 and self.device is not Device.CPU:
+                raise InputError(
+                    f"parallel_runs={asked} runs on the CPU only; this encoder is on {self.device.value}"
+                )
+            return asked
+        if self.device is not Device.CPU or session_options is not None:
+            return 1
+        if variant_of(self.manifest, self.variant).precision != "int8":
+            return 1  # NOTE: fp32 measured even (docs/performance.md, "Runs in parallel")
+        return max(1, intra_op_threads or available_cores())
 
     @property
     def fused_pooling(self) -> bool:
@@ -566,19 +605,33 @@ class Encoder(MaxSeqLength):
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
             out[idx] = self._run(ids, mask, prompt_feed)
 
+        def parallel_run(idx: np.ndarray) -> None:
+            ids, mask = self.tokenizer.pad([rows[i] for i in idx])
+            out[idx] = self._run(ids, mask, prompt_feed, self._parallel_session)
+
         run_batches(
-            tokens.lengths, rows_per_run, budget, run, show_progress_bar, desc="Encoding", unit="text"
+            tokens.lengths,
+            rows_per_run,
+            budget,
+            run,
+            show_progress_bar,
+            desc="Encoding",
+            unit="text",
+            parallel_run=parallel_run if self._parallel_session is not None else None,
+            workers=self.parallel_runs,
         )
         return out
 
-    def _run(self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None) -> np.ndarray:
+    def _run(
+        self, ids: np.ndarray, mask: np.ndarray, prompt_length: np.ndarray | None, session: Any = None
+    ) -> np.ndarray:
         # NOTE: plain run() on every provider. IO binding with bind_cpu_input made the same host-to-device and
         # device-to-host copies as run() (inputs are 2 x B x T int64, the output B x dim fp32: tens of KB
         # against milliseconds of transformer work), so it saved nothing; see docs/gpu.md (item 8).
         feed = {"input_ids": ids, "attention_mask": mask}
         if prompt_length is not None:
             feed["prompt_length"] = prompt_length
-        return self._session.run([OUTPUT_NAME], feed)[0]
+        return (session or self._session).run([OUTPUT_NAME], feed)[0]
 
     def __repr__(self) -> str:
         return (

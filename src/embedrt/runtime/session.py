@@ -70,6 +70,11 @@ class OpenGraph:
     plan: prov.SessionPlan
     #: The most rows one run may have (TensorRT's profile maximum), None for no cap.
     max_rows: int | None = None
+    #: The file the session runs, its manifest sha256, and the custom-op library it registers (None for the
+    #: standard graph): what :func:`open_parallel_session` opens again.
+    graph_path: Path | None = None
+    graph_sha256: str | None = None
+    library: Path | None = None
 
 
 def check_file(path: Path, digest: str | None, verify_checksum: bool, what: str) -> None:
@@ -220,11 +225,15 @@ def open_graph(
         cpu=plan.device is Device.CPU,
     )
     session, status = None, None
+    graph_path, graph_sha256, library = model_path, entry.sha256, None
     if choice is not None:
         session, status = _open_native(
             choice, plan, native, model_path, entry, verify_checksum, next(iter(outputs))
         )
         reason = status.reason
+        if session is not None:
+            graph_path, library = choice.graph, choice.library
+            graph_sha256 = choice.entry.sha256 if choice.entry is not None else None
     if session is None:
         check_file(model_path, entry.sha256, verify_checksum, f"graph file for variant {variant!r}")
         try:
@@ -234,7 +243,37 @@ def open_graph(
         status = GraphStatus(False, model_path.name, reason)
     active = prov.check_session(session, plan)
     check_graph(session, manifest, Path(export_dir) / status.graph, outputs)
-    return OpenGraph(session, plan.device, active, model_path, status, plan, plan.max_rows)
+    return OpenGraph(
+        session,
+        plan.device,
+        active,
+        model_path,
+        status,
+        plan,
+        plan.max_rows,
+        graph_path,
+        graph_sha256,
+        library,
+    )
+
+
+def open_parallel_session(graph: OpenGraph, verify_checksum: bool = True) -> ort.InferenceSession:
+    """A second session on the graph that ``graph`` runs, with one onnxruntime thread: several Python threads
+    run it at once, one graph run each (onnxruntime's ``run`` is thread-safe and releases the GIL).
+
+    Raises:
+        ArtifactError: the graph file changed since ``graph`` was opened (sha256 mismatch) or does not load.
+    """
+    if graph.graph_path is None:
+        raise ArtifactError("this graph cannot be opened again (no file)")
+    check_file(graph.graph_path, graph.graph_sha256, verify_checksum, f"graph file {graph.graph_path.name}")
+    so = prov.session_options(1)
+    if graph.library is not None:
+        native_ops.register(so, graph.library)
+    try:
+        return prov.open_session(graph.graph_path, graph.plan, so)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several untyped errors for bad files
+        raise ArtifactError(f"onnxruntime could not load {graph.graph_path}: {e}") from e
 
 
 def _open_native(

@@ -6,6 +6,7 @@ They mirror ``sentence_transformers.util`` but need no torch.
 from __future__ import annotations
 
 import heapq
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # NOTE: torch.nn.functional.normalize clamps the norm at eps=1e-12; we do the same so vectors match.
 _NORM_EPS = 1e-12
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # NOTE: not on every OS
+        return max(1, os.cpu_count() or 1)
 
 
 def _as_2d(x: Any, name: str) -> np.ndarray:
