@@ -102,3 +102,28 @@ def test_shape_model_exports_and_loads(shape, tmp_path):
     assert np.abs(enc.encode(texts) - st.encode(texts)).max() <= 1e-5
     again = subprocess.run(cmd, capture_output=True, text=True)  # never over an existing directory
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_parallel_runs_script_compares_and_refuses_bad_input(native_tiny_int8, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "parallel_runs.py"), str(native_tiny_int8)]
+    res = subprocess.run(cmd + ["--corpus", str(corpus), "--rounds", "2", "--batch-size", "8"], **RUN)
+    assert res.returncode == 0, res.stderr
+    assert "vectors equal bit for bit: True" in res.stdout and "median of 2 rounds" in res.stdout
+    bad = subprocess.run(cmd[:2] + [str(tmp_path / "nope")], **RUN)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "parallel_runs:" in bad.stderr
+
+
+RUN = dict(capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def native_tiny_int8(tmp_path_factory):
+    from embedrt import export_model
+    from tiny_models import build_tiny_st
+
+    base = tmp_path_factory.mktemp("parallel")
+    st_dir = build_tiny_st(base / "st", arch="bert", pooling="mean", normalize=True)
+    export_model(str(st_dir), base / "export", variants=["fp32", "int8"])
+    return base / "export"
