@@ -250,7 +250,9 @@ class Encoder(MaxSeqLength):
         if self.device is not Device.CPU or session_options is not None:
             return 1
         if variant_of(self.manifest, self.variant).precision != "int8":
-            return 1  # NOTE: fp32 measured even (docs/performance.md, "Runs in parallel")
+            # NOTE: fp32 gained less and would hold the packed weights twice (docs/performance.md, "Graph runs
+            # in parallel")
+            return 1
         return max(1, intra_op_threads or available_cores())
 
     @property
@@ -631,7 +633,7 @@ class Encoder(MaxSeqLength):
         feed = {"input_ids": ids, "attention_mask": mask}
         if prompt_length is not None:
             feed["prompt_length"] = prompt_length
-        return (session or self._session).run([OUTPUT_NAME], feed)[0]
+        return (session if session is not None else self._session).run([OUTPUT_NAME], feed)[0]
 
     def __repr__(self) -> str:
         return (
