@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -130,11 +131,11 @@ class Encoder(MaxSeqLength):
             runs, ``self.graph_status`` which graph runs and why.
         fused_pooling: deprecated alias of ``native`` (a DeprecationWarning; removed in the next release).
         parallel_runs: how many graph runs of one ``encode`` call go at once, each on one onnxruntime thread
-            of a second session on the same graph (calls of one run, such as a single text, keep the first
-            session and all its threads). None (default): one per thread for an int8 variant on the CPU,
-            where the runs in parallel pay (docs/performance.md), else 1; 1 turns it off. The vectors are the
-            same bits either way (the graphs are batch- and thread-invariant). ``self.parallel_runs`` says
-            what was chosen.
+            of a second session on the same graph, opened at the first call with more than one run (calls
+            of one run, such as a single text, keep the first session and all its threads). None (default):
+            one per thread for an int8 variant on the CPU, where the runs in parallel pay
+            (docs/performance.md), else 1; 1 turns it off. The vectors are the same bits either way (the
+            graphs are batch- and thread-invariant). ``self.parallel_runs`` says what was chosen.
 
     Raises:
         ArtifactError: a missing or corrupted file, an incompatible manifest, or a sha256 mismatch.
@@ -234,9 +235,19 @@ class Encoder(MaxSeqLength):
         self.native: bool = graph.status.native
         #: How many graph runs of one encode call go at once (see the ``parallel_runs`` argument).
         self.parallel_runs: int = self._plan_parallel_runs(parallel_runs, intra_op_threads, session_options)
-        self._parallel_session = None
-        if self.parallel_runs > 1:
-            self._parallel_session = open_parallel_session(graph, verify_checksum)
+        # NOTE: the second session opens at the first call with more than one run, so that an encoder that
+        # only ever sees single texts (a server's one-text requests) pays neither its memory nor its start
+        self._graph, self._verify_checksum = graph, verify_checksum
+        self._parallel_session: ort.InferenceSession | None = None
+        self._parallel_lock = threading.Lock()
+
+    def _parallel(self) -> ort.InferenceSession:
+        """The session the runs in parallel share, opened once (``open_parallel_session``)."""
+        if self._parallel_session is None:
+            with self._parallel_lock:
+                if self._parallel_session is None:
+                    self._parallel_session = open_parallel_session(self._graph, self._verify_checksum)
+        return self._parallel_session
 
     def _plan_parallel_runs(
         self, asked: int | None, intra_op_threads: int | None, session_options: ort.SessionOptions | None
@@ -609,7 +620,7 @@ class Encoder(MaxSeqLength):
 
         def parallel_run(idx: np.ndarray) -> None:
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
-            out[idx] = self._run(ids, mask, prompt_feed, self._parallel_session)
+            out[idx] = self._run(ids, mask, prompt_feed, self._parallel())
 
         run_batches(
             tokens.lengths,
@@ -619,7 +630,7 @@ class Encoder(MaxSeqLength):
             show_progress_bar,
             desc="Encoding",
             unit="text",
-            parallel_run=parallel_run if self._parallel_session is not None else None,
+            parallel_run=parallel_run if self.parallel_runs > 1 else None,
             workers=self.parallel_runs,
         )
         return out
