@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=None, help="runs at once (default: the cores)")
     args = p.parse_args(argv)
     from embedrt import Encoder
+    from embedrt.bench.worker import read_nonblank_texts
     from embedrt.errors import EmbedrtError
     from embedrt.runtime.util import available_cores
 
     try:
-        texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()]
-        texts = texts[: args.limit]
+        texts = read_nonblank_texts(args.corpus, args.limit)
         n = args.parallel or max(2, available_cores())
         serial = Encoder(args.export, device="cpu", variant=args.variant, parallel_runs=1)
         parallel = Encoder(args.export, device="cpu", variant=args.variant, parallel_runs=n)

@@ -614,13 +614,9 @@ class Encoder(MaxSeqLength):
             return out
         rows_per_run = min(batch_size, self._row_cap or batch_size)
 
-        def run(idx: np.ndarray) -> None:
+        def run(idx: np.ndarray, session: Any = None) -> None:
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
-            out[idx] = self._run(ids, mask, prompt_feed)
-
-        def parallel_run(idx: np.ndarray) -> None:
-            ids, mask = self.tokenizer.pad([rows[i] for i in idx])
-            out[idx] = self._run(ids, mask, prompt_feed, self._parallel())
+            out[idx] = self._run(ids, mask, prompt_feed, session)
 
         run_batches(
             tokens.lengths,
@@ -630,7 +626,7 @@ class Encoder(MaxSeqLength):
             show_progress_bar,
             desc="Encoding",
             unit="text",
-            parallel_run=parallel_run if self.parallel_runs > 1 else None,
+            parallel_run=lambda idx: run(idx, self._parallel()),
             workers=self.parallel_runs,
         )
         return out
