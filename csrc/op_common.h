@@ -149,6 +149,7 @@ void AddQuantizePerToken(Ort::CustomOpDomain* domain);
 void AddDequantizeRows(Ort::CustomOpDomain* domain);
 void AddRequantizeRows(Ort::CustomOpDomain* domain);
 void AddPackedMatMul(Ort::CustomOpDomain* domain);
+void AddPackedMatMulInteger(Ort::CustomOpDomain* domain);
 void AddAttention(Ort::CustomOpDomain* domain);
 void AddAddLayerNorm(Ort::CustomOpDomain* domain);
 

@@ -65,6 +65,7 @@ EMBEDRT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opti
     AddDequantizeRows(domain.get());
     AddRequantizeRows(domain.get());
     AddPackedMatMul(domain.get());
+    AddPackedMatMulInteger(domain.get());
     AddAttention(domain.get());
     AddAddLayerNorm(domain.get());
 #ifdef EMBEDRT_WITH_CUDA

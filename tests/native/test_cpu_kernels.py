@@ -28,8 +28,18 @@ def test_the_library_reports_the_cpus_isa_and_the_chosen_one(ops_library, monkey
     assert (k["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] == "avx512"), k
     if k["isa"] == "avx2":
         assert "slower than onnxruntime" in k["packed_matmul"] and native.packed_off() is not None
+    # the packed int8 graph by default on AVX2 without AVX-512 or AVX-VNNI only (onnxruntime's VNNI and
+    # AVX-512BW kernels are wider)
+    plain_avx2 = k["isa"] == "avx2" and "avx_vnni" not in k["features"]
+    assert (k["packed_int8_gemm"] == "avx2 tile") == plain_avx2, k
+    assert (native.int8_packed_off() is None) == plain_avx2
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "0")
+    assert native.cpu_kernels()["packed_int8_gemm"].startswith("off") and native.int8_packed_off() is not None
     monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "1")
     assert (native.cpu_kernels()["packed_matmul"] == f"{k['isa']} tile") == (k["isa"] != "scalar")
+    assert (native.cpu_kernels()["packed_int8_gemm"] == "avx2 tile") == (
+        k["isa"] != "scalar" and "avx_vnni" not in k["features"]
+    )
     monkeypatch.setenv("EMBEDRT_OPS_ISA", "avx2")
     assert native.cpu_kernels()["packed_matmul"] == "avx2 tile" or k["cpu_isa"] == "scalar"
     monkeypatch.delenv("EMBEDRT_PACKED_MATMUL")
@@ -40,6 +50,7 @@ def test_the_library_reports_the_cpus_isa_and_the_chosen_one(ops_library, monkey
         assert got["isa"] == lower and got["cpu_isa"] == k["cpu_isa"], got
     monkeypatch.setenv("EMBEDRT_OPS_ISA", "scalar")
     assert native.cpu_kernels()["packed_matmul"].startswith("off") and native.packed_off() is not None
+    assert native.cpu_kernels()["packed_int8_gemm"].startswith("off") and native.int8_packed_off() is not None
     monkeypatch.setenv("EMBEDRT_OPS_ISA", "avx512")  # never above what the CPU has
     assert native.cpu_kernels()["isa"] == k["cpu_isa"]
 

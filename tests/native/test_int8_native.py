@@ -88,6 +88,39 @@ def _close_to_the_standard_graph(a: np.ndarray, b: np.ndarray, export: Path) -> 
     assert cos.min() >= 0.99
 
 
+def test_export_writes_the_packed_int8_twin(ops_library, tiny_int8):
+    native = json.loads((tiny_int8 / "embedrt.json").read_text())["variants"]["int8"]["native"]
+    packed = native["packed"]
+    assert packed["file"] == "model.int8.packed.onnx" and packed["op"] == "ai.embedrt::PackedMatMulInteger"
+    # it shares the native graph's probe, and gave its outputs bit for bit at export
+    assert packed["probe"] == native["probe"] and packed["export_check_max_abs_diff"] == 0.0
+    ops, fused = op_counts(tiny_int8 / packed["file"]), op_counts(tiny_int8 / native["file"])
+    assert (
+        "MatMulInteger" not in ops and ops["PackedMatMulInteger"] == fused["MatMulInteger"] == packed["gemms"]
+    )
+    assert {k: v for k, v in ops.items() if k != "PackedMatMulInteger"} == {
+        k: v for k, v in fused.items() if k != "MatMulInteger"
+    }
+
+
+def test_the_packed_int8_twin_gives_the_same_bits(ops_library, tiny_int8, monkeypatch):
+    monkeypatch.setenv(
+        "EMBEDRT_PACKED_MATMUL", "1"
+    )  # on every CPU with AVX2, not only where it is the default
+    from embedrt.runtime import native
+
+    if native.int8_packed_off():
+        pytest.skip(native.int8_packed_off())
+    packed = Encoder(tiny_int8, device="cpu", variant="int8")
+    assert "model.int8.packed.onnx" in str(packed.graph_status), str(packed.graph_status)
+    monkeypatch.setenv("EMBEDRT_PACKED_MATMUL", "0")
+    fused = Encoder(tiny_int8, device="cpu", variant="int8")
+    assert "model.int8.fused.onnx" in str(fused.graph_status), str(fused.graph_status)
+    a = packed.encode(TEXTS)
+    np.testing.assert_array_equal(a, fused.encode(TEXTS))
+    np.testing.assert_array_equal(np.stack([packed.encode(t) for t in TEXTS]), a)  # batch-invariant
+
+
 def test_encoder_runs_it_and_is_close_to_the_standard_int8_graph(ops_library, tiny_int8):
     native_enc = Encoder(tiny_int8, device="cpu", variant="int8")
     standard = Encoder(tiny_int8, device="cpu", variant="int8", native=False)

@@ -665,7 +665,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"embedrt's CPU kernels: native ops {kernels['isa']} (CPU best {kernels['cpu_isa']}), "
-            f"PackedMatMul {kernels['packed_matmul']}; int8 GEMM {kernels['int8_gemm']}.",
+            f"PackedMatMul {kernels['packed_matmul']}; PackedMatMulInteger "
+            f"{kernels.get('packed_int8_gemm', 'not in this build')}; int8 GEMM {kernels['int8_gemm']}.",
         ]
     for label, prep in report.get("prepared", {}).items():
         lines += ["", f"Prepared {label} (before the runs, not in their cold start): " + _prepared_text(prep)]

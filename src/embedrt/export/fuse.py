@@ -48,6 +48,10 @@ PACKED_PROBE_FILE = "model.packed.probe.npz"
 PACKED_OP = "ai.embedrt::PackedMatMul"
 INT8_FUSED_FILE = "model.int8.fused.onnx"
 INT8_PROBE_FILE = "model.int8.fused.probe.npz"
+#: The int8 native graph with its MatMulIntegers as ai.embedrt::PackedMatMulInteger: the int8 CPU graph on
+#: AVX2 CPUs without AVX-512 (runtime.native.int8_packed_off says where and why).
+INT8_PACKED_FILE = "model.int8.packed.onnx"
+INT8_PACKED_OP = "ai.embedrt::PackedMatMulInteger"
 #: The int8 native graph's probe tolerance (``probe_atol`` in its manifest entry) when its probe holds the
 #: standard int8 graph's outputs (the library was not built at export). Its float ops are embedrt's and the
 #: standard graph's onnxruntime's: a one-ulp difference before a QuantizePerToken can move an 8-bit
@@ -287,6 +291,35 @@ def write_int8_fused(
     if pooled:
         entry.update(mode=pooled["mode"], normalize=pooled["normalize"])
     return entry
+
+
+def write_int8_packed(export_dir: Path, int8_native: dict[str, Any]) -> dict[str, Any] | None:
+    """Write ``model.int8.packed.onnx``: the int8 native graph (``int8_native``, its manifest entry) with each
+    ``MatMulInteger`` as ``ai.embedrt::PackedMatMulInteger`` (rewrites.pack_int8_gemms). It shares the native
+    graph's probe: the integer sums are exact, so its outputs are the same bits.
+
+    Returns:
+        The manifest entry (``variants.int8.native.packed``), or None when the graph has no such node.
+    """
+    import onnx
+
+    from .rewrites import pack_int8_gemms
+
+    model = onnx.load(str(export_dir / int8_native["file"]))
+    gemms = pack_int8_gemms(model)
+    if gemms == 0:
+        return None
+    onnx.save(model, str(export_dir / INT8_PACKED_FILE))
+    return {
+        "file": INT8_PACKED_FILE,
+        "sha256": sha256_file(export_dir / INT8_PACKED_FILE),
+        "op": INT8_PACKED_OP,
+        "gemms": gemms,
+        "cpu_only": True,
+        "probe": int8_native["probe"],
+        "probe_sha256": int8_native["probe_sha256"],
+        "probe_atol": int8_native.get("probe_atol", 1e-6),
+    }
 
 
 def check_fused(export_dir: Path, entry: dict[str, Any]) -> float | None:

@@ -355,6 +355,28 @@ def _pack(tmp: Path, source: str, st_model, spec, log, probe: str | None = None)
     return entry
 
 
+def _pack_int8(tmp: Path, native: dict[str, Any], standard: str, log) -> dict[str, Any] | None:
+    """``model.int8.packed.onnx`` (fuse.write_int8_packed), checked on the int8 native graph's probe; its
+    manifest entry, or None. Best effort, like _pack: a graph this cannot rewrite or run is left out."""
+    from .fuse import INT8_PACKED_FILE, write_int8_packed
+
+    try:
+        entry = write_int8_packed(tmp, native)
+        if entry is None:
+            return None
+        checked = _check_native(tmp, entry, standard, log, keep_probe=True)
+    except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise untyped errors
+        (tmp / INT8_PACKED_FILE).unlink(missing_ok=True)
+        if log:
+            log(f"      {INT8_PACKED_FILE} skipped: {type(e).__name__}: {e}")
+        return None
+    if checked is None:
+        return None
+    if log:
+        log(f"      {entry['file']}: {entry['gemms']} MatMulIntegers as {entry['op']} ({checked})")
+    return entry
+
+
 def _check_native(
     tmp: Path, entry: dict[str, Any], standard: str, log, keep_probe: bool = False
 ) -> str | None:
@@ -408,6 +430,12 @@ def _fuse_int8(
             return
         entry["quality"] = figures
     int8["native"] = entry
+    if int8.get("scheme", {}).get("machine_independent"):
+        # NOTE: PackedMatMulInteger's AVX2 tile is exact only for weights that cannot saturate pmaddubsw: not
+        # for the w8a8-vnni opt-in, whose graph keeps onnxruntime's kernel everywhere
+        packed = _pack_int8(tmp, entry, int8["file"], log)
+        if packed is not None:
+            entry["packed"] = packed
     if log:
         q = entry.get("quality")
         gate = (

@@ -564,3 +564,35 @@ def fuse_add_layernorms(graph) -> int:
             dropped.add(q.output[0])
     _splice(graph, replaced, dropped)
     return len(replaced)
+
+
+def pack_int8_gemms(model) -> int:
+    """Rewrite, in place, each ``MatMulInteger(A u8, B s8 initializer[, scalar a_zero_point])`` with no B
+    zero point (embedrt's int8 graph has only these) into ``ai.embedrt::PackedMatMulInteger`` with the same
+    inputs. Returns how many were rewritten.
+
+    NOTE: integer sums are exact, so the rewritten graph gives the same int32s, and the same vectors, bit for
+    bit (checked on the probe at export and at every load).
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger" or node.domain not in ("", "ai.onnx"):
+            continue
+        weight = inits.get(node.input[1])
+        if weight is None or weight.data_type != 3 or len(weight.dims) != 2:  # 3: INT8
+            continue
+        if len(node.input) > 3 and node.input[3]:  # a B zero point
+            continue
+        if len(node.input) > 2 and node.input[2]:
+            zp = inits.get(node.input[2])
+            if zp is None or zp.data_type != 2 or int(np.prod(zp.dims)) != 1:  # 2: UINT8, one value
+                continue
+        del node.input[3:]  # an empty B zero point: the op takes three inputs
+        node.op_type, node.domain = "PackedMatMulInteger", "ai.embedrt"
+        count += 1
+    if count and not any(o.domain == "ai.embedrt" for o in model.opset_import):
+        from onnx import helper
+
+        model.opset_import.append(helper.make_opsetid("ai.embedrt", 1))
+    return count

@@ -25,8 +25,11 @@ from ..manifest import NativeGraph, Variant, sha256_file
 LIBRARY_NAME = "libembedrt_ops.so"
 #: Set to a path to use that library instead of the one installed in the package.
 LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
-#: Set to "0" to keep the fp32 variant off ``model.packed.onnx`` (the PackedMatMul graph) on this machine.
+#: Set to "0" to keep the fp32 and int8 variants off their packed graphs (``model.packed.onnx``,
+#: ``model.int8.packed.onnx``) on this machine; "1" runs them on every CPU with AVX2.
 PACKED_ENV = "EMBEDRT_PACKED_MATMUL"
+#: The op of the int8 graph's packed twin (``model.int8.packed.onnx``).
+INT8_PACKED_OP = "ai.embedrt::PackedMatMulInteger"
 #: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, RequantizeRows, PackedMatMul).
 OP_DOMAIN = "ai.embedrt"
 #: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|),
@@ -145,8 +148,10 @@ def cpu_kernels() -> dict[str, Any]:
 
     Returns ``{"isa": "avx512" | "avx2" | "scalar"`` (the tile the native ops choose, EMBEDRT_OPS_ISA
     applied), ``"cpu_isa"`` (the best this CPU has), ``"machine"``, ``"features"`` (cpuid flags that matter
-    here), ``"packed_matmul"`` (which PackedMatMul tile, or why the packed graph is off), ``"int8_gemm"``
-    (whether onnxruntime's u8 x s8 MatMulInteger kernel is exact for the saturating w8a8-vnni scheme),
+    here), ``"packed_matmul"`` (which PackedMatMul tile, or why the packed graph is off),
+    ``"packed_int8_gemm"`` (which PackedMatMulInteger tile, or why the packed int8 graph is off),
+    ``"int8_gemm"`` (whether onnxruntime's u8 x s8 MatMulInteger kernel is exact for the saturating
+    w8a8-vnni scheme),
     ``"source"`` (``"cpuid"`` through the built library, else ``"/proc/cpuinfo"``)}``.
     """
     machine = platform.machine()
@@ -181,6 +186,19 @@ def cpu_kernels() -> dict[str, Any]:
         )
     else:
         packed = f"{isa} tile"
+    if asked == "0":
+        int8_packed = f"off: {PACKED_ENV}=0"
+    elif isa == "scalar":
+        int8_packed = "off: this CPU has no AVX2 (the portable PackedMatMulInteger path is exact but slow)"
+    elif "avx_vnni" in features:
+        int8_packed = "off: onnxruntime's MatMulInteger has an AVX-VNNI kernel here (one instruction per 4 k)"
+    elif isa == "avx512" and asked != "1":
+        int8_packed = (
+            "off: on AVX-512 CPUs onnxruntime's MatMulInteger (AVX-512BW, VNNI) is the wider kernel "
+            f"({PACKED_ENV}=1 runs the AVX2 tile)"
+        )
+    else:
+        int8_packed = "avx2 tile"
     if vnni or arm:
         gemm = "exact for every scheme (" + ("VNNI" if vnni else "ARM64 dot products") + ")"
     else:
@@ -191,6 +209,7 @@ def cpu_kernels() -> dict[str, Any]:
         "machine": machine,
         "features": features,
         "packed_matmul": packed,
+        "packed_int8_gemm": int8_packed,
         "int8_gemm": gemm,
         "source": source,
     }
@@ -207,6 +226,19 @@ def packed_off() -> str | None:
     onnxruntime's own MatMul measured faster), never the portable path (exact but slow)."""
     packed = cpu_kernels()["packed_matmul"]
     return f"packed graph {packed}" if packed.startswith("off") else None
+
+
+def int8_packed_off() -> str | None:
+    """Why this machine does not run the int8 graph with PackedMatMulInteger (``model.int8.packed.onnx``), or
+    None when it does: on AVX2 CPUs without AVX-512 or AVX-VNNI by default (there its tile beat onnxruntime's
+    MatMulInteger, docs/cpu.md), elsewhere only when EMBEDRT_PACKED_MATMUL=1 asks for it."""
+    packed = cpu_kernels()["packed_int8_gemm"]
+    return f"packed int8 graph {packed}" if packed.startswith("off") else None
+
+
+def twin_off(graph: NativeGraph) -> str | None:
+    """Why this machine does not run ``graph``, a native graph's packed twin, or None when it does."""
+    return int8_packed_off() if graph.op == INT8_PACKED_OP else packed_off()
 
 
 @dataclass
@@ -302,7 +334,7 @@ def native_files(
         graph = native
     else:
         packed = native.packed
-        graph = packed if cpu and packed is not None and packed_off() is None else native
+        graph = packed if cpu and packed is not None and twin_off(packed) is None else native
     out = NativeChoice(export_dir / graph.file, export_dir / graph.probe, library, graph)
     for path, digest in ((out.graph, graph.sha256), (out.probe, graph.probe_sha256)):
         if not path.is_file():
