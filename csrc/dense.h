@@ -26,8 +26,12 @@ constexpr int64_t kDenseRows = 14;   // rows per register tile (28 accumulators)
 
 // Floats that PackDenseWeights writes for W [K, N]: ceil(N / 32) panels of K x 32.
 int64_t PackedDenseSize(int64_t K, int64_t N);
-// W [K, N] row-major -> panels (zero-padded past N).
-void PackDenseWeights(const float* W, int64_t K, int64_t N, float* packed);
+// Whether the kernels of `isa` want each panel as two K x 16 halves one after the other (AVX2, whose tile runs
+// a half at a time) rather than interleaved K x 32 rows (AVX-512, scalar). The layout changes which addresses
+// are read, never the order of the sums.
+inline bool DenseHalves(Isa isa) { return isa == Isa::kAvx2; }
+// W [K, N] row-major -> panels (zero-padded past N), in the layout `isa`'s DenseBlock reads.
+void PackDenseWeights(const float* W, int64_t K, int64_t N, float* packed, Isa isa);
 // Where output row r = b*seq + s, column n goes: [M, N] row-major (head_size 0) or [B, N/D, seq, D].
 struct DenseLayout {
   int64_t head_size = 0;

@@ -8,7 +8,9 @@
 // one x value per row against the two loaded W vectors (28 FMAs for 16 loads), so the FMA units, not the
 // loads, set the pace. Rows are split into near-equal tiles (27 rows -> 14 + 13, not 14 + 13 padded).
 // AVX2 + FMA (16 ymm registers): each half of a panel (16 columns) is run as sub-tiles of up to 6 rows,
-// 12 ymm accumulators, two W vectors and one broadcast per k step (12 FMAs for 8 loads).
+// 12 ymm accumulators, two W vectors and one broadcast per k step (12 FMAs for 8 loads). For AVX2 the panel is
+// packed as its two K x 16 halves one after the other (DenseHalves), so that a half's sweep over K reads
+// contiguous cache lines rather than every other one of the interleaved layout.
 // Every path computes each output as the same k-ordered chain of fused multiply-adds, then + bias, so the
 // scalar, AVX2 and AVX-512 paths give bit-identical results (tests/native/test_dense_kernel.py).
 // The x86 intrinsics are compiled per function (target attributes) and chosen by cpuid at run time
@@ -27,12 +29,15 @@ namespace {
 
 // The portable path: the same sum in k order (std::fma), then + bias.
 void TileScalar(const float* x, int64_t K, const float* panel, const float* bias, float* y, const int64_t* row_off,
-                const int64_t* col_off, int rows, int cols) {
+                const int64_t* col_off, int rows, int cols, bool halves) {
   for (int i = 0; i < rows; ++i) {
     float acc[kDensePanel] = {};
     const float* xr = x + i * K;
     for (int64_t k = 0; k < K; ++k)
-      for (int j = 0; j < kDensePanel; ++j) acc[j] = __builtin_fmaf(xr[k], panel[k * kDensePanel + j], acc[j]);
+      for (int j = 0; j < kDensePanel; ++j) {
+        const float w = halves ? panel[(j / 16) * K * 16 + k * 16 + j % 16] : panel[k * kDensePanel + j];
+        acc[j] = __builtin_fmaf(xr[k], w, acc[j]);
+      }
     for (int j = 0; j < cols; ++j)
       y[row_off[i] + col_off[j / 16] + j % 16] = bias != nullptr ? acc[j] + bias[j] : acc[j];
   }
@@ -90,12 +95,13 @@ constexpr int kAvx2Rows = 6;  // rows per AVX2 sub-tile (12 accumulators)
 template <int R>
 __attribute__((target("avx2,fma"))) void HalfTileAvx2(const float* x, int64_t K, const float* half, const float* bias,
                                                      float* y, const int64_t* row_off, int64_t col_off, int cols) {
+  constexpr int64_t kStride = 16;  // the halves layout: this half's K x 16 weights are contiguous
   __m256 c0[R], c1[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_load_ps(half + k * kDensePanel);
-    const __m256 b1 = _mm256_load_ps(half + k * kDensePanel + 8);
+    const __m256 b0 = _mm256_load_ps(half + k * kStride);
+    const __m256 b1 = _mm256_load_ps(half + k * kStride + 8);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const __m256 a = _mm256_broadcast_ss(x + i * K + k);
@@ -134,7 +140,7 @@ void TileAvx2(const float* x, int64_t K, const float* panel, const float* bias, 
     int r = 0;
     for (int t = 0; t < subs; ++t) {
       const int n = (rows - r + (subs - t) - 1) / (subs - t);
-      kHalfTilesAvx2[n - 1](x + r * K, K, panel + 16 * h, bias != nullptr ? bias + 16 * h : nullptr, y, row_off + r,
+      kHalfTilesAvx2[n - 1](x + r * K, K, panel + 16 * K * h, bias != nullptr ? bias + 16 * h : nullptr, y, row_off + r,
                             col_off[h], std::min(cols - 16 * h, 16));
       r += n;
     }
@@ -146,16 +152,18 @@ void TileAvx2(const float* x, int64_t K, const float* panel, const float* bias, 
 
 int64_t PackedDenseSize(int64_t K, int64_t N) { return (N + kDensePanel - 1) / kDensePanel * K * kDensePanel; }
 
-void PackDenseWeights(const float* W, int64_t K, int64_t N, float* packed) {
+void PackDenseWeights(const float* W, int64_t K, int64_t N, float* packed, Isa isa) {
   const int64_t panels = (N + kDensePanel - 1) / kDensePanel;
+  const bool halves = DenseHalves(isa);
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t n0 = p * kDensePanel;
-    const int64_t cols = N - n0 < kDensePanel ? N - n0 : kDensePanel;
-    for (int64_t k = 0; k < K; ++k) {
-      float* dst = packed + (p * K + k) * kDensePanel;
-      std::memcpy(dst, W + k * N + n0, static_cast<size_t>(cols) * sizeof(float));
-      std::memset(dst + cols, 0, static_cast<size_t>(kDensePanel - cols) * sizeof(float));
-    }
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < kDensePanel; ++j) {
+        const float w = n0 + j < N ? W[k * N + n0 + j] : 0.0f;
+        // [k][32] interleaved, or the two [K][16] halves one after the other
+        const int64_t at = halves ? (j / 16) * K * 16 + k * 16 + j % 16 : k * kDensePanel + j;
+        packed[p * K * kDensePanel + at] = w;
+      }
   }
 }
 
@@ -196,7 +204,7 @@ void DenseBlock(const float* x, const float* packed, const float* bias, float* y
         TileAvx2(x + r * K, K, panel, b, y, row_off, col_off, static_cast<int>(n), cols);
       else
 #endif
-        TileScalar(x + r * K, K, panel, b, y, row_off, col_off, static_cast<int>(n), cols);
+        TileScalar(x + r * K, K, panel, b, y, row_off, col_off, static_cast<int>(n), cols, DenseHalves(isa));
       r += n;
     }
   }

@@ -27,11 +27,11 @@ struct AlignedFree {
 };
 using Packed = std::unique_ptr<float, AlignedFree>;
 
-Packed PackWeights(const float* w, int64_t K, int64_t N) {
+Packed PackWeights(const float* w, int64_t K, int64_t N, Isa isa) {
   const size_t bytes = (static_cast<size_t>(PackedDenseSize(K, N)) * sizeof(float) + 63) / 64 * 64;
   Packed out(static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64)));
   if (!out) throw std::bad_alloc();
-  PackDenseWeights(w, K, N, out.get());
+  PackDenseWeights(w, K, N, out.get(), isa);
   return out;
 }
 
@@ -96,7 +96,7 @@ struct DenseKernel {
         Ort::ConstValue w = ctx.GetInput(1);
         const std::string err = WeightShape(w, &k, &n);
         if (!err.empty()) return Error(err);
-        per_call = PackWeights(w.GetTensorData<float>(), k, n);
+        per_call = PackWeights(w.GetTensorData<float>(), k, n, isa);
         weights = per_call.get();
       }
       const int64_t x_k = heads_in ? xs[1] * xs[3] : xs.back();
@@ -231,7 +231,7 @@ struct DenseOp : Ort::CustomOpBase<DenseOp, DenseKernel, /*WithStatus=*/true> {
       if (is_constant && w != nullptr) {
         const std::string err = WeightShape(w, &kernel->K, &kernel->N);
         if (!err.empty()) return Error(err);
-        kernel->packed = PackWeights(w.GetTensorData<float>(), kernel->K, kernel->N);
+        kernel->packed = PackWeights(w.GetTensorData<float>(), kernel->K, kernel->N, kernel->isa);
       }
       *op_kernel = kernel.release();
       return nullptr;
