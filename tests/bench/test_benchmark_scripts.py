@@ -1,4 +1,5 @@
-"""The retrieval-shaped inputs of the benchmarks: benchmarks/make_passages.py and make_shape_model.py."""
+"""The benchmark scripts' own behaviour: the retrieval-shaped inputs (benchmarks/make_passages.py,
+make_shape_model.py) and the A/B scripts (parallel_runs.py, export_ab.py, int8_gemm_ab.py)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,40 @@ def test_parallel_runs_script_compares_and_refuses_bad_input(native_tiny_int8, t
     assert "vectors equal bit for bit: True" in res.stdout and "median of 2 rounds" in res.stdout
     bad = subprocess.run(cmd[:2] + [str(tmp_path / "nope")], **RUN)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "parallel_runs:" in bad.stderr
+
+
+def test_export_ab_switches_a_graph_by_environment(native_tiny_int8, tmp_path):
+    from embedrt.runtime import native
+
+    if native.library_path() is None or native.cpu_kernels()["isa"] == "scalar":
+        pytest.skip("the packed int8 graph needs the built library and AVX2")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    script = str(REPO / "benchmarks" / "export_ab.py")
+    cmd = [sys.executable, script, str(native_tiny_int8), str(native_tiny_int8), "--variant", "int8"]
+    cmd += ["--corpus", str(corpus), "--limit", "20", "--rounds", "2"]
+    cmd += ["--env-a", "EMBEDRT_PACKED_MATMUL=0", "--env-b", "EMBEDRT_PACKED_MATMUL=1"]
+    for single in ([], ["--single"]):
+        res = subprocess.run(cmd + single, **RUN)
+        assert res.returncode == 0, res.stderr
+        a_line, b_line = res.stdout.splitlines()[:2]
+        assert "model.int8.fused.onnx" in a_line and "model.int8.packed.onnx" in b_line, res.stdout
+        assert "max abs diff 0.0e+00" in res.stdout  # the two int8 graphs: the same bits
+        assert ("one call per text: p50" in res.stdout) == bool(single)
+    bad = subprocess.run(cmd[:-4] + ["--env-a", "NOVALUE"], **RUN)
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_int8_gemm_ab_checks_both_kernels_and_reports(tmp_path):
+    from embedrt.runtime import native
+
+    if native.library_path() is None:
+        pytest.skip("needs the built library")
+    script = str(REPO / "benchmarks" / "int8_gemm_ab.py")
+    res = subprocess.run([sys.executable, script, "--rows", "3", "--rounds", "1"], **RUN)
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stdout.splitlines() if line.startswith("[3, ")]
+    assert len(lines) == 3 and all("GOP/s" in line and line.endswith("x") for line in lines), res.stdout
 
 
 RUN = dict(capture_output=True, text=True, timeout=300)
