@@ -3,7 +3,8 @@
 // (quantize_op.cc), DequantizeRows and RequantizeRows (dequantize_op.cc), the per-token int8 chains of the int8
 // variant, and PackedMatMul (packed_matmul_op.cc), the fp32 Linear with weights packed at load (with an optional
 // GELU epilogue, gelu_cpu.cc), Attention (attention_op.cc), a layer's softmax attention in one pass, and
-// AddLayerNorm (layernorm_op.cc), a residual add + LayerNormalization (+ the next quantization).
+// AddLayerNorm (layernorm_op.cc), a residual add + LayerNormalization (+ the next quantization), and
+// PackedMatMulInteger (packed_matmul_integer_op.cc, int8_gemm_cpu.cc), the int8 GEMM with weights packed at load.
 // Shared helpers: op_common.h.
 //
 // Build and test: pip install -e . && python -m pytest -q tests/native     (or: embedrt build-ops [--cuda on])
