@@ -45,7 +45,7 @@ static double Dense(int64_t M, int64_t K, int64_t N, int threads) {
   std::vector<float> storage(PackedDenseSize(K, N) + 16);
   float* packed = storage.data();
   while (reinterpret_cast<uintptr_t>(packed) % 64) ++packed;
-  PackDenseWeights(W.data(), K, N, packed);
+  PackDenseWeights(W.data(), K, N, packed, Isa::kAvx512);
   const DenseLayout layout;
   const int64_t panels = (N + kDensePanel - 1) / kDensePanel;
   const int64_t groups = std::min<int64_t>(panels, 4), per_group = (panels + groups - 1) / groups;
