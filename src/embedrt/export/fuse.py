@@ -29,6 +29,7 @@ import numpy as np
 
 from ..manifest import sha256_file
 from ..modes import DequantizeOp, QuantizeOp
+from ..runtime.native import INT8_PACKED_OP
 from .graph import build_graph_module, export_onnx, fused_pooling_plan
 from .rewrites import (
     fold_head_transposes,
@@ -51,7 +52,6 @@ INT8_PROBE_FILE = "model.int8.fused.probe.npz"
 #: The int8 native graph with its MatMulIntegers as ai.embedrt::PackedMatMulInteger: the int8 CPU graph on
 #: AVX2 CPUs without AVX-512 (runtime.native.int8_packed_off says where and why).
 INT8_PACKED_FILE = "model.int8.packed.onnx"
-INT8_PACKED_OP = "ai.embedrt::PackedMatMulInteger"
 #: The int8 native graph's probe tolerance (``probe_atol`` in its manifest entry) when its probe holds the
 #: standard int8 graph's outputs (the library was not built at export). Its float ops are embedrt's and the
 #: standard graph's onnxruntime's: a one-ulp difference before a QuantizePerToken can move an 8-bit
