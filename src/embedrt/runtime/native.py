@@ -30,7 +30,8 @@ LIBRARY_ENV = "EMBEDRT_OPS_LIBRARY"
 PACKED_ENV = "EMBEDRT_PACKED_MATMUL"
 #: The op of the int8 graph's packed twin (``model.int8.packed.onnx``).
 INT8_PACKED_OP = "ai.embedrt::PackedMatMulInteger"
-#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, RequantizeRows, PackedMatMul).
+#: The custom ops' domain (MeanPoolNormalize, QuantizePerToken, DequantizeRows, RequantizeRows, PackedMatMul,
+#: PackedMatMulInteger, Attention, AddLayerNorm).
 OP_DOMAIN = "ai.embedrt"
 #: Max abs diff allowed between the fused and the standard graph on the probe, scaled by max(1, max |value|),
 #: unless the native graph's manifest entry records its own (``probe_atol``: the int8 graphs).
@@ -230,8 +231,9 @@ def packed_off() -> str | None:
 
 def int8_packed_off() -> str | None:
     """Why this machine does not run the int8 graph with PackedMatMulInteger (``model.int8.packed.onnx``), or
-    None when it does: on AVX2 CPUs without AVX-512 or AVX-VNNI by default (there its tile beat onnxruntime's
-    MatMulInteger, docs/cpu.md), elsewhere only when EMBEDRT_PACKED_MATMUL=1 asks for it."""
+    None when it does: on AVX2 CPUs without AVX-512 or AVX-VNNI by default (there it measured level with
+    onnxruntime's MatMulInteger or slightly ahead, docs/cpu.md), elsewhere only when EMBEDRT_PACKED_MATMUL=1
+    asks for it."""
     packed = cpu_kernels()["packed_int8_gemm"]
     return f"packed int8 graph {packed}" if packed.startswith("off") else None
 
