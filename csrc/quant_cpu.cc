@@ -44,6 +44,13 @@ void QuantizeRowScalar(const float* x, uint8_t* q, float* scale, int64_t K, floa
 }
 
 #if defined(__x86_64__)
+// x[0..8) quantized, as int32 lanes: integers in [1, 2 * qmax + 1] <= 255, so the unsigned saturating narrows
+// of QuantizeRowAvx2 never saturate and its bytes equal a plain cast
+__attribute__((target("avx2,fma"))) inline __m256i QuantizedLanesAvx2(const float* x, __m256 vs, __m256 off) {
+  return _mm256_cvtps_epi32(_mm256_add_ps(
+      _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), off));
+}
+
 __attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t* q, float* scale, int64_t K,
                                                          float qmax) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -55,13 +62,20 @@ __attribute__((target("avx2,fma"))) void QuantizeRowAvx2(const float* x, uint8_t
   const float s = RowScale(AbsMax(lanes, 8, x, k, K), qmax), offset = qmax + 1.0f;
   *scale = s;
   const __m256 vs = _mm256_set1_ps(s), off = _mm256_set1_ps(offset);
-  alignas(32) int32_t ints[8];
-  for (k = 0; k + 8 <= K; k += 8) {
-    const __m256 r = _mm256_add_ps(
-        _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-        off);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(ints), _mm256_cvtps_epi32(r));
-    for (int i = 0; i < 8; ++i) q[k + i] = static_cast<uint8_t>(ints[i]);
+  // NOTE: narrowed in registers, 32 at a time: a scalar store per byte cost more than the division
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undo the packs' per-lane interleave
+  for (k = 0; k + 32 <= K; k += 32) {
+    const __m256i a = QuantizedLanesAvx2(x + k, vs, off), b = QuantizedLanesAvx2(x + k + 8, vs, off);
+    const __m256i c = QuantizedLanesAvx2(x + k + 16, vs, off), d = QuantizedLanesAvx2(x + k + 24, vs, off);
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(a, b), _mm256_packus_epi32(c, d));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), _mm256_permutevar8x32_epi32(bytes, order));
+  }
+  for (; k + 8 <= K; k += 8) {
+    // u16 lanes v0..3 0 | v4..7 0, then bytes v0..3 | v4..7 at the bottom of each 128-bit lane
+    const __m256i w = _mm256_packus_epi32(QuantizedLanesAvx2(x + k, vs, off), _mm256_setzero_si256());
+    const __m256i b = _mm256_packus_epi16(w, w);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k),
+                     _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
   }
   for (; k < K; ++k) q[k] = QuantizeOne(x[k], s, offset);
 }
