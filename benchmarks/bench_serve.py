@@ -268,6 +268,26 @@ def targets(rows: dict) -> list[tuple[str, float, float, bool]]:
     return out
 
 
+def ceilings(rows: dict) -> list[str]:
+    """What each lean/Ray target needs against what the model can give with no HTTP at all: the texts/s of
+    in-process ``Encoder.encode`` on 32 texts per call (the better peer), a bound no server of this model on
+    this machine passes. Empty when the 32-text rows were not run."""
+    peers = [r for r in (rows.get(("direct", 32, 1)), rows.get(("direct-all", 32, 1))) if r]
+    if not peers:
+        return []
+    ceiling = max(r["texts_s"] for r in peers)
+    out = []
+    for c in (8, 32):
+        ray = rows.get(("ray", 1, c))
+        if ray:
+            need = 3.0 * ray["rps"]
+            out.append(
+                f"3x Ray Serve's req/s at {c} clients needs {need:.0f} one-text req/s; in-process encode of "
+                f"32 texts per call gave {ceiling:.0f} texts/s ({need / ceiling:.2f}x of it)"
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("export_dir")
@@ -295,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         help="onnxruntime threads of both servers and of the first in-process peer (default: the lean "
         "server's default, every core)",
     )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="graph variant of both servers and the in-process peers (default: the server's, fp32)",
+    )
     p.add_argument("--logs", default=None, help="directory for the servers' logs")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     p.add_argument("--markdown", default=None, help="also write the table as markdown")
@@ -304,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     from embedrt.integrations._http_app import lean_threads
 
     threads = args.threads or lean_threads()
-    lean_args = f"{args.lean_args} --threads {threads}"
-    ray_args = f"{args.ray_args} --threads {threads}"
+    variant = f" --variant {args.variant}" if args.variant else ""
+    lean_args = f"{args.lean_args} --threads {threads}{variant}"
+    ray_args = f"{args.ray_args} --threads {threads}{variant}"
+    enc_variant = {"variant": args.variant} if args.variant else {}
 
     corpus = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()][:4000]
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -313,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     host = machine()  # NOTE: once, at the start: its load average is the one the run started under
     print(host, flush=True)
-    enc = Encoder(args.export_dir, device="cpu", intra_op_threads=threads)
-    enc_all = Encoder(args.export_dir, device="cpu")  # NOTE: onnxruntime's default threads
+    enc = Encoder(args.export_dir, device="cpu", intra_op_threads=threads, **enc_variant)
+    enc_all = Encoder(args.export_dir, device="cpu", **enc_variant)  # NOTE: onnxruntime's default threads
     batches = {n: [corpus[i : i + n] for i in range(0, len(corpus) - n + 1, n)] for n in sizes}
     bodies = {n: [json.dumps({"input": b[0] if n == 1 else b}).encode() for b in batches[n]] for n in sizes}
     logs = Path(args.logs) if args.logs else None
@@ -394,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{'MET ' if ok else 'MISSED'} {name}: {value:.2f} (target {'<=' if 'minus' in name else '>='} "
             f"{threshold:g})"
         )
+    notes = ceilings(rows)
+    for line in notes:
+        print(f"ceiling: {line}")
     for k, r in rows.items():
         if r["first_error"]:
             print(f"first error of {k}: {r['first_error']}")
@@ -404,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "machine": host,
+                    "variant": args.variant or "server default",
                     "lean_args": lean_args,
                     "ray_args": ray_args,
                     "repeats": args.repeats,
@@ -413,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                     "runs": {f"{m}/{n}/{c}": rs for (m, n, c), rs in runs.items()},
                     "targets": [{"name": a, "value": b, "threshold": t, "met": ok} for a, b, t, ok in checks],
+                    "ceilings": notes,
                 },
                 indent=2,
             ),

@@ -162,3 +162,32 @@ def native_tiny_int8(tmp_path_factory):
     st_dir = build_tiny_st(base / "st", arch="bert", pooling="mean", normalize=True)
     export_model(str(st_dir), base / "export", variants=["fp32", "int8"])
     return base / "export"
+
+
+def _serve_row(rps: float, texts_s: float | None = None, p50: float = 5.0) -> dict:
+    return {"rps": rps, "texts_s": rps if texts_s is None else texts_s, "p50_ms": p50}
+
+
+def test_bench_serve_targets_and_ceiling_from_the_rows():
+    bench = _load("bench_serve")
+    rows = {
+        ("direct", 1, 1): _serve_row(150.0, p50=5.5),
+        ("direct-all", 1, 1): _serve_row(140.0, p50=6.0),
+        ("lean", 1, 1): _serve_row(120.0, p50=7.0),
+        ("lean", 1, 8): _serve_row(160.0),
+        ("lean", 1, 32): _serve_row(190.0),
+        ("ray", 1, 8): _serve_row(50.0),
+        ("ray", 1, 32): _serve_row(80.0),
+    }
+    checks = {name: (round(value, 3), met) for name, value, _, met in bench.targets(rows)}
+    assert checks["lean / Ray Serve req/s at 8 clients"] == (3.2, True)
+    assert checks["lean / Ray Serve req/s at 32 clients"] == (2.375, False)
+    assert checks["lean 1-client p50 minus in-process encode p50 (ms)"] == (1.5, True)  # the better peer's p50
+    assert checks["lean 32-client texts/s / in-process one-at-a-time texts/s"] == (round(190 / 150, 3), True)
+    assert bench.ceilings(rows) == []  # no 32-text rows: no ceiling to state
+    rows[("direct", 32, 1)] = _serve_row(8.0, texts_s=256.0)
+    rows[("direct-all", 32, 1)] = _serve_row(7.5, texts_s=240.0)
+    notes = bench.ceilings(rows)
+    assert len(notes) == 2
+    assert "needs 150 one-text req/s" in notes[0] and "256 texts/s (0.59x of it)" in notes[0]
+    assert "needs 240 one-text req/s" in notes[1] and "(0.94x of it)" in notes[1]
