@@ -182,7 +182,7 @@ def test_bench_serve_targets_and_ceiling_from_the_rows():
     checks = {name: (round(value, 3), met) for name, value, _, met in bench.targets(rows)}
     assert checks["lean / Ray Serve req/s at 8 clients"] == (3.2, True)
     assert checks["lean / Ray Serve req/s at 32 clients"] == (2.375, False)
-    assert checks["lean 1-client p50 minus in-process encode p50 (ms)"] == (1.5, True)  # the better peer's p50
+    assert checks["lean 1-client p50 minus in-process encode p50 (ms)"] == (1.5, True)  # vs the better p50
     assert checks["lean 32-client texts/s / in-process one-at-a-time texts/s"] == (round(190 / 150, 3), True)
     assert bench.ceilings(rows) == []  # no 32-text rows: no ceiling to state
     rows[("direct", 32, 1)] = _serve_row(8.0, texts_s=256.0)
