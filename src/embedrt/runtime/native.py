@@ -191,8 +191,11 @@ def cpu_kernels() -> dict[str, Any]:
         int8_packed = f"off: {PACKED_ENV}=0"
     elif isa == "scalar":
         int8_packed = "off: this CPU has no AVX2 (the portable PackedMatMulInteger path is exact but slow)"
-    elif "avx_vnni" in features:
-        int8_packed = "off: onnxruntime's MatMulInteger has an AVX-VNNI kernel here (one instruction per 4 k)"
+    elif "avx_vnni" in features and asked != "1":
+        int8_packed = (
+            "off: onnxruntime's MatMulInteger has an AVX-VNNI kernel here (one instruction per 4 k; "
+            f"{PACKED_ENV}=1 runs the AVX2 tile)"
+        )
     elif isa == "avx512" and asked != "1":
         int8_packed = (
             "off: on AVX-512 CPUs onnxruntime's MatMulInteger (AVX-512BW, VNNI) is the wider kernel "
