@@ -65,7 +65,30 @@ def test_base64_is_little_endian_float32_like_openai():
     s = encode_vector(v, "base64")
     assert np.array_equal(decode_base64(s), v)
     assert np.array_equal(np.frombuffer(__import__("base64").b64decode(s), dtype="<f4"), v)
-    assert encode_vector(v, "float") == [float(x) for x in v]
+    f = encode_vector(v, "float")  # the array itself: the response writes it (render_json)
+    assert f.dtype == np.float32 and np.array_equal(f, v)
+
+
+def test_response_json_gives_back_the_float32_bits_with_orjson_and_with_json():
+    pytest.importorskip("starlette")
+    import json
+
+    from embedrt.integrations._http_app import orjson, render_json
+
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((5, 384)).astype(np.float32)
+    v[0, :4] = [1e-38, -3.4e38, 0.0, 1.0 / 3.0]
+    body = {"data": [{"index": i, "embedding": row} for i, row in enumerate(v[:, ::2])], "n": np.int64(5)}
+    paths = [False] + ([True] if orjson is not None else [])
+    for fast in paths:
+        back = json.loads(render_json(body, fast=fast))
+        got = np.array([d["embedding"] for d in back["data"]], dtype=np.float32)
+        assert np.array_equal(got, v[:, ::2]), f"fast={fast}: not the same float32 bits"
+        assert back["n"] == 5 and [d["index"] for d in back["data"]] == list(range(5))
+    if orjson is not None:  # float32's shortest decimals: fewer bytes than json's float64 ones
+        assert len(render_json(body)) < 0.7 * len(render_json(body, fast=False))
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        render_json({"x": object()}, fast=False)
 
 
 def test_config_check_names_the_bad_value():

@@ -29,6 +29,11 @@ from ..errors import EmbedrtError, InputError
 from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE, read_manifest
 from ..runtime.util import available_cores
 from ._batcher import Batcher, Metrics, Overloaded, split_evenly
+
+try:  # NOTE: in embedrt[serve]; a server without it (Ray Serve's image, say) writes JSON with json
+    import orjson
+except ImportError:  # pragma: no cover - exercised by test_vector_json_without_orjson
+    orjson = None
 from .serve import (
     SERVED_TASKS,
     RequestError,
@@ -53,6 +58,41 @@ ROUTE_KIND = {EMBEDDING: "embedding", CROSS_ENCODER: "cross-encoder (reranker)",
 COMMON_ROUTES = (("GET", "/v1/models"), ("GET", "/health"), ("GET", "/metrics"))
 #: requests whose texts add up to more characters are tokenized off the event loop
 INLINE_TOKENIZE_CHARS = 4096
+
+
+def _plain(o: Any) -> Any:
+    """json's fallback for what orjson writes natively: numpy arrays and scalars."""
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def _contiguous(o: Any) -> Any:
+    """orjson's fallback: it writes C-contiguous arrays only (a strided view is copied first)."""
+    if isinstance(o, np.ndarray) and not o.flags.c_contiguous:
+        return np.ascontiguousarray(o)
+    return _plain(o)
+
+
+def render_json(content: Any, fast: bool = True) -> bytes:
+    """The bytes of a response body. numpy float32 arrays become lists of float32's shortest decimals (what
+    ``numpy.float32(x)`` reads back bit for bit), written by orjson when it is installed (about 30x json's
+    speed on a 384-float vector, and half the bytes); otherwise by json (float64 decimals of the same float32
+    values). ``fast=False`` forces json (tests)."""
+    if fast and orjson is not None:
+        return orjson.dumps(content, default=_contiguous, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain
+    ).encode("utf-8")
+
+
+class VectorJSONResponse(JSONResponse):
+    """A JSON response whose content may hold numpy arrays (``render_json``)."""
+
+    def render(self, content: Any) -> bytes:
+        return render_json(content)
 
 
 def per_job(values: Any, parts: list[Any]) -> list[Any]:
@@ -349,7 +389,7 @@ class Service:
             {"object": "embedding", "index": i, "embedding": encode_vector(v, req.encoding_format)}
             for i, v in enumerate(vectors)
         ]
-        return JSONResponse(
+        return VectorJSONResponse(
             {
                 "object": "list",
                 "data": data,
@@ -368,7 +408,9 @@ class Service:
             )
         emb, _, batch = await self._embed_texts(req.texts)
         vectors = self.encoder.truncate_embeddings(emb, req.dimensions, normalize_embeddings=req.normalize)
-        return JSONResponse(vectors.tolist(), headers={"x-embedrt-batch-size": str(batch)})
+        return VectorJSONResponse(
+            np.ascontiguousarray(vectors, dtype=np.float32), headers={"x-embedrt-batch-size": str(batch)}
+        )
 
     # ------------------------------------------------------------------ sparse
     def _run_sparse(self, key: Any, parts: list[Any]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
@@ -400,7 +442,7 @@ class Service:
             for part in parts
             for c, vals in part
         ]
-        return JSONResponse(body, headers={"x-embedrt-batch-size": str(batch)})
+        return VectorJSONResponse(body, headers={"x-embedrt-batch-size": str(batch)})
 
     # ------------------------------------------------------------------ rerank
     async def _scores(self, query: str, documents: list[str], raw: bool) -> tuple[list[float], int]:
@@ -434,7 +476,7 @@ class Service:
             if req.return_documents:
                 r["document"] = {"text": req.documents[i]}
             results.append(r)
-        return JSONResponse(
+        return VectorJSONResponse(
             {
                 "object": "list",
                 "model": self.cfg.model_name,
@@ -461,7 +503,7 @@ class Service:
             if req.return_documents:
                 r["text"] = req.documents[i]
             out.append(r)
-        return JSONResponse(out, headers={"x-embedrt-batch-size": str(batch)})
+        return VectorJSONResponse(out, headers={"x-embedrt-batch-size": str(batch)})
 
     # ------------------------------------------------------------------ info
     async def models(self, request: Request) -> Response:

@@ -414,11 +414,12 @@ def parse_tei_rerank(body: Any, limits: Limits) -> RerankRequest:
     )
 
 
-def encode_vector(v: np.ndarray, encoding_format: str) -> list[float] | str:
-    """``float``: a JSON list; ``base64``: little-endian float32 bytes, as OpenAI sends them."""
+def encode_vector(v: np.ndarray, encoding_format: str) -> np.ndarray | str:
+    """``float``: a float32 array, which the response writes as a JSON list (``_http_app.render_json``);
+    ``base64``: little-endian float32 bytes, as OpenAI sends them."""
     if encoding_format == "base64":
         return base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode("ascii")
-    return v.astype(np.float32).tolist()
+    return np.ascontiguousarray(v, dtype=np.float32)
 
 
 def decode_base64(s: str) -> np.ndarray:
