@@ -128,11 +128,13 @@ class _CountingSession:
 
     def __init__(self, session, barrier):
         self.session, self.barrier, self.calls, self.lock = session, barrier, 0, threading.Lock()
+        self.threads: list[threading.Thread] = []
 
     def run(self, *args, **kwargs):
         with self.lock:
             self.calls += 1
             first_two = self.calls <= 2
+            self.threads.append(threading.current_thread())  # held: a thread object is never recycled
         if first_two and self.barrier is not None:
             self.barrier.wait()
         return self.session.run(*args, **kwargs)
@@ -172,10 +174,13 @@ def test_parallel_runs_overlap_and_give_the_same_bits(native_encoders, variant):
     got = par.encode(texts, batch_size=8)
     assert spy.calls == len(runs) > 2
     assert np.array_equal(got, serial.encode(texts, batch_size=8))
+    for _ in range(3):  # the same two threads run every call's runs: none is started per call
+        assert np.array_equal(par.encode(texts, batch_size=8), got)
+    assert spy.calls == 4 * len(runs) and len({id(t) for t in spy.threads}) == 2
     main = _CountingSession(par._session, None)
     par._session = main
     assert np.array_equal(par.encode(texts[3]), serial.encode(texts[3]))
-    assert main.calls == 1 and spy.calls == len(runs)
+    assert main.calls == 1 and spy.calls == 4 * len(runs)
 
 
 def test_a_failed_parallel_run_raises_its_error(native_encoders):

@@ -6,6 +6,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,15 @@ class Encoder(MaxSeqLength):
         self._graph, self._verify_checksum = graph, verify_checksum
         self._parallel_session: ort.InferenceSession | None = None
         self._parallel_lock = threading.Lock()
+        self._run_pool: ThreadPoolExecutor | None = None
+
+    def _runners(self) -> ThreadPoolExecutor:
+        """The threads that run graph runs in parallel, started once (their sessions are thread-safe)."""
+        if self._run_pool is None:
+            with self._parallel_lock:
+                if self._run_pool is None:
+                    self._run_pool = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="embedrt-run")
+        return self._run_pool
 
     def _parallel(self) -> ort.InferenceSession:
         """The session the runs in parallel share, opened once (``open_parallel_session``)."""
@@ -628,6 +638,7 @@ class Encoder(MaxSeqLength):
             unit="text",
             parallel_run=lambda idx: run(idx, self._parallel()),
             workers=self.parallel_runs,
+            pool=self._runners,
         )
         return out
 
