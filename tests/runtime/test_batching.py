@@ -10,7 +10,7 @@ import pytest
 
 from embedrt import Encoder
 from embedrt.errors import ArtifactError, InputError
-from embedrt.runtime.batching import RUN_COST_TOKENS, length_sorted_batches
+from embedrt.runtime.batching import RUN_COST_TOKENS, length_sorted_batches, spread_runs
 from embedrt.runtime.util import available_cores
 
 
@@ -138,6 +138,33 @@ class _CountingSession:
         if first_two and self.barrier is not None:
             self.barrier.wait()
         return self.session.run(*args, **kwargs)
+
+
+@pytest.mark.parametrize("n, workers", [(1, 2), (2, 2), (3, 2), (4, 2), (5, 3), (7, 4), (40, 2)])
+def test_spread_runs_gives_each_worker_a_run_and_keeps_every_text_once(n, workers):
+    lengths = np.random.default_rng(n).integers(3, 60, n)
+    runs = length_sorted_batches(lengths, 32, 2048)
+    spread = spread_runs(runs, lengths, workers)
+    assert len(spread) == max(len(runs), min(workers, n))
+    assert sorted(np.concatenate(spread).tolist()) == list(range(n))  # every text once
+    for r in spread:  # each part stays longest first
+        assert len(r) > 0 and np.all(np.diff(lengths[r]) <= 0)
+    if len(runs) >= workers:
+        assert all(a is b for a, b in zip(spread, runs, strict=True))  # nothing to spread: the same runs
+
+
+def test_a_few_texts_go_one_run_per_worker(native_encoders):
+    """A call of 2-4 texts that the split would put in one run runs as two, side by side, with the bits of
+    the serial encoder."""
+    path = native_encoders["int8"].path
+    par = Encoder(path, device="cpu", variant="int8", parallel_runs=2)
+    serial = Encoder(path, device="cpu", variant="int8", parallel_runs=1)
+    texts = ["the index of a model", "the index of a passage", "a query"]
+    assert len(length_sorted_batches(par.tokenize(texts).lengths, 32, par.max_batch_tokens)) == 1
+    spy = _CountingSession(par._parallel(), threading.Barrier(2, timeout=10))
+    par._parallel_session = spy
+    assert np.array_equal(par.encode(texts), serial.encode(texts))
+    assert spy.calls == 2
 
 
 def _mixed_texts(n=40, seed=0):
