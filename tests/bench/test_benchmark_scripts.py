@@ -116,6 +116,32 @@ def test_parallel_runs_script_compares_and_refuses_bad_input(native_tiny_int8, t
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "parallel_runs:" in bad.stderr
 
 
+def test_small_calls_script_compares_both_ways_and_refuses_bad_input(native_tiny_int8, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "small_calls.py"), str(native_tiny_int8)]
+    for compare in ("spread", "pool"):
+        args = [
+            "--corpus",
+            str(corpus),
+            "--texts",
+            "2",
+            "4",
+            "--calls",
+            "5",
+            "--rounds",
+            "2",
+            "--compare",
+            compare,
+        ]
+        res = subprocess.run(cmd + args, **RUN)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.count("vectors equal bit for bit: True") == 2, res.stdout
+        assert "2 texts per call" in res.stdout and "4 texts per call" in res.stdout
+    bad = subprocess.run(cmd + ["--corpus", str(tmp_path / "nope.txt")], **RUN)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "small_calls:" in bad.stderr
+
+
 def test_export_ab_switches_a_graph_by_environment(native_tiny_int8, tmp_path):
     from embedrt.runtime import native
 

@@ -71,11 +71,10 @@ def length_sorted_batches(
 
 def spread_runs(runs: list[np.ndarray], lengths: np.ndarray, workers: int) -> list[np.ndarray]:
     """``runs`` with the widest ones (rows x longest) cut in two, at the middle row, until there are
-    ``workers`` of them or every run is one row: runs that go in parallel need one per worker. On two cores
-    one graph run of a few short texts does not get faster with a second onnxruntime thread (int8
-    all-MiniLM-L6-v2, four random corpus lines: 4.2 ms on two threads, 4.4 on one), so two such runs side by
-    side, one per core, halve it. Each part keeps the longest-first order; no text moves between runs
-    otherwise."""
+    ``workers`` of them or every run is one row: runs that go in parallel need one per worker. A second
+    onnxruntime thread does little for one graph run of a few short texts; two such runs side by side, one
+    per core, nearly halve it (benchmarks/small_calls.py: int8 all-MiniLM-L6-v2, 2-4 random corpus lines per
+    call, 1.35-1.46x). Each part keeps the longest-first order; no text moves between runs otherwise."""
     runs = list(runs)
     while runs and len(runs) < workers:
         widest = max(
@@ -109,7 +108,7 @@ def run_batches(
     instead, from ``workers`` threads at once, longest runs first; the runs are independent (each writes its
     own rows). The first error is raised once the runs already started have finished; the runs not yet
     started are cancelled. ``pool()``, when given, returns the executor to run them on (one the caller keeps:
-    starting two threads per call cost about a tenth of a server's encode thread); otherwise a pool of
+    a pool per call made 12-text calls 1.10x slower); otherwise a pool of
     ``workers`` threads lives for this call.
     """
     bar = None
