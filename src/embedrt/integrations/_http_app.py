@@ -29,11 +29,6 @@ from ..errors import EmbedrtError, InputError
 from ..manifest import CROSS_ENCODER, EMBEDDING, SPARSE, read_manifest
 from ..runtime.util import available_cores
 from ._batcher import Batcher, Metrics, Overloaded, split_evenly
-
-try:  # NOTE: in embedrt[serve]; a server without it (Ray Serve's image, say) writes JSON with json
-    import orjson
-except ImportError:  # pragma: no cover - exercised by test_vector_json_without_orjson
-    orjson = None
 from .serve import (
     SERVED_TASKS,
     RequestError,
@@ -46,6 +41,12 @@ from .serve import (
     parse_rerank,
     parse_tei_rerank,
 )
+
+try:  # NOTE: in embedrt[serve]; a server without it (Ray Serve's image, say) writes JSON with json, which
+    # render_json(fast=False) runs in the tests
+    import orjson
+except ImportError:  # pragma: no cover - depends on the install
+    orjson = None
 
 log = logging.getLogger("embedrt.serve")
 

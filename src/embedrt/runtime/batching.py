@@ -134,13 +134,12 @@ def run_batches(
                     future.result()
                     if bar is not None:
                         bar.update(len(idx))
-            finally:
+            finally:  # NOTE: after an error, cancel the runs not started and wait for the ones that are
+                for future, _ in futures:
+                    future.cancel()
+                wait([f for f, _ in futures])
                 if own:
-                    executor.shutdown(wait=True, cancel_futures=True)
-                else:  # NOTE: the same on a kept pool: cancel what has not started, wait for what has
-                    for future, _ in futures:
-                        future.cancel()
-                    wait([f for f, _ in futures])
+                    executor.shutdown(wait=True)
             return
         for idx in runs:
             run(idx)
