@@ -335,6 +335,39 @@ def test_batcher_close_runs_what_is_queued():
     assert time.monotonic() - t0 < 5
 
 
+def test_batcher_workers_run_two_batches_at_once_and_drain_on_close():
+    """With workers=2 a second batch starts while the first still runs (each run waits for the other: one
+    worker would break the barrier), and close() still runs every queued job."""
+    import asyncio
+    import threading
+
+    barrier = threading.Barrier(2, timeout=5)
+    threads = set()
+
+    def run(key, parts):
+        threads.add(threading.current_thread().name)
+        if key in ("a", "b"):
+            barrier.wait()
+        return [key] * len(parts)
+
+    b = _batcher(run, workers=2)
+
+    async def main():
+        got = await asyncio.gather(b.submit("a", [(None, 1, 1)]), b.submit("b", [(None, 1, 1)]))
+        queued = [asyncio.ensure_future(b.submit(f"k{i}", [(None, 1, 1)])) for i in range(6)]
+        await asyncio.sleep(0)
+        await asyncio.get_running_loop().run_in_executor(None, b.close)
+        return got, await asyncio.gather(*queued)
+
+    got, queued = asyncio.run(main())
+    assert got == [(["a"], 1), (["b"], 1)]
+    assert queued == [([f"k{i}"], 1) for i in range(6)]
+    assert threads == {"embedrt-encode-0", "embedrt-encode-1"}
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="workers must be a positive int"):
+            _batcher(run, workers=bad)
+
+
 def test_metrics_text_format_and_label_escaping():
     from embedrt.integrations._batcher import Metrics
 

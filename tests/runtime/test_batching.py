@@ -210,6 +210,49 @@ def test_parallel_runs_overlap_and_give_the_same_bits(native_encoders, variant):
     assert main.calls == 1 and spy.calls == 4 * len(runs)
 
 
+def test_a_single_text_beside_another_call_runs_on_the_run_threads(native_encoders):
+    """While another encode call runs (a server's other batch), a single text goes to the run threads and
+    the second session, not to the first session's threads on top of them; the same bits either way."""
+    path = native_encoders["int8"].path
+    par = Encoder(path, device="cpu", variant="int8", parallel_runs=2)
+    serial = Encoder(path, device="cpu", variant="int8", parallel_runs=1)
+    entered, parallel_ran = threading.Event(), threading.Event()
+
+    class HeldMain:  # the first call holds the first session until the second call has run beside it
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *args, **kwargs):
+            entered.set()
+            assert parallel_ran.wait(10), "the second call did not run on the run threads"
+            return self.session.run(*args, **kwargs)
+
+    class SeenParallel:
+        def __init__(self, session):
+            self.session, self.threads = session, []
+
+        def run(self, *args, **kwargs):
+            self.threads.append(threading.current_thread().name)
+            out = self.session.run(*args, **kwargs)
+            parallel_ran.set()
+            return out
+
+    par._session = HeldMain(par._session)
+    spy = SeenParallel(par._parallel())
+    par._parallel_session = spy
+    texts = ["the index of a model", "a query"]
+    got: dict[int, np.ndarray] = {}
+    first = threading.Thread(target=lambda: got.__setitem__(0, par.encode(texts[0])))
+    first.start()
+    assert entered.wait(10)
+    got[1] = par.encode(texts[1])
+    first.join(20)
+    assert not first.is_alive()
+    assert len(spy.threads) == 1 and spy.threads[0].startswith("embedrt-run")
+    assert np.array_equal(got[0], serial.encode(texts[0])) and np.array_equal(got[1], serial.encode(texts[1]))
+    assert par._calls == 0
+
+
 def test_a_failed_parallel_run_raises_its_error(native_encoders):
     enc = Encoder(native_encoders["int8"].path, device="cpu", variant="int8", parallel_runs=2)
 

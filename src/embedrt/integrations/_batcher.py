@@ -1,9 +1,11 @@
 """In-process dynamic batching and the server's Prometheus metrics: pure Python, no web framework, no Ray.
 
-One encode thread takes jobs (a request's texts, or a slice of them) from a bounded queue, joins the ones
+An encode thread takes jobs (a request's texts, or a slice of them) from a bounded queue, joins the ones
 that can share a graph run into one batch, runs it, and hands each job its rows back on the event loop it came
 from.
 While a batch runs, the next one fills: under load batches grow by themselves, and a lone request never waits.
+With ``workers`` > 1 that many encode threads take batches, so that the next batch starts while the last
+one's slowest graph run is still going (the model's runs then share its threads instead of waiting for them).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -
 
 
 class Batcher:
-    """A bounded queue and one encode thread that runs jobs in dynamic batches.
+    """A bounded queue and the encode threads (one by default) that run jobs in dynamic batches.
 
     Args:
         run: ``run(key, [items, ...]) -> [result, ...]``, one result per job, called on the encode thread with
@@ -168,6 +170,7 @@ class Batcher:
             at once; the jobs that arrive while a batch runs form the next one.
         max_queued_texts: texts waiting at most; ``submit`` raises Overloaded beyond that.
         metrics: where queue time, inference time and batch sizes go.
+        workers: encode threads, each running one batch at a time (1: one batch at a time in all).
     """
 
     def __init__(
@@ -179,8 +182,12 @@ class Batcher:
         wait_s: float,
         max_queued_texts: int,
         metrics: Metrics,
+        workers: int = 1,
     ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
         self._run = run
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.wait_s = wait_s
@@ -190,13 +197,19 @@ class Batcher:
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         with self._cond:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._loop, name="embedrt-encode", daemon=True)
-                self._thread.start()
+            if not self._threads and not self._closed:
+                names = (
+                    [f"embedrt-encode-{k}" for k in range(self.workers)]
+                    if self.workers > 1
+                    else ["embedrt-encode"]
+                )
+                self._threads = [threading.Thread(target=self._loop, name=n, daemon=True) for n in names]
+                for t in self._threads:
+                    t.start()
 
     @property
     def closed(self) -> bool:
@@ -212,7 +225,7 @@ class Batcher:
             Overloaded: they do not fit in the queue, or the batcher is closing.
             Exception: whatever ``run`` raised for their batch.
         """
-        if self._thread is None:
+        if not self._threads:
             self.start()
         loop = asyncio.get_running_loop()
         texts = sum(n for _, n, _ in jobs)
@@ -241,12 +254,13 @@ class Batcher:
         return [r for r, _ in done], max(n for _, n in done)
 
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new jobs, run the queued ones, and stop the encode thread."""
+        """Refuse new jobs, run the queued ones, and stop the encode threads."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.perf_counter()))
 
     # ------------------------------------------------------------------ the encode thread
     def _loop(self) -> None:
@@ -263,6 +277,8 @@ class Batcher:
                         if remaining <= 0:
                             break
                         self._cond.wait(remaining)
+                if not self._queue:  # NOTE: another encode thread took them while this one waited
+                    continue
                 batch = self._take()
             if batch:
                 self._run_batch(batch)

@@ -190,6 +190,9 @@ class Service:
             wait_s=cfg.batch_wait_timeout_s,
             max_queued_texts=cfg.max_queued_texts,
             metrics=self.metrics,
+            # NOTE: as many batches at once as the encoder runs graph runs at once (int8 on the CPU: one per
+            # core), so that no run thread waits for the slowest run of the last batch (docs/serving.md)
+            workers=getattr(self.encoder, "parallel_runs", 1),
         )
         # NOTE: large requests are tokenized here, off the event loop (tokenizers releases the GIL), so one
         # 2048-text request does not stall every other client's parsing.

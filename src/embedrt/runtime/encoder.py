@@ -133,7 +133,10 @@ class Encoder(MaxSeqLength):
         fused_pooling: deprecated alias of ``native`` (a DeprecationWarning; removed in the next release).
         parallel_runs: how many graph runs of one ``encode`` call go at once, each on one onnxruntime thread
             of a second session on the same graph, opened at the first call with more than one run (calls
-            of one run, such as a single text, keep the first session and all its threads). None (default):
+            of one run, such as a single text, keep the first session and all its threads, unless another
+            call is running at the same time: then the run goes to the same threads as that call's runs, so
+            that calls from several threads, as a server's batches are, do not ask for more threads than
+            there are cores). None (default):
             one per thread for an int8 variant on the CPU, where the runs in parallel pay
             (docs/performance.md), else 1; 1 turns it off. The vectors are the same bits either way (the
             graphs are batch- and thread-invariant). ``self.parallel_runs`` says what was chosen.
@@ -242,6 +245,7 @@ class Encoder(MaxSeqLength):
         self._parallel_session: ort.InferenceSession | None = None
         self._parallel_lock = threading.Lock()
         self._run_pool: ThreadPoolExecutor | None = None
+        self._calls = 0  # encode calls running now, from any thread (guarded by _parallel_lock)
 
     def _runners(self) -> ThreadPoolExecutor:
         """The threads that run graph runs in parallel, started once (their sessions are thread-safe)."""
@@ -618,10 +622,35 @@ class Encoder(MaxSeqLength):
         if tokens.prompt_length is not None:
             prompt_feed = np.array([tokens.prompt_length], dtype=np.int64)
         out = np.empty((len(rows), self._dim), dtype=np.float32)
-        if len(rows) == 1:  # NOTE: single-text fast path: no sorting, no index bookkeeping
-            ids, mask = self.tokenizer.pad(rows)
-            out[:] = self._run(ids, mask, prompt_feed)
-            return out
+        with self._parallel_lock:
+            self._calls += 1
+            concurrent = self._calls > 1
+        try:
+            if len(rows) == 1:  # NOTE: single-text fast path: no sorting, no index bookkeeping
+                ids, mask = self.tokenizer.pad(rows)
+                if concurrent and self.parallel_runs > 1:
+                    # NOTE: another call's runs hold the run threads; the first session's threads on top of
+                    # them would ask for twice the cores (docs/serving.md, "Two batches at once")
+                    session = self._parallel()
+                    out[:] = self._runners().submit(self._run, ids, mask, prompt_feed, session).result()
+                else:
+                    out[:] = self._run(ids, mask, prompt_feed)
+                return out
+            return self._run_runs(tokens, rows, prompt_feed, out, batch_size, budget, show_progress_bar)
+        finally:
+            with self._parallel_lock:
+                self._calls -= 1
+
+    def _run_runs(
+        self,
+        tokens: TokenizedTexts,
+        rows: list[list[int]],
+        prompt_feed: np.ndarray | None,
+        out: np.ndarray,
+        batch_size: int,
+        budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> np.ndarray:
         rows_per_run = min(batch_size, self._row_cap or batch_size)
 
         def run(idx: np.ndarray, session: Any = None) -> None:
