@@ -217,3 +217,41 @@ def test_bench_serve_targets_and_ceiling_from_the_rows():
     assert len(notes) == 2
     assert "needs 150 one-text req/s" in notes[0] and "256 texts/s (0.59x of it)" in notes[0]
     assert "needs 240 one-text req/s" in notes[1] and "(0.94x of it)" in notes[1]
+
+
+def test_int8_attention_study_replaces_every_attention_and_stays_batch_invariant(native_tiny_int8):
+    """The study's graph: every native Attention becomes standard ops on rounded operands, it runs, it is
+    close to the served graph (rounding, not a different model), and a text alone equals it inside a padded
+    batch (padding stays out of V's column scales)."""
+    import onnx
+    import onnxruntime as ort
+
+    from embedrt.manifest import read_manifest
+    from embedrt.runtime import native
+    from embedrt.runtime.session import load_tokenizer
+
+    study = _load("int8_attention_study")
+    served = onnx.load(str(native_tiny_int8 / "model.int8.fused.onnx"))
+    attention = [n for n in served.graph.node if n.domain == "ai.embedrt" and n.op_type == "Attention"]
+    graph, replaced = study.fake_quant_attention(served)
+    assert replaced == len(attention) > 0
+    assert not [n for n in graph.graph.node if n.op_type == "Attention"]
+    assert sum(n.op_type == "Round" for n in graph.graph.node) == 4 * replaced  # q, k, p, v
+    so = ort.SessionOptions()
+    native.register(so)
+    sessions = [
+        ort.InferenceSession(g.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        for g in (served, graph)
+    ]
+    tok = load_tokenizer(read_manifest(native_tiny_int8))
+    texts = ["a short one", "a much longer sentence about the index and the model " * 3, "mid length text"]
+    rows = tok.encode_ids(texts)
+    ids, mask = tok.pad(rows)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    base, fq = (s.run(["sentence_embedding"], feed)[0] for s in sessions)
+    cos = (base * fq).sum(1) / np.linalg.norm(base, axis=1) / np.linalg.norm(fq, axis=1)
+    assert cos.min() > 0.95 and np.abs(base - fq).max() > 0  # rounded, so not the same bits
+    for i, row in enumerate(rows):
+        a_ids, a_mask = tok.pad([row])
+        alone = sessions[1].run(["sentence_embedding"], {"input_ids": a_ids, "attention_mask": a_mask})[0]
+        np.testing.assert_allclose(alone[0], fq[i], atol=1e-5)
