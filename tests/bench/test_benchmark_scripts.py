@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,37 @@ def test_int8_attention_study_replaces_every_attention_and_stays_batch_invariant
         a_ids, a_mask = tok.pad([row])
         alone = sessions[1].run(["sentence_embedding"], {"input_ids": a_ids, "attention_mask": a_mask})[0]
         np.testing.assert_allclose(alone[0], fq[i], atol=1e-5)
+
+
+@pytest.mark.skipif(not shutil.which("g++"), reason="no C++ compiler")
+def test_attention_kernel_and_avx2_peak_benchmarks_build_and_agree_across_isas(tmp_path):
+    """benchmarks/attention_kernel.cc times the native attention kernel: it builds, runs, gives the same
+    checksum on the scalar path and on this CPU's vector path (the kernel's bits do not depend on the ISA),
+    and refuses an ISA this CPU lacks; benchmarks/avx2_peak.cc builds."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 benchmarks")
+    exe = tmp_path / "ak"
+    src = [str(REPO / "benchmarks" / "attention_kernel.cc"), str(REPO / "csrc" / "attention_cpu.cc")]
+    src.append(str(REPO / "csrc" / "mean_pool_cpu.cc"))
+    build = ["g++", "-O2", "-std=c++17", f"-I{REPO / 'csrc'}", *src, "-o", str(exe)]
+    subprocess.run(build, check=True, capture_output=True)
+    from embedrt.runtime.native import cpu_kernels
+
+    isa = cpu_kernels()["cpu_isa"]
+    sums = {}
+    for path in ("scalar", isa):
+        res = subprocess.run([str(exe), path, "16", "40"], capture_output=True, text=True, check=True)
+        assert res.stdout.count("GFLOP/s") == 2, res.stdout
+        sums[path] = [line.split("checksum ")[1] for line in res.stdout.splitlines()]
+    assert sums["scalar"] == sums[isa]
+    other = "avx512" if isa != "avx512" else None
+    if other:
+        res = subprocess.run([str(exe), other, "16"], capture_output=True, text=True)
+        assert res.returncode == 2 and "no avx512" in res.stderr
+    peak = [
+        "g++", "-O2", "-std=c++17", "-mavx2", "-mfma", "-pthread",
+        str(REPO / "benchmarks" / "avx2_peak.cc"), "-o", str(tmp_path / "peak"),
+    ]  # fmt: skip
+    subprocess.run(peak, check=True, capture_output=True)
