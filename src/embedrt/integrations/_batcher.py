@@ -120,7 +120,7 @@ class Metrics:
             ("embedrt_inputs_total", "counter", inputs, "Texts (or rerank documents) processed."),
             ("embedrt_prompt_tokens_total", "counter", tokens, "Tokens embedded (after truncation)."),
             ("embedrt_ongoing_requests", "gauge", ongoing, "Requests admitted and not yet answered."),
-            ("embedrt_queued_texts", "gauge", queued, "Texts waiting for the encode thread."),
+            ("embedrt_queued_texts", "gauge", queued, "Texts waiting for an encode thread."),
         ):
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name}{{{lab}}} {value}"]
         for name, hist, help_ in (
@@ -129,7 +129,7 @@ class Metrics:
             (
                 "embedrt_queue_duration_seconds",
                 self.queue_seconds,
-                "Time a job waited for the encode thread.",
+                "Time a job waited for an encode thread.",
             ),
             ("embedrt_tokenization_duration_seconds", self.tokenize_seconds, "Tokenization per request."),
             ("embedrt_inference_duration_seconds", self.inference_seconds, "Graph runs per dynamic batch."),

@@ -555,7 +555,7 @@ class App:
                     self.service.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    # NOTE: off the loop: closing joins the encode thread, which still hands results to it
+                    # NOTE: off the loop: closing joins the encode threads, which still hand results to it
                     await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
                     await send({"type": "lifespan.shutdown.complete"})
                     return

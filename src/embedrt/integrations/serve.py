@@ -79,9 +79,9 @@ class ServeConfig:
     replicas: int = 1
     max_batch_size: int = 64  #: texts (or pairs) per dynamic batch
     max_batch_tokens: int = 16_384  #: tokens per dynamic batch (embeddings) and per graph run
-    batch_wait_timeout_s: float = 0.0  #: how long a batch waits to fill once the encode thread is free
+    batch_wait_timeout_s: float = 0.0  #: how long a batch waits to fill once an encode thread is free
     max_ongoing_requests: int = 256  #: requests admitted at once (waiting or running); more get 503
-    max_queued_texts: int = 8192  #: texts waiting for the encode thread; a request that does not fit gets 503
+    max_queued_texts: int = 8192  #: texts waiting to be encoded; a request that does not fit gets 503
     max_queued_requests: int = 1024  #: Ray mode only: requests waiting at Serve's proxy
     max_inputs: int = Limits.max_inputs
     max_text_chars: int = Limits.max_text_chars
@@ -602,7 +602,7 @@ def add_parser(sub: Any) -> None:
         "--batch-wait-timeout-ms",
         type=float,
         default=d.batch_wait_timeout_s * 1000.0,
-        help="how long a batch waits to fill once the encode thread is free (default "
+        help="how long a batch waits to fill once an encode thread is free (default "
         f"{d.batch_wait_timeout_s * 1000:g} ms: texts that arrive while a batch runs form the next)",
     )
     p.add_argument(
@@ -615,7 +615,7 @@ def add_parser(sub: Any) -> None:
         "--max-queued-texts",
         type=int,
         default=d.max_queued_texts,
-        help=f"texts waiting for the encode thread; a request that does not fit gets 503 "
+        help=f"texts waiting for the encode threads; a request that does not fit gets 503 "
         f"(default {d.max_queued_texts})",
     )
     lim = Limits()
