@@ -15,7 +15,7 @@ which each attention computes with its two matmuls' operands rounded as an int8 
 - V per column (one head dim of one head, over the sequence's real tokens; padding is left out of the
   column's max, so a text's vector does not depend on its batch), symmetric, 127 levels.
 
-Both graphs are measured against the fp32 graph as the export's gate and the CPU issue's figures are: mean and
+Each graph is measured against the fp32 graph as the export's gate and the CPU issue's figures are: mean and
 min cosine on every 11th line of the corpus (1,052 lines), STS-B dev Spearman, and the min cosine of each
 text alone against inside a batch of 32 (64 texts).
 """
@@ -32,14 +32,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from embedrt.evaluate import read_sts, sts_spearman
-from embedrt.export.gate import _cos
-from embedrt.export.verify import compare
+from embedrt.evaluate import read_sts
 from embedrt.manifest import read_manifest
 from embedrt.runtime.session import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare_exact_int8_schemes import quality  # noqa: E402
 from compare_int8_schemes import Runner  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -130,20 +129,6 @@ def fake_quant_attention(
     return model, replaced
 
 
-def measure(runner: Runner, ref_emb: np.ndarray, texts: list[str], sts) -> dict:
-    emb = runner.embed(texts)
-    agreement = compare(emb, ref_emb)
-    s1, s2, gold = sts
-    pick = slice(0, 64 * 16, 16)
-    alone = np.concatenate([runner.embed([t]) for t in texts[pick]])
-    return {
-        "mean_cos": agreement["mean_cosine"],
-        "min_cos": agreement["min_cosine"],
-        "sts": sts_spearman(runner.embed(s1), runner.embed(s2), gold),
-        "alone_vs_batch_min_cos": float(_cos(emb[pick], alone).min()),
-    }
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export_dir")
@@ -179,10 +164,9 @@ def main() -> int:
     fused = onnx.load(str(served))
     rows = {}
     n = 0
-    rows["fp32"] = measure(ref, ref_emb, texts, sts)
-    rows["int8 (served: int8 Linears, fp32 attention)"] = measure(
-        Runner(served, tok, int(m.dim), custom_ops=True), ref_emb, texts, sts
-    )
+    rows["fp32"] = quality("fp32", ref, ref_emb, texts, sts)
+    label = "int8 (served: int8 Linears, fp32 attention)"
+    rows[label] = quality(label, Runner(served, tok, int(m.dim), custom_ops=True), ref_emb, texts, sts)
     with tempfile.TemporaryDirectory() as tmp:
         for lv in levels:
             study, n = fake_quant_attention(fused, *lv)
@@ -191,14 +175,14 @@ def main() -> int:
             label = "int8 + attention matmuls on integers (Q, K, P, V levels {})".format(
                 " / ".join(map(str, lv))
             )
-            rows[label] = measure(Runner(path, tok, int(m.dim), custom_ops=True), ref_emb, texts, sts)
+            rows[label] = quality(label, Runner(path, tok, int(m.dim), custom_ops=True), ref_emb, texts, sts)
     print(f"{len(texts)} corpus lines, {len(sts[2])} STS-B dev pairs; {n} attention nodes fake-quantized")
     print("| graph | mean cos vs fp32 | min cos vs fp32 | STS-B Spearman | alone vs batch min cos |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         print(
             f"| {name} | {r['mean_cos']:.5f} | {r['min_cos']:.5f} | {r['sts']:.2f} | "
-            f"{r['alone_vs_batch_min_cos']:.6f} |"
+            f"{r['batch_invariance_min_cos']:.6f} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
