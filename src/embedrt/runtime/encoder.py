@@ -636,7 +636,7 @@ class Encoder(MaxSeqLength):
                 else:
                     out[:] = self._run(ids, mask, prompt_feed)
                 return out
-            return self._run_runs(tokens, rows, prompt_feed, out, batch_size, budget, show_progress_bar)
+            return self._run_runs(tokens, prompt_feed, out, batch_size, budget, show_progress_bar)
         finally:
             with self._parallel_lock:
                 self._calls -= 1
@@ -644,14 +644,13 @@ class Encoder(MaxSeqLength):
     def _run_runs(
         self,
         tokens: TokenizedTexts,
-        rows: list[list[int]],
         prompt_feed: np.ndarray | None,
         out: np.ndarray,
         batch_size: int,
         budget: int | None,
         show_progress_bar: bool | None,
     ) -> np.ndarray:
-        rows_per_run = min(batch_size, self._row_cap or batch_size)
+        rows, rows_per_run = tokens.ids, min(batch_size, self._row_cap or batch_size)
 
         def run(idx: np.ndarray, session: Any = None) -> None:
             ids, mask = self.tokenizer.pad([rows[i] for i in idx])
