@@ -642,6 +642,8 @@ def read_manifest(export_dir: str | Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ArtifactError(f"{path} is corrupted: {e}") from e
+    except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+        raise ArtifactError(f"{path} is corrupted: its arrays or objects nest too deeply") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} is corrupted: expected a JSON object")
     return parse_manifest(data, export_dir, where=str(path))

@@ -54,6 +54,17 @@ def test_corrupted_weights(tiny_factory, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("text", ["{not json", "[" * 5_000 + "]" * 5_000, '{"idx": 0}', "[1, 2]"])
+def test_corrupted_modules_json(tiny_factory, tmp_path, text):
+    st_dir, _ = tiny_factory(export=False, arch="bert", seed=4)
+    bad = tmp_path / "bad-modules"
+    shutil.copytree(st_dir, bad)
+    (bad / "modules.json").write_text(text)
+    with pytest.raises(ModelLoadError, match="modules.json is corrupted"):
+        export_model(str(bad), tmp_path / "out")
+    assert leftovers(tmp_path) == []
+
+
 def test_unsupported_module_is_named(tiny_factory, tmp_path):
     st_dir, _ = tiny_factory(export=False, arch="bert", seed=4)
     bad = tmp_path / "lstm"

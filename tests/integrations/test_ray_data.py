@@ -189,6 +189,19 @@ def test_parquet_input_and_settings_mismatch(local_ray, tiny_bert, tmp_path):
         )
 
 
+@pytest.mark.parametrize("text", ["{not json", "[" * 5_000 + "]" * 5_000, "[1]"])
+def test_corrupted_job_file_is_a_typed_error_before_any_work(tiny_bert, tmp_path, text):
+    _, export_dir = tiny_bert
+    src = tmp_path / "in.txt"
+    src.write_text("a text\nanother\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_embedrt_job.json").write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match="_embedrt_job.json is corrupted"):
+        embed_dataset(src, out, export_dir, device="cpu")
+    assert sorted(p.name for p in out.iterdir()) == ["_embedrt_job.json"]
+
+
 def test_read_input_errors_list_choices(tmp_path):
     bad = tmp_path / "in.csv"
     bad.write_text("x\n")
@@ -203,6 +216,9 @@ def test_read_input_errors_list_choices(tmp_path):
     j.write_text('{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n')
     with pytest.raises(InputError, match="mix int and str"):
         read_input(j, id_column="id")
+    j.write_text('{"text": "a"}\n' + "[" * 5_000 + "]" * 5_000 + "\n")
+    with pytest.raises(InputError, match="in.jsonl:2: not valid JSON here: it nests too deeply"):
+        read_input(j)
 
 
 @pytest.mark.slow

@@ -362,7 +362,17 @@ def test_lone_surrogate_in_rerank_is_400(rerank_server):
         assert r.status_code == 400 and "not valid Unicode" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"",
+        b"[" * 5_000 + b"]" * 5_000,
+        b'{"input": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    ],
+    ids=["syntax", "not-utf8", "empty", "nested-array", "nested-input"],
+)
 def test_invalid_json_is_400(server, raw):
     base, _ = server
     r = httpx.post(f"{base}/v1/embeddings", content=raw, timeout=30)

@@ -31,8 +31,12 @@ def test_missing_manifest(copy):
         Encoder(copy, device="cpu")
 
 
-def test_corrupted_manifest(copy):
-    (copy / "embedrt.json").write_text("{not json")
+DEEP = "[" * 5_000 + "]" * 5_000  # deeper than json's recursion limit
+
+
+@pytest.mark.parametrize("text", ["{not json", DEEP, '{"a": ' + DEEP + "}"])
+def test_corrupted_manifest(copy, text):
+    (copy / "embedrt.json").write_text(text)
     with pytest.raises(ArtifactError, match="embedrt.json is corrupted"):
         Encoder(copy, device="cpu")
 

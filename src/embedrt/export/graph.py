@@ -54,8 +54,12 @@ def read_module_types(model_dir: Path) -> list[str]:
         return []
     try:
         entries = json.loads(modules_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelLoadError(f"{modules_json} is corrupted: {e}") from e
+    except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+        raise ModelLoadError(f"{modules_json} is corrupted: its arrays or objects nest too deeply") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ModelLoadError(f"{modules_json} is corrupted: expected a JSON list of module objects")
     names = []
     for entry in entries:
         type_name = str(entry.get("type", ""))

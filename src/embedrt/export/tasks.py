@@ -38,6 +38,8 @@ def _json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelLoadError(f"{path} is corrupted: {e}") from e
+    except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+        raise ModelLoadError(f"{path} is corrupted: its arrays or objects nest too deeply") from None
     return data if isinstance(data, dict) else {}
 
 

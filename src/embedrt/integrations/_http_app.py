@@ -316,6 +316,10 @@ class Service:
             return json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"the body is not valid JSON: {e}") from None
+        except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+            raise RequestError(
+                "the body is not valid JSON here: its arrays or objects nest too deeply"
+            ) from None
 
     async def _tokenize(self, tokenize: Callable[[list[str]], Any], texts: list[str]) -> Any:
         """``tokenize(texts)``: here for a small request, in the tokenizer thread for a large one; timed."""

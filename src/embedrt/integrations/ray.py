@@ -227,6 +227,8 @@ def read_input(
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise InputError(f"{p}:{n}: not valid JSON: {e}") from e
+                except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+                    raise InputError(f"{p}:{n}: not valid JSON here: it nests too deeply") from None
                 if not isinstance(row, dict):
                     raise InputError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
                 for col in (text_column, id_column):
@@ -382,7 +384,16 @@ def embed_dataset(
     output.mkdir(parents=True, exist_ok=True)
     job_file = output / JOB_FILE
     if job_file.is_file():
-        before = json.loads(job_file.read_text(encoding="utf-8"))
+        try:
+            before = json.loads(job_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise InputError(
+                f"{job_file} is corrupted ({type(e).__name__}); use a new output directory or delete it"
+            ) from None
+        if not isinstance(before, dict):
+            raise InputError(
+                f"{job_file} is corrupted (not a JSON object); use a new output directory or delete it"
+            )
         diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
         if diff:
             raise InputError(
