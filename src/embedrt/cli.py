@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import EmbedrtError, InputError
+from .textfile import iter_lines
 
 EPILOG = (
     "Every command exits 0 on success, 2 on a usage or embedrt error (the message says which). "
@@ -176,40 +177,8 @@ def _encoder(args: argparse.Namespace):
     return Encoder(args.export_dir, device=args.device, variant=args.variant, intra_op_threads=args.threads)
 
 
-def _iter_lines(path: str | Path):
-    """The lines of a UTF-8 text file, without their newline.
-
-    Raises:
-        InputError: the file is missing, unreadable, or not valid UTF-8 (the message names the line).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"input file not found: {p}")
-    try:
-        with open(p, encoding="utf-8") as f:
-            for line in f:
-                yield line.rstrip("\n")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"{p} is not valid UTF-8: {_bad_utf8_line(p)} ({e.reason}); "
-            "convert it first (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    except OSError as e:
-        raise InputError(f"cannot read {p}: {e.strerror or e}") from None
-
-
-def _bad_utf8_line(p: Path) -> str:
-    with open(p, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return f"line {n}, byte {e.start + 1} ({raw[e.start : e.start + 1]!r})"
-    return "a multi-byte character is cut"
-
-
 def _read_lines(path: str) -> list[str]:
-    return list(_iter_lines(path))
+    return list(iter_lines(path))
 
 
 def _output_file(path: str, flag: str) -> Path:
@@ -241,7 +210,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     out_path = _output_file(args.output, "--output")
     src = Path(args.input)
     # NOTE: the counting pass also checks the whole file is UTF-8 before anything is written
-    n = sum(1 for _ in _iter_lines(src))
+    n = sum(1 for _ in iter_lines(src))
     dim = enc.get_sentence_embedding_dimension()
     if args.truncate_dim:
         dim = min(dim, args.truncate_dim)
@@ -252,7 +221,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     done = 0
     try:
         chunk: list[str] = []
-        for line in _iter_lines(src):
+        for line in iter_lines(src):
             chunk.append(line)
             if len(chunk) == args.chunk_size:
                 out[done : done + len(chunk)] = _encode_chunk(enc, chunk, args)

@@ -7,34 +7,32 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .textfile import iter_lines
 
 
 def read_sts(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     """Read ``score<TAB>sentence1<TAB>sentence2`` lines (a header line is skipped). Fields are unquoted.
 
     Raises:
-        InputError: the file is missing or a line does not have three tab-separated fields.
+        InputError: the file is missing or not UTF-8, or a line does not have three tab-separated fields.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"STS file not found: {path}")
     s1, s2, scores = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3:
-                raise InputError(
-                    f"{path}:{n}: expected score<TAB>sentence1<TAB>sentence2, got {len(fields)} fields"
-                )
-            try:
-                score = float(fields[0])
-            except ValueError:
-                if n == 1:
-                    continue  # header
-                raise InputError(f"{path}:{n}: score {fields[0]!r} is not a number") from None
-            scores.append(score)
-            s1.append(fields[1])
-            s2.append(fields[2])
+    for n, line in enumerate(iter_lines(path, "STS file"), 1):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise InputError(
+                f"{path}:{n}: expected score<TAB>sentence1<TAB>sentence2, got {len(fields)} fields"
+            )
+        try:
+            score = float(fields[0])
+        except ValueError:
+            if n == 1:
+                continue  # header
+            raise InputError(f"{path}:{n}: score {fields[0]!r} is not a number") from None
+        scores.append(score)
+        s1.append(fields[1])
+        s2.append(fields[2])
     return s1, s2, np.asarray(scores, dtype=np.float64)
 
 

@@ -216,6 +216,10 @@ def test_read_input_errors_list_choices(tmp_path):
     j.write_text('{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n')
     with pytest.raises(InputError, match="mix int and str"):
         read_input(j, id_column="id")
+    t = tmp_path / "latin1.txt"
+    t.write_bytes("a\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="latin1.txt is not valid UTF-8: line 2, byte 4"):
+        read_input(t)
     j.write_text('{"text": "a"}\n' + "[" * 5_000 + "]" * 5_000 + "\n")
     with pytest.raises(InputError, match="in.jsonl:2: not valid JSON here: it nests too deeply"):
         read_input(j)

@@ -568,6 +568,10 @@ def test_cli_errors_are_typed_with_exit_2(tiny_bert, tmp_path):
     assert r.returncode == 2 and "error: ArtifactError" in r.stderr and "Traceback" not in r.stderr
     r = run(str(export_dir), "--max-batch-size", "0")
     assert r.returncode == 2 and "max_batch_size must be a positive int" in r.stderr
+    for port in ("65536", "-1"):
+        r = run(str(export_dir), "--port", port)
+        assert r.returncode == 2 and "port must be an int from 0 to 65535" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

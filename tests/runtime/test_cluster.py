@@ -42,6 +42,9 @@ def test_edge_cases():
             community_detection(emb, min_community_size=bad)
     with pytest.raises(InputError, match="batch_size"):
         community_detection(emb, batch_size=0)
+    for bad in (float("nan"), float("inf"), "0.5", None):
+        with pytest.raises(InputError, match="threshold must be a finite number"):
+            community_detection(emb, threshold=bad)
     with pytest.raises(InputError):
         community_detection(np.zeros((2, 2, 2)))
 

@@ -288,6 +288,21 @@ def test_cli_invalid_utf8_input_is_a_typed_error(tiny_bert, tmp_path, capsys):
     assert code == 2 and err.startswith("error: InputError: ") and "not valid UTF-8" in err
     code, err = _cli(capsys, "mine", tiny_bert[1], "--corpus", src)
     assert code == 2 and "not valid UTF-8" in err
+    sts = tmp_path / "sts.tsv"
+    sts.write_bytes("score\ts1\ts2\n1.0\tcaf\xe9\tau lait\n".encode("latin-1"))
+    code, err = _cli(capsys, "eval", tiny_bert[1], "--sts", sts)
+    assert code == 2 and f"{sts} is not valid UTF-8: line 2, byte 8" in err, err
+    code, err = _cli(capsys, "bench", tiny_bert[1], "--corpus", src, "--limit", 5)
+    assert code == 2 and f"{src} is not valid UTF-8: line 2" in err, err
+
+
+def test_cli_bench_refuses_an_empty_corpus_or_a_directory(tiny_bert, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    code, err = _cli(capsys, "bench", tiny_bert[1], "--corpus", empty, "--limit", 5)
+    assert code == 2 and "has no text" in err, err
+    code, err = _cli(capsys, "bench", tiny_bert[1], "--corpus", tmp_path, "--limit", 5)
+    assert code == 2 and "corpus file not found" in err and "(it is a directory)" in err, err
 
 
 def test_cli_output_into_a_missing_directory(tiny_bert, tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sentence_transformers import util as st_util
 
-from embedrt import cos_sim, dot_score, normalize, paraphrase_mining_embeddings, semantic_search
+from embedrt import InputError, cos_sim, dot_score, normalize, paraphrase_mining_embeddings, semantic_search
 from embedrt.evaluate import spearman
 from embedrt.runtime.util import euclidean_sim, manhattan_sim
 
@@ -51,6 +51,14 @@ def test_paraphrase_mining_matches(emb):
     ref = st_util.paraphrase_mining_embeddings(torch.from_numpy(corpus), top_k=5, max_pairs=50)
     assert [(i, j) for _, i, j in ours] == [(i, j) for _, i, j in ref]
     np.testing.assert_allclose([s for s, _, _ in ours], [s for s, _, _ in ref], atol=1e-5)
+
+
+def test_paraphrase_mining_refuses_non_positive_sizes(emb):
+    corpus, _ = emb
+    for name in ("top_k", "max_pairs", "chunk_size"):
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(InputError, match=f"{name} must be a positive int"):
+                paraphrase_mining_embeddings(corpus, **{name: bad})
 
 
 def test_spearman_matches_scipy():

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import EmbedrtError, InputError
 from ..manifest import MANIFEST_NAME, Manifest, read_manifest
+from ..textfile import iter_lines
 from .flops import corpus_gflop
 from .worker import PEERS as RUNNERS
 from .worker import read_texts
@@ -66,8 +67,8 @@ class BenchConfig:
             raise InputError(f"batch sizes must be positive ints, got {self.batch_sizes}")
         if self.headline_batch_size not in self.batch_sizes:
             self.batch_sizes = sorted({*self.batch_sizes, self.headline_batch_size})
-        if not Path(self.corpus).is_file():
-            raise InputError(f"corpus file not found: {self.corpus}")
+        if not any(line.strip() for line in iter_lines(self.corpus, "corpus file")):
+            raise InputError(f"corpus file {self.corpus} has no text: give one text (or pair) per line")
 
 
 class Progress:

@@ -33,6 +33,7 @@ from .serve import (
     SERVED_TASKS,
     RequestError,
     ServeConfig,
+    check_port,
     check_task,
     encode_vector,
     parse_embed,
@@ -576,6 +577,7 @@ def lean_threads() -> int:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BatchEmbeddingError, EmbedrtError, InputError
+from ..textfile import iter_lines
 from . import RAY_ENV, check_export, default_threads, require, require_ray
 
 JOB_FILE = "_embedrt_job.json"
@@ -203,8 +204,7 @@ def read_input(
     if fmt == ".txt":
         if id_column is not None:
             raise InputError("--id-column does not apply to a .txt input (the id is the 0-based line number)")
-        with open(p, encoding="utf-8") as f:
-            texts = [line.rstrip("\n").rstrip("\r") for line in f]
+        texts = [line.rstrip("\r") for line in iter_lines(p)]
         return list(range(len(texts))), texts
     if fmt == ".parquet":
         _require_pyarrow()
@@ -219,23 +219,22 @@ def read_input(
         ids = table.column(id_column).to_pylist() if id_column else list(range(len(texts)))
     else:
         ids, texts = [], []
-        with open(p, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{p}:{n}: not valid JSON: {e}") from e
-                except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
-                    raise InputError(f"{p}:{n}: not valid JSON here: it nests too deeply") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
-                for col in (text_column, id_column):
-                    if col is not None and col not in row:
-                        raise InputError(f"{p}:{n}: column {col!r} missing; this row has: {sorted(row)}")
-                texts.append(row[text_column])
-                ids.append(row[id_column] if id_column else len(ids))
+        for n, line in enumerate(iter_lines(p), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{p}:{n}: not valid JSON: {e}") from e
+            except RecursionError:  # NOTE: json's decoder recurses once per nested array or object
+                raise InputError(f"{p}:{n}: not valid JSON here: it nests too deeply") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
+            for col in (text_column, id_column):
+                if col is not None and col not in row:
+                    raise InputError(f"{p}:{n}: column {col!r} missing; this row has: {sorted(row)}")
+            texts.append(row[text_column])
+            ids.append(row[id_column] if id_column else len(ids))
     bad = [i for i in ids if not isinstance(i, (int, str)) or isinstance(i, bool)]
     if bad:
         raise InputError(f"ids must be int or str; got {bad[:5]!r} in column {id_column!r}")

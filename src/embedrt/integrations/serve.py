@@ -521,8 +521,15 @@ def use_ray(args: Any) -> bool:
     return bool(args.ray or args.ray_address is not None or args.replicas > 1)
 
 
+def check_port(port: Any) -> None:
+    """Raises InputError unless ``port`` is a TCP port number (0: any free one)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port must be an int from 0 to 65535 (0: any free port), got {port!r}")
+
+
 def run_cli(args: Any) -> int:
     """``embedrt serve``: the lean server, or Ray Serve (``--ray``, ``--ray-address``, ``--replicas N``)."""
+    check_port(args.port)
     cfg = config_from_args(args)
     if use_ray(args):
         return run_ray(cfg, args)

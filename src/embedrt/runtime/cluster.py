@@ -36,11 +36,18 @@ def community_detection(
         Communities as lists of row indices, largest first; each starts with its centre.
 
     Raises:
-        InputError: a non-positive ``min_community_size`` or ``batch_size``.
+        InputError: a non-positive ``min_community_size`` or ``batch_size``, a ``threshold`` that is not a
+            finite number.
     """
     for name, value in (("min_community_size", min_community_size), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise InputError(f"{name} must be a positive int, got {value!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.number))
+        or not np.isfinite(threshold)
+    ):
+        raise InputError(f"threshold must be a finite number, got {threshold!r}")
     e = _as_2d(embeddings, "embeddings")
     n = len(e)
     if n == 0 or n < min_community_size:

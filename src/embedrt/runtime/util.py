@@ -134,7 +134,13 @@ def paraphrase_mining_embeddings(
 
     Each row keeps its ``top_k`` neighbours, computed chunk by chunk (memory ``chunk_size x N``, never
     ``N x N``); the candidate pairs are then de-duplicated and ranked in vectorised numpy.
+
+    Raises:
+        InputError: a ``top_k``, ``max_pairs`` or ``chunk_size`` that is not a positive int.
     """
+    for name, value in (("top_k", top_k), ("max_pairs", max_pairs), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
     e = normalize(_as_2d(embeddings, "embeddings"))
     n = len(e)
     if n < 2:
