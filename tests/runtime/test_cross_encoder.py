@@ -151,6 +151,7 @@ def test_empty_inputs(pair):
         {"return_documents": True},
         {"top_k": 0},
         {"top_k": 100, "return_documents": True, "batch_size": 3},
+        {"apply_softmax": True, "convert_to_numpy": False, "device": "cpu", "top_k": 2},
     ],
 )
 def test_rank_matches_reference(cross_factory, arch, kwargs):
@@ -174,6 +175,23 @@ def test_rank_ties_keep_document_order(tiny_cross):
     ranked = ours.rank("q", ["same", "other", "same", "same"])
     same = [r["corpus_id"] for r in ranked if r["corpus_id"] != 1]
     assert same == [0, 2, 3]
+
+
+def test_rank_checks_the_arguments_it_shares_with_predict(tiny_cross):
+    ours = CrossEncoder(tiny_cross[1], device="cpu")
+    for docs in (DOCS, []):  # NOTE: checked even with nothing to rank
+        for kwargs, match in (
+            ({"prompt_name": "query"}, "prompts are not supported"),
+            ({"prompt": "q: "}, "prompts are not supported"),
+            ({"convert_to_tensor": True}, "needs torch"),
+            ({"device": "cuda"}, "this CrossEncoder runs on 'cpu'"),
+            ({"device": "tpu"}, "valid choices"),
+        ):
+            with pytest.raises(InputError, match=match):
+                ours.rank(QUERY, docs, **kwargs)
+    assert ours.rank(QUERY, []) == []
+    with pytest.raises(InputError, match="this CrossEncoder runs on 'cpu'"):
+        ours.predict([("a", "b")], device="cuda")
 
 
 def test_rank_needs_one_label(cross_factory):

@@ -205,6 +205,8 @@ def test_bad_inputs_raise_typed_errors(pair, bad, match):
         ({"precision": "float16"}, "valid choices: 'float32', 'int8'"),
         ({"truncate_dim": 0}, "truncate_dim"),
         ({"prompt_name": "nope"}, r"prompt_name 'nope' not found.*'document', 'query'"),
+        ({"prompt_name": []}, "prompt_name must be a str, got list"),
+        ({"prompt_name": {}}, "prompt_name must be a str, got dict"),
         ({"output_value": "token_embeddings"}, "sentence_embedding"),
         ({"convert_to_tensor": True}, "torch"),
         ({"max_batch_tokens": -1}, "max_batch_tokens"),

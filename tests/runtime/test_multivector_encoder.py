@@ -160,6 +160,7 @@ def test_typed_errors(trio):
         dict(output_value="sentence_embedding"),
         dict(batch_size=0),
         dict(prompt_name="nope"),
+        dict(prompt_name=["query"]),
         dict(convert_to_tensor=True),
     ):
         with pytest.raises(InputError):

@@ -278,6 +278,7 @@ class CrossEncoder(MaxSeqLength):
         prompt: str | None = None,
         long_text: str = "truncate",
         chunk_stride: int | None = None,
+        device: str | None = None,
     ) -> np.ndarray | np.float32 | list[Any]:
         """Score pairs: the arguments, shapes and numbers of ``sentence_transformers.CrossEncoder.predict``.
 
@@ -302,6 +303,7 @@ class CrossEncoder(MaxSeqLength):
                 Pairs that fit are unchanged, bit for bit.
             chunk_stride: the second text's tokens between window starts (default: three quarters of a
                 window).
+            device: accepted for signature parity; must be None or this cross-encoder's device.
 
         Returns:
             float32 scores.
@@ -312,6 +314,10 @@ class CrossEncoder(MaxSeqLength):
         pairs, single = _validate_pairs(inputs)
         if prompt_name is not None or prompt is not None:
             raise InputError("prompts are not supported for cross-encoders: prompt, prompt_name must be None")
+        if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
+            raise InputError(
+                f"this CrossEncoder runs on {self.device.value!r}; create another CrossEncoder for {device!r}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         if convert_to_tensor:
@@ -366,6 +372,13 @@ class CrossEncoder(MaxSeqLength):
         activation_fn: Any = None,
         long_text: str = "truncate",
         chunk_stride: int | None = None,
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        apply_softmax: bool | None = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
     ) -> list[dict[str, Any]]:
         """Score ``query`` against every document and sort, as ``sentence_transformers.CrossEncoder.rank``.
 
@@ -378,6 +391,10 @@ class CrossEncoder(MaxSeqLength):
             show_progress_bar: show a tqdm bar.
             activation_fn, long_text, chunk_stride: as in ``predict`` (``"chunk"`` scores a long document
                 by its best window).
+            prompt_name, prompt, apply_softmax, convert_to_numpy, convert_to_tensor, device: accepted as
+                ``sentence_transformers.CrossEncoder.rank`` accepts them, checked as ``predict`` checks
+                them (the ranking is the same: one label has nothing to soft-max, and a list of scores
+                sorts as an array does).
 
         Returns:
             ``[{"corpus_id": int, "score": float[, "text": str]}, ...]``, best first (ties keep input order).
@@ -404,15 +421,19 @@ class CrossEncoder(MaxSeqLength):
                 raise InputError(f"documents[{i}] is {type(d).__name__}, expected str")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
             raise InputError(f"top_k must be None or a non-negative int, got {top_k!r}")
-        if not documents:
-            return []
+        del convert_to_numpy  # NOTE: the scores are sorted either way, as sentence-transformers does
         scores = self.predict(
             [(query, d) for d in documents],
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
+            apply_softmax=apply_softmax,
+            convert_to_tensor=convert_to_tensor,
             long_text=long_text,
             chunk_stride=chunk_stride,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            device=device,
         ).tolist()
         results: list[dict[str, Any]] = []
         for i, score in enumerate(scores):

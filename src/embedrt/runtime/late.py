@@ -95,6 +95,8 @@ class TokenGraphModel(MaxSeqLength):
                 raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
             return prompt
         if prompt_name is not None:
+            if not isinstance(prompt_name, str):
+                raise InputError(f"prompt_name must be a str, got {type(prompt_name).__name__}")
             if prompt_name not in self.prompts:
                 raise InputError(
                     f"prompt_name {prompt_name!r} not found; this model's prompts: {sorted(self.prompts)}"
