@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import numpy as np
@@ -329,3 +330,58 @@ def test_max_seq_length_is_one_checked_property(tiny_bert, tiny_cross, which):
             model.max_seq_length = bad
     assert model.max_seq_length == 5
     model.max_seq_length = limit
+
+
+def _named(fn) -> set[str]:
+    skip = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    return {n for n, p in inspect.signature(fn).parameters.items() if p.kind not in skip} - {"self"}
+
+
+def _signature_pairs():
+    import sentence_transformers as st
+
+    import embedrt
+
+    # (ours, sentence-transformers', what ours forwards its **kwargs to)
+    return [
+        (embedrt.Encoder.encode, st.SentenceTransformer.encode, None),
+        (embedrt.Encoder.encode_query, st.SentenceTransformer.encode_query, embedrt.Encoder.encode),
+        (embedrt.Encoder.encode_document, st.SentenceTransformer.encode_document, embedrt.Encoder.encode),
+        (embedrt.Encoder.similarity, st.SentenceTransformer.similarity, None),
+        (embedrt.Encoder.similarity_pairwise, st.SentenceTransformer.similarity_pairwise, None),
+        (embedrt.CrossEncoder.predict, st.CrossEncoder.predict, None),
+        (embedrt.CrossEncoder.rank, st.CrossEncoder.rank, None),
+        (embedrt.SparseEncoder.encode, st.SparseEncoder.encode, None),
+        (embedrt.SparseEncoder.encode_query, st.SparseEncoder.encode_query, embedrt.SparseEncoder.encode),
+        (
+            embedrt.SparseEncoder.encode_document,
+            st.SparseEncoder.encode_document,
+            embedrt.SparseEncoder.encode,
+        ),
+        (embedrt.SparseEncoder.decode, st.SparseEncoder.decode, None),
+        (embedrt.SparseEncoder.similarity, st.SparseEncoder.similarity, None),
+    ]
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_every_sentence_transformers_argument_name_is_accepted(index):
+    """A call written for sentence-transformers, with its keyword names, reaches embedrt's method: each of
+    its named parameters is one of ours, the ``inputs=`` alias (sentence-transformers 5.7 renamed
+    ``sentences``), or one the method's ``**kwargs`` forward to. What a name may hold is tested elsewhere."""
+    ours, theirs, forwards_to = _signature_pairs()[index]
+    accepted = _named(ours) | (_named(forwards_to) if forwards_to is not None else set())
+    if hasattr(ours, "__wrapped__"):
+        accepted.add("inputs")
+    missing = sorted(_named(theirs) - accepted)
+    assert not missing, f"{theirs.__qualname__}: {missing}"
+
+
+def test_inputs_is_the_texts_and_pool_is_refused(pair):
+    _, enc = pair
+    np.testing.assert_array_equal(enc.encode(inputs=["x y"]), enc.encode(["x y"]))
+    np.testing.assert_array_equal(enc.encode_query(inputs="x"), enc.encode_query("x"))
+    with pytest.raises(InputError, match="as sentences or as inputs, not both"):
+        enc.encode(["a"], inputs=["b"])
+    for kw in ({"pool": {"input": None}}, {"chunk_size": 8}):
+        with pytest.raises(InputError, match="multi-process encoding"):
+            enc.encode(["a"], **kw)

@@ -16,6 +16,7 @@ from ..manifest import Manifest, read_manifest
 from ..modes import Activation, Device, Task
 from . import long_text as lt
 from . import providers as prov
+from ._compat import check_no_pool
 from .batching import run_batches
 from .session import CLASS_OF_TASK, GraphStatus, MaxSeqLength, load_tokenizer, open_graph, variant_of
 from .tokenize import TextTokenizer, check_text
@@ -279,6 +280,8 @@ class CrossEncoder(MaxSeqLength):
         long_text: str = "truncate",
         chunk_stride: int | None = None,
         device: str | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> np.ndarray | np.float32 | list[Any]:
         """Score pairs: the arguments, shapes and numbers of ``sentence_transformers.CrossEncoder.predict``.
 
@@ -304,6 +307,8 @@ class CrossEncoder(MaxSeqLength):
             chunk_stride: the second text's tokens between window starts (default: three quarters of a
                 window).
             device: accepted for signature parity; must be None or this cross-encoder's device.
+            pool, chunk_size: accepted for signature parity; must be None (sentence-transformers'
+                multi-process scoring; one cross-encoder already runs its graph on every core).
 
         Returns:
             float32 scores.
@@ -314,6 +319,7 @@ class CrossEncoder(MaxSeqLength):
         pairs, single = _validate_pairs(inputs)
         if prompt_name is not None or prompt is not None:
             raise InputError("prompts are not supported for cross-encoders: prompt, prompt_name must be None")
+        check_no_pool(pool, chunk_size, "CrossEncoder")
         if device is not None and Device.parse(device, "device") not in (self.device, Device.AUTO):
             raise InputError(
                 f"this CrossEncoder runs on {self.device.value!r}; create another CrossEncoder for {device!r}"
@@ -379,6 +385,8 @@ class CrossEncoder(MaxSeqLength):
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         device: str | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Score ``query`` against every document and sort, as ``sentence_transformers.CrossEncoder.rank``.
 
@@ -391,10 +399,10 @@ class CrossEncoder(MaxSeqLength):
             show_progress_bar: show a tqdm bar.
             activation_fn, long_text, chunk_stride: as in ``predict`` (``"chunk"`` scores a long document
                 by its best window).
-            prompt_name, prompt, apply_softmax, convert_to_numpy, convert_to_tensor, device: accepted as
-                ``sentence_transformers.CrossEncoder.rank`` accepts them, checked as ``predict`` checks
-                them (the ranking is the same: one label has nothing to soft-max, and a list of scores
-                sorts as an array does).
+            prompt_name, prompt, apply_softmax, convert_to_numpy, convert_to_tensor, device, pool,
+                chunk_size: accepted as ``sentence_transformers.CrossEncoder.rank`` accepts them, checked
+                as ``predict`` checks them (the ranking is the same: one label has nothing to soft-max,
+                and a list of scores sorts as an array does).
 
         Returns:
             ``[{"corpus_id": int, "score": float[, "text": str]}, ...]``, best first (ties keep input order).
@@ -434,6 +442,8 @@ class CrossEncoder(MaxSeqLength):
             prompt_name=prompt_name,
             prompt=prompt,
             device=device,
+            pool=pool,
+            chunk_size=chunk_size,
         ).tolist()
         results: list[dict[str, Any]] = []
         for i, score in enumerate(scores):

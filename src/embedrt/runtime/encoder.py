@@ -19,6 +19,7 @@ from ..manifest import Manifest, read_manifest
 from ..modes import Device, Precision
 from . import long_text as lt
 from . import providers as prov
+from ._compat import check_no_pool, inputs_alias
 from .batching import run_batches
 from .session import (
     CLASS_OF_TASK,
@@ -329,6 +330,7 @@ class Encoder(MaxSeqLength):
         return None
 
     # ------------------------------------------------------------------ encode
+    @inputs_alias
     def encode(
         self,
         sentences: str | Sequence[str],
@@ -347,8 +349,12 @@ class Encoder(MaxSeqLength):
         return_token_counts: bool = False,
         long_text: str = "truncate",
         chunk_stride: int | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> Any:
         """Embed texts; the same arguments, shapes and numbers as ``SentenceTransformer.encode``.
+
+        ``inputs=`` (sentence-transformers 5.7's name for the texts) is accepted for ``sentences``.
 
         Args:
             sentences: a str (gives ``(D,)``) or a list of str (gives ``(N, D)``; an empty list gives ``(0,
@@ -375,6 +381,8 @@ class Encoder(MaxSeqLength):
                 bit.
             chunk_stride: content tokens between the starts of consecutive windows (default: three quarters
                 of a window); only with ``long_text="chunk"``.
+            pool, chunk_size: accepted for signature parity; must be None. sentence-transformers'
+                multi-process pool has no counterpart: one encoder already runs its graph on every core.
 
         Returns:
             float32 ``(N, D)`` (or int8/uint8 for quantized precisions), ``(D,)`` for a single str; with
@@ -399,6 +407,7 @@ class Encoder(MaxSeqLength):
             raise InputError(
                 f"this Encoder runs on {self.device.value!r}; create another Encoder for {device!r}"
             )
+        check_no_pool(pool, chunk_size, "Encoder")
         precision = Precision.parse(precision, "precision")
         truncate_dim = (
             self._check_truncate_dim(truncate_dim) if truncate_dim is not None else self.truncate_dim
@@ -483,12 +492,14 @@ class Encoder(MaxSeqLength):
             vectors = np.vstack([emb[i : i + 1], extra[at : at + len(weights) - 1]])
             emb[i] = lt.pool_windows(vectors, weights, self._normalized_output)
 
+    @inputs_alias
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the ``"query"`` prompt when the model has one (as sentence-transformers)."""
         if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None and "query" in self.prompts:
             kwargs["prompt_name"] = "query"
         return self.encode(sentences, **kwargs)
 
+    @inputs_alias
     def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the first of the ``"document"``/``"passage"``/``"corpus"`` prompts the model
         has."""
@@ -499,13 +510,14 @@ class Encoder(MaxSeqLength):
                     break
         return self.encode(sentences, **kwargs)
 
-    def similarity(self, a: Any, b: Any) -> np.ndarray:
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """Pairwise similarity matrix with the model's ``similarity_fn_name`` (cosine by default)."""
-        return SIMILARITY_FUNCTIONS[self.similarity_fn_name](a, b)
+        return SIMILARITY_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
 
-    def similarity_pairwise(self, a: Any, b: Any) -> np.ndarray:
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """Row-by-row similarity of two equally long matrices."""
-        a2, b2 = np.atleast_2d(np.asarray(a, np.float32)), np.atleast_2d(np.asarray(b, np.float32))
+        a2 = np.atleast_2d(np.asarray(embeddings1, np.float32))
+        b2 = np.atleast_2d(np.asarray(embeddings2, np.float32))
         if a2.shape != b2.shape:
             raise InputError(f"shapes differ: {a2.shape} vs {b2.shape}")
         fn = SIMILARITY_FUNCTIONS[self.similarity_fn_name]

@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..manifest import SPARSE, SPARSE_OUTPUT, Manifest
 from ..modes import Device
 from . import long_text as lt
+from ._compat import check_no_pool, inputs_alias
 from .encoder import _validate_texts
 from .late import TokenGraphModel
 from .util import SIMILARITY_FUNCTIONS, normalize
@@ -125,6 +126,7 @@ class SparseEncoder(TokenGraphModel):
         """The vocabulary size: the width of every sparse vector."""
         return self._dim
 
+    @inputs_alias
     def encode(
         self,
         sentences: str | Sequence[str],
@@ -139,6 +141,8 @@ class SparseEncoder(TokenGraphModel):
         max_active_dims: int | None = None,
         long_text: str = "truncate",
         chunk_stride: int | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Sparse embeddings; the arguments and numbers of ``SparseEncoder.encode``.
@@ -159,6 +163,8 @@ class SparseEncoder(TokenGraphModel):
                 element-wise max of the windows; sum: each window weighted by its share of new tokens), then
                 ``max_active_dims`` applies. Texts that fit are unchanged, bit for bit.
             chunk_stride: content tokens between window starts (default: three quarters of a window).
+            pool, chunk_size: accepted for signature parity; must be None (one encoder already runs its
+                graph on every core).
             kwargs: only ``task`` (``"query"``/``"document"``), accepted as sentence-transformers does.
 
         Returns:
@@ -167,6 +173,7 @@ class SparseEncoder(TokenGraphModel):
         Raises:
             InputError: bad texts, arguments or prompt names.
         """
+        check_no_pool(pool, chunk_size, "SparseEncoder")
         unknown = set(kwargs) - {"task"}
         if unknown:
             raise InputError(f"SparseEncoder.encode() got unexpected keyword arguments {sorted(unknown)}")
@@ -268,6 +275,7 @@ class SparseEncoder(TokenGraphModel):
                 per_row[i] = (c[bounds[j] : bounds[j + 1]].astype(np.int32), vals[bounds[j] : bounds[j + 1]])
         return per_row
 
+    @inputs_alias
     def encode_query(
         self,
         sentences: str | Sequence[str],
@@ -280,6 +288,7 @@ class SparseEncoder(TokenGraphModel):
             sentences, prompt_name=self._query_prompt_name(prompt, prompt_name), prompt=prompt, **kwargs
         )
 
+    @inputs_alias
     def encode_document(
         self,
         sentences: str | Sequence[str],
@@ -292,8 +301,9 @@ class SparseEncoder(TokenGraphModel):
             sentences, prompt_name=self._document_prompt_name(prompt, prompt_name), prompt=prompt, **kwargs
         )
 
-    def similarity(self, a: Any, b: Any) -> np.ndarray:
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """Similarity matrix with the model's ``similarity_fn_name`` (dot by default), sparse-aware."""
+        a, b = embeddings1, embeddings2
         if self.similarity_fn_name in ("dot", "cosine") and hasattr(a, "multiply") and hasattr(b, "multiply"):
             # NOTE: scipy CSR products touch only the active dimensions
             if self.similarity_fn_name == "cosine":
