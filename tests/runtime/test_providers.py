@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from embedrt import Device, Encoder, InputError, ProviderUnavailableError
+from embedrt import CrossEncoder, Device, Encoder, InputError, ProviderUnavailableError
 from embedrt.runtime import providers as prov
 
 NAMES = ["input_ids", "attention_mask"]
@@ -234,6 +234,17 @@ def test_silent_fallback_is_detected():
     with pytest.raises(ProviderUnavailableError, match="session is running on"):
         prov.check_active(Device.CUDA, [prov.CPU])
     prov.check_active(Device.CPU, [prov.CPU])
+
+
+@pytest.mark.parametrize(
+    "bad", [True, 1, [], {}, "CPUExecutionProvider", [1], [("CPUExecutionProvider",)], [(1, {})]]
+)
+def test_malformed_provider_lists_are_input_errors(tiny_bert, tiny_cross, bad):
+    for export_dir, cls in ((tiny_bert[1], Encoder), (tiny_cross[1], CrossEncoder)):
+        with pytest.raises(InputError, match=r"providers(\[\d\])? must be"):
+            cls(export_dir, providers=bad)
+    enc = Encoder(tiny_bert[1], providers=[("CPUExecutionProvider", {})])
+    assert enc.active_providers == [prov.CPU]
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")

@@ -263,6 +263,27 @@ def choose_providers(
     return device, providers
 
 
+def check_providers(providers: Any) -> list[str]:
+    """The names in a caller's provider list, as onnxruntime takes it: a non-empty list (or tuple) of names
+    and ``(name, options dict)`` pairs.
+
+    Raises:
+        InputError: anything else.
+    """
+    shape = "a non-empty list of provider names or (name, options dict) pairs"
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, (list, tuple)) or not providers:
+        raise InputError(f"providers must be {shape}, got {providers!r}")
+    for i, p in enumerate(providers):
+        ok = isinstance(p, str) or (
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict)
+        )
+        if not ok:
+            raise InputError(
+                f"providers[{i}] must be a provider name or a (name, options dict) pair, got {p!r}"
+            )
+    return provider_names(list(providers))
+
+
 def provider_names(providers: list[Any]) -> list[str]:
     return [p if isinstance(p, str) else p[0] for p in providers]
 
@@ -403,7 +424,7 @@ def plan_session(
     check_threads(intra_op_threads)
     available = ort.get_available_providers()
     if providers is not None:
-        names = provider_names(providers)
+        names = check_providers(providers)
         missing = [n for n in names if n not in available]
         if missing:
             raise ProviderUnavailableError(f"providers {missing} are not available (available: {available})")
