@@ -268,10 +268,12 @@ def build_tiny_multivector(
     seed: int = 0,
     query_expansion: dict | None = None,
     keep_only_tokens: list[str] | None = None,
+    mask_before_normalize: bool = False,
 ) -> Path:
     """Save a random ColBERT-style MultiVectorEncoder (Transformer, token-level Dense, Normalize,
     MultiVectorMask) to ``out_dir`` and return it. ``keep_only_tokens``: the documents' allowlist, as tokens
-    of the tiny vocabulary."""
+    of the tiny vocabulary. ``mask_before_normalize``: Transformer, Dense, MultiVectorMask, Normalize, the
+    layout sentence-transformers gives PyLate and Stanford ColBERT checkpoints when it loads them."""
     import torch
     from sentence_transformers import MultiVectorEncoder
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
@@ -295,10 +297,14 @@ def build_tiny_multivector(
         ),
         Dense(HIDDEN, dim, bias=False, activation_function=None, module_input_name="token_embeddings"),
     ]
+    keep = tok.convert_tokens_to_ids(keep_only_tokens) if keep_only_tokens else None
+    mask = MultiVectorMask(skiplist_words=skiplist_words, keep_only_token_ids=keep)
+    if mask_before_normalize:
+        modules.append(mask)
     if normalize:
         modules.append(Normalize(module_input_name="token_embeddings"))
-    keep = tok.convert_tokens_to_ids(keep_only_tokens) if keep_only_tokens else None
-    modules.append(MultiVectorMask(skiplist_words=skiplist_words, keep_only_token_ids=keep))
+    if not mask_before_normalize:
+        modules.append(mask)
     mve = MultiVectorEncoder(modules=modules, device="cpu", prompts=prompts)
     mve.save(str(out_dir))
     return out_dir

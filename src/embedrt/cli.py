@@ -130,7 +130,7 @@ def _run_export(args: argparse.Namespace) -> int:
         variants=variants,
         int8=Int8Config(exclude_roles=exclude, scheme=args.int8_scheme),
         thresholds=GateThresholds(args.min_mean_cosine, args.min_cosine),
-        calibration=[c for c in calibration if c.strip()] if calibration else None,
+        calibration=[c for c in calibration if c.strip()] if calibration is not None else None,
         eval_sts=args.eval_sts,
         optimize=args.optimize,
         task=None if args.task == "auto" else args.task,

@@ -28,10 +28,16 @@ ARCHS = [
         query_length=20,
         keep_only_tokens=["▁the", "a", "e", "o", "s"],
     ),
+    # the mask before Normalize: how sentence-transformers lays out PyLate and Stanford ColBERT checkpoints
+    dict(arch="bert", mask_before_normalize=True, skiplist_words=list(string.punctuation), seed=2),
 ]
 
 
-@pytest.fixture(scope="module", params=ARCHS, ids=lambda p: p["arch"])
+@pytest.fixture(
+    scope="module",
+    params=ARCHS,
+    ids=lambda p: p["arch"] + ("-mask-first" if p.get("mask_before_normalize") else ""),
+)
 def trio(request, tmp_path_factory):
     from sentence_transformers import MultiVectorEncoder as STMulti
 
@@ -123,7 +129,7 @@ def test_query_expansion(trio, tmp_path):
 
 def test_document_allowlist(trio):
     st, ours, _ = trio
-    mask = st[-1]
+    mask = next(m for m in st if type(m).__name__ == "MultiVectorMask")
     if not mask.keep_only_token_ids:
         pytest.skip("a model without keep_only_token_ids")
     text = "the cat sat on the mat"

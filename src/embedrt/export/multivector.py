@@ -45,16 +45,19 @@ def _post(mve) -> list:
     names = module_types(mve)
     if not names or names[0] != "Transformer":
         raise UnsupportedModelError(f"the first module must be a Transformer, got {names}")
-    tail = names[1:]
-    if tail and tail[-1] == "MultiVectorMask":
-        tail = tail[:-1]
+    # NOTE: the mask only rewrites the attention mask for scoring, and Dense and Normalize act on each token
+    # alone, so where it sits among them changes no vector: sentence-transformers puts it before Normalize
+    # when it loads PyLate and Stanford ColBERT checkpoints, and at the end in its own saves
+    if names.count("MultiVectorMask") > 1:
+        raise UnsupportedModelError(f"more than one MultiVectorMask module: {names}")
+    tail = [n for n in names[1:] if n != "MultiVectorMask"]
     bad = [n for n in tail if n not in POST_MODULES]
     if bad:
         raise UnsupportedModelError(
             f"modules {bad} are not supported in a multi-vector export; supported after "
-            f"the Transformer: {', '.join(POST_MODULES)}, then MultiVectorMask"
+            f"the Transformer: {', '.join(POST_MODULES)} and one MultiVectorMask"
         )
-    modules = list(mve._modules.values())[1 : 1 + len(tail)]
+    modules = [m for m in list(mve._modules.values())[1:] if type(m).__name__ != "MultiVectorMask"]
     for m in modules:
         if type(m).__name__ == "Dense" and getattr(m, "module_input_name", TOKENS) != TOKENS:
             raise UnsupportedModelError(
@@ -64,8 +67,8 @@ def _post(mve) -> list:
 
 
 def _mask_module(mve):
-    last = list(mve._modules.values())[-1]
-    return last if type(last).__name__ == "MultiVectorMask" else None
+    masks = [m for m in mve._modules.values() if type(m).__name__ == "MultiVectorMask"]
+    return masks[0] if masks else None
 
 
 def _inspect(mve, model_dir: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@ skeleton of every exporter is ``staging.py``)."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -42,6 +43,37 @@ from .verify import verify_export
 MODEL_FILE = "model.onnx"
 #: Variants export-model can add beside fp32, and the file each is written to.
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+
+
+#: The opsets an export is verified at: 13-20 export and verify (tiny BERT, every variant); below 13 the
+#: tracer cannot express the models' dynamic slices, above 20 torch's TorchScript exporter stops.
+SUPPORTED_OPSETS = range(13, 21)
+
+
+def check_export_options(
+    atol: Any, opset: Any, thresholds: GateThresholds | None, calibration: list[str] | None
+) -> None:
+    """Raises InputError for an option no export could honour, before any work.
+
+    Args: as ``export_model``.
+    """
+
+    def finite(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not finite(atol) or atol < 0:
+        raise InputError(f"atol must be a finite number >= 0, got {atol!r}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise InputError(
+            f"opset must be an int from {SUPPORTED_OPSETS[0]} to {SUPPORTED_OPSETS[-1]}, got {opset!r}"
+        )
+    if thresholds is not None:
+        for name in ("min_mean_cosine", "min_cosine"):
+            value = getattr(thresholds, name)
+            if not finite(value) or not -1 <= value <= 1:
+                raise InputError(f"{name} must be a cosine, a number from -1 to 1, got {value!r}")
+    if calibration is not None and not any(isinstance(t, str) and t.strip() for t in calibration):
+        raise InputError("the calibration sentences hold no text; give real sentences, one per line")
 
 
 def export_model(
@@ -87,6 +119,7 @@ def export_model(
         is untouched).
     """
     output = Path(output).expanduser().absolute()
+    check_export_options(atol, opset, thresholds, calibration)
     extra = [v for v in dict.fromkeys(variants) if v != "fp32"]
     unknown = [v for v in extra if v not in VARIANT_FILES]
     if unknown:
