@@ -16,7 +16,8 @@ from embedrt import (
     VerificationError,
     export_model,
 )
-from embedrt.errors import ExportError
+from embedrt.errors import ExportError, InputError
+from embedrt.export.gate import GateThresholds
 from helpers import leftovers
 
 
@@ -62,6 +63,25 @@ def test_corrupted_modules_json(tiny_factory, tmp_path, text):
     (bad / "modules.json").write_text(text)
     with pytest.raises(ModelLoadError, match="modules.json is corrupted"):
         export_model(str(bad), tmp_path / "out")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"atol": -1.0}, "atol must be a finite number >= 0"),
+        ({"atol": float("nan")}, "atol must be a finite number >= 0"),
+        ({"opset": 5}, "opset must be an int from 13 to 20"),
+        ({"opset": 99}, "opset must be an int from 13 to 20"),
+        ({"thresholds": GateThresholds(min_mean_cosine=2.0)}, "min_mean_cosine must be a cosine"),
+        ({"thresholds": GateThresholds(min_cosine=float("nan"))}, "min_cosine must be a cosine"),
+        ({"calibration": ["", "  "]}, "calibration sentences hold no text"),
+    ],
+)
+def test_options_no_export_could_honour_are_refused_before_any_work(tiny_factory, tmp_path, kwargs, match):
+    st_dir, _ = tiny_factory(export=False, arch="bert", seed=4)
+    with pytest.raises(InputError, match=match):
+        export_model(str(st_dir), tmp_path / "out", variants=("fp32", "int8"), **kwargs)
     assert leftovers(tmp_path) == []
 
 

@@ -140,6 +140,22 @@ def test_document_allowlist(trio):
     assert len(ours.encode_query(text)) >= len(ids)  # queries are not filtered
 
 
+def test_similarity_and_task_errors_are_typed(trio):
+    _, ours, _ = trio
+    q = ours.encode_query(["a query"])
+    width = q[0].shape[1]
+    for bad in (None, "text", [["a", "b"]], [np.zeros((3, width + 1))], [np.zeros((2, 2, 2))]):
+        with pytest.raises(InputError):
+            ours.similarity(q, bad)
+    assert ours.similarity(q, [np.zeros((0, width), np.float32)]).shape == (1, 1)  # a document with no tokens
+    with pytest.raises(InputError, match="encode_query encodes with task='query'"):
+        ours.encode_query("x", task="document")
+    with pytest.raises(InputError, match="encode_document encodes with task='document'"):
+        ours.encode_document("x", task="query")
+    for a, b in zip(ours.encode_query(["x"], task="query"), ours.encode_query(["x"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("fn_name", ["maxsim", "meanmaxsim"])
 def test_maxsim_matches(trio, fn_name):
     st, ours, _ = trio

@@ -172,6 +172,17 @@ def test_typed_errors(pair, sparse_factory):
         Encoder(base / "export")
 
 
+def test_similarity_of_what_is_not_embeddings_is_an_input_error(pair):
+    _, ours = pair
+    emb = ours.encode(["a text", "another"])
+    dense = np.asarray(emb.toarray() if hasattr(emb, "toarray") else emb)
+    for bad in (None, "text", [], [["a", "b"]], np.zeros((2, 3)), np.zeros((2, 2, 2))):
+        with pytest.raises(InputError):
+            ours.similarity(emb, bad)
+        with pytest.raises(InputError):
+            ours.similarity(dense, bad)
+
+
 def test_bare_masked_lm_needs_task_sparse(tmp_path):
     from sentence_transformers import SparseEncoder as STSparse
 
@@ -292,19 +303,29 @@ def test_max_seq_length_is_the_shared_checked_property(sparse_factory):
         ours.max_seq_length = limit
 
 
-def test_failed_export_leaves_nothing_and_keeps_the_old_one(sparse_factory, tmp_path):
+def test_failed_export_leaves_nothing_and_keeps_the_old_one(sparse_factory, tmp_path, monkeypatch):
     """The sparse and multi-vector exports stage on the shared skeleton: a failure removes the staging
     directory, and a forced re-export that fails leaves the existing export as it was."""
     from embedrt.errors import VerificationError
+    from embedrt.export import sparse
 
     _, _, base = sparse_factory(**ARCHS[0])
     out = tmp_path / "out"
-    with pytest.raises(VerificationError, match="nothing was written"):
-        export_model(str(base / "st"), out, atol=-1.0)  # NOTE: no difference is below -1: verify fails
+    verify = sparse.FAMILY.verify
+
+    def off_by_one(*args):  # NOTE: the graph as written, reported 1.0 away from the reference
+        figures = verify(*args)
+        return {**figures, "max_abs_diff": figures["max_abs_diff"] + 1.0}
+
+    with monkeypatch.context() as m:
+        m.setattr(sparse.FAMILY, "verify", off_by_one)
+        with pytest.raises(VerificationError, match="nothing was written"):
+            export_model(str(base / "st"), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     export_model(str(base / "st"), out)
     before = (out / "embedrt.json").read_bytes()
+    monkeypatch.setattr(sparse.FAMILY, "verify", off_by_one)
     with pytest.raises(VerificationError):
-        export_model(str(base / "st"), out, force=True, atol=-1.0)
+        export_model(str(base / "st"), out, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (out / "embedrt.json").read_bytes() == before

@@ -53,6 +53,20 @@ def test_paraphrase_mining_matches(emb):
     np.testing.assert_allclose([s for s, _, _ in ours], [s for s, _, _ in ref], atol=1e-5)
 
 
+@pytest.mark.parametrize("fn", [cos_sim, dot_score, euclidean_sim, manhattan_sim])
+def test_similarity_of_what_is_not_vectors_is_an_input_error(fn):
+    a = np.ones((2, 4), np.float32)
+    for bad, match in (
+        (None, "NoneType"),
+        ("text", "str"),
+        ([["x", "y"]], "numbers"),
+        (np.ones((2, 5)), "different dimensions: 4 and 5"),
+        (np.ones((2, 2, 4)), "vector or a matrix"),
+    ):
+        with pytest.raises(InputError, match=match):
+            fn(a, bad)
+
+
 def test_paraphrase_mining_refuses_non_positive_sizes(emb):
     corpus, _ = emb
     for name in ("top_k", "max_pairs", "chunk_size"):

@@ -26,6 +26,34 @@ TASKS = (None, "query", "document")
 EMPTY_DOCUMENT_SCORE = -1e9
 
 
+def _token_matrices(side: Any, name: str) -> list[np.ndarray]:
+    """Each text's ``(tokens, dim)`` float32 matrix; an empty matrix stays one (a text without tokens)."""
+    if side is None or isinstance(side, (str, bytes, dict)):
+        raise InputError(f"{name} must be a list of token matrices, got {type(side).__name__}")
+    out = []
+    for i, x in enumerate(side):
+        try:
+            m = np.asarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{name}[{i}] is not a matrix of numbers: {e}") from None
+        if m.ndim == 1 and m.size == 0:
+            m = m.reshape(0, 0)
+        m = np.atleast_2d(m)
+        if m.ndim != 2:
+            raise InputError(f"{name}[{i}] must be a (tokens, dim) matrix, got shape {m.shape}")
+        out.append(m)
+    return out
+
+
+def _no_other_task(kwargs: dict[str, Any], task: str) -> None:
+    """Drops ``task`` from ``kwargs`` when it says ``task``; raises InputError when it says another."""
+    given = kwargs.pop("task", task)
+    if given != task:
+        raise InputError(
+            f"encode_{task} encodes with task={task!r}, got task={given!r}; call encode(task=...)"
+        )
+
+
 def maxsim(
     queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], length_normalize: bool = False
 ) -> np.ndarray:
@@ -34,9 +62,14 @@ def maxsim(
     document without tokens scores ``EMPTY_DOCUMENT_SCORE``, as in sentence-transformers.
 
     Memory: all query tokens times one document's tokens at a time.
+
+    Raises:
+        InputError: a side that is not a list of token matrices, or matrices of different widths.
     """
-    q = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in queries]
-    d = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in documents]
+    q, d = _token_matrices(queries, "queries"), _token_matrices(documents, "documents")
+    widths = {x.shape[1] for x in q + d if len(x)}
+    if len(widths) > 1:
+        raise InputError(f"the token vectors have different dimensions: {sorted(widths)}")
     out = np.zeros((len(q), len(d)), dtype=np.float32)
     if not q or not d:
         return out
@@ -257,6 +290,7 @@ class MultiVectorEncoder(TokenGraphModel):
         **kwargs: Any,
     ) -> Any:
         """``encode(task="query")`` with the ``"query"`` prompt when the model has one."""
+        _no_other_task(kwargs, "query")
         return self.encode(
             sentences,
             prompt_name=self._query_prompt_name(prompt, prompt_name),
@@ -273,6 +307,7 @@ class MultiVectorEncoder(TokenGraphModel):
         **kwargs: Any,
     ) -> Any:
         """``encode(task="document")`` with the first ``"document"``/``"passage"``/``"corpus"`` prompt."""
+        _no_other_task(kwargs, "document")
         return self.encode(
             sentences,
             prompt_name=self._document_prompt_name(prompt, prompt_name),
@@ -289,4 +324,4 @@ class MultiVectorEncoder(TokenGraphModel):
             documents = [documents]
         if length_normalize is None:
             length_normalize = self.similarity_fn_name == "meanmaxsim"
-        return maxsim(list(queries), list(documents), length_normalize=length_normalize)
+        return maxsim(queries, documents, length_normalize=length_normalize)

@@ -16,7 +16,7 @@ from . import long_text as lt
 from ._compat import check_no_pool, inputs_alias
 from .encoder import _validate_texts
 from .late import TokenGraphModel
-from .util import SIMILARITY_FUNCTIONS, normalize
+from .util import SIMILARITY_FUNCTIONS, _as_2d, normalize
 
 OUTPUT = SPARSE_OUTPUT
 
@@ -57,14 +57,22 @@ def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple
     return csr_matrix((data, indices, indptr), shape=shape)
 
 
-def _dense(x: Any) -> np.ndarray:
-    """A dense float32 matrix from CSR (scipy or SparseRows), a list of rows, or an array."""
-    if hasattr(x, "toarray"):
-        x = x.toarray()
-    elif isinstance(x, list):
-        x = np.vstack([r.toarray() if hasattr(r, "toarray") else np.atleast_2d(np.asarray(r)) for r in x])
-    a = np.asarray(x, dtype=np.float32)
-    return a[None, :] if a.ndim == 1 else a
+def _dense(x: Any, name: str = "embeddings") -> np.ndarray:
+    """A dense float32 matrix from CSR (scipy or SparseRows), a list of rows, or an array.
+
+    Raises:
+        InputError: anything else (None, text, an empty list, ragged rows).
+    """
+    try:
+        if hasattr(x, "toarray"):
+            x = x.toarray()
+        elif isinstance(x, list):
+            if not x:
+                raise ValueError("an empty list has no width")
+            x = np.vstack([r.toarray() if hasattr(r, "toarray") else np.atleast_2d(np.asarray(r)) for r in x])
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be sparse embeddings (CSR or rows of numbers): {e}") from None
+    return _as_2d(x, name)
 
 
 def select_top_k(dense: np.ndarray, k: int | None) -> np.ndarray:
@@ -305,6 +313,8 @@ class SparseEncoder(TokenGraphModel):
         """Similarity matrix with the model's ``similarity_fn_name`` (dot by default), sparse-aware."""
         a, b = embeddings1, embeddings2
         if self.similarity_fn_name in ("dot", "cosine") and hasattr(a, "multiply") and hasattr(b, "multiply"):
+            if a.shape[1] != b.shape[1]:
+                raise InputError(f"the two sides have different dimensions: {a.shape[1]} and {b.shape[1]}")
             # NOTE: scipy CSR products touch only the active dimensions
             if self.similarity_fn_name == "cosine":
                 na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1))).ravel()
@@ -314,7 +324,9 @@ class SparseEncoder(TokenGraphModel):
                     np.float32
                 )
             return np.asarray((a @ b.T).toarray(), dtype=np.float32)
-        da, db = _dense(a), _dense(b)
+        da, db = _dense(a, "embeddings1"), _dense(b, "embeddings2")
+        if da.shape[1] != db.shape[1]:
+            raise InputError(f"the two sides have different dimensions: {da.shape[1]} and {db.shape[1]}")
         if self.similarity_fn_name == "cosine":
             return normalize(da) @ normalize(db).T
         return SIMILARITY_FUNCTIONS[self.similarity_fn_name](da, db)

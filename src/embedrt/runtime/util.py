@@ -31,7 +31,12 @@ def available_cores() -> int:
 
 
 def _as_2d(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
+    if x is None or isinstance(x, (str, bytes)):
+        raise InputError(f"{name} must be a vector or a matrix of numbers, got {type(x).__name__}")
+    try:
+        a = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be a vector or a matrix of numbers: {e}") from None
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2:
@@ -45,27 +50,40 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, _NORM_EPS)
 
 
+def _pair_2d(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both as matrices of one width.
+
+    Raises:
+        InputError: not numbers, more than two dimensions, or widths that differ.
+    """
+    a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
+    if a2.shape[1] != b2.shape[1]:
+        raise InputError(f"the two sides have different dimensions: {a2.shape[1]} and {b2.shape[1]}")
+    return a2, b2
+
+
 def cos_sim(a: Any, b: Any) -> np.ndarray:
     """Cosine similarity matrix ``(len(a), len(b))`` of two vectors or matrices."""
-    a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
+    a2, b2 = _pair_2d(a, b)
     return normalize(a2) @ normalize(b2).T
 
 
 def dot_score(a: Any, b: Any) -> np.ndarray:
     """Dot-product matrix ``(len(a), len(b))``."""
-    return _as_2d(a, "a") @ _as_2d(b, "b").T
+    a2, b2 = _pair_2d(a, b)
+    return a2 @ b2.T
 
 
 def euclidean_sim(a: Any, b: Any) -> np.ndarray:
     """Negative euclidean distance, as sentence-transformers' ``euclidean_sim``."""
-    a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
+    a2, b2 = _pair_2d(a, b)
     d2 = (a2 * a2).sum(1)[:, None] + (b2 * b2).sum(1)[None, :] - 2 * a2 @ b2.T
     return -np.sqrt(np.maximum(d2, 0))
 
 
 def manhattan_sim(a: Any, b: Any) -> np.ndarray:
     """Negative manhattan distance, as sentence-transformers' ``manhattan_sim``."""
-    a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
+    a2, b2 = _pair_2d(a, b)
     return -np.abs(a2[:, None, :] - b2[None, :, :]).sum(-1)
 
 
