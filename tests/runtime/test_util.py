@@ -67,6 +67,32 @@ def test_similarity_of_what_is_not_vectors_is_an_input_error(fn):
             fn(a, bad)
 
 
+def test_search_normalize_and_quantize_refuse_what_they_cannot_use(emb):
+    from embedrt import quantize_embeddings
+
+    corpus, q = emb
+    for kwargs, match in (
+        ({"score_function": "cos_sim"}, "score_function must be callable"),
+        ({"query_chunk_size": 0}, "query_chunk_size must be a positive int"),
+        ({"corpus_chunk_size": 2.5}, "corpus_chunk_size must be a positive int"),
+    ):
+        with pytest.raises(InputError, match=match):
+            semantic_search(q, corpus, **kwargs)
+    for bad in (None, "text", {"a": 1}, 3):
+        with pytest.raises(InputError, match="vector or a matrix of numbers"):
+            normalize(bad)
+    np.testing.assert_allclose(normalize([[3.0, 4.0]]), [[0.6, 0.8]])
+    for args, kwargs, match in (
+        (("text", "int8"), {}, "vector or a matrix of numbers"),
+        ((corpus, "int8"), {"ranges": np.zeros((2, 3))}, r"ranges must be \(2, "),
+        ((corpus, "int8"), {"calibration_embeddings": corpus[:, :3]}, "calibration_embeddings must be rows"),
+        ((corpus, "uint8"), {"calibration_embeddings": "x"}, "numbers"),
+        ((np.zeros((2, 2, 2)), "binary"), {}, "vector or a matrix"),
+    ):
+        with pytest.raises(InputError, match=match):
+            quantize_embeddings(*args, **kwargs)
+
+
 def test_paraphrase_mining_refuses_non_positive_sizes(emb):
     corpus, _ = emb
     for name in ("top_k", "max_pairs", "chunk_size"):

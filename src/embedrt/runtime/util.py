@@ -44,8 +44,34 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _numbers(x: Any, name: str) -> np.ndarray:
+    """``x`` as an array of numbers of one or more dimensions (its dtype kept).
+
+    Raises:
+        InputError: anything else.
+    """
+    a = x
+    if not isinstance(a, np.ndarray):
+        if a is None or isinstance(a, (str, bytes, dict)):
+            raise InputError(f"{name} must be a vector or a matrix of numbers, got {type(a).__name__}")
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{name} must be a vector or a matrix of numbers: {e}") from None
+    if a.dtype.kind not in "fiub" or a.ndim == 0:
+        raise InputError(
+            f"{name} must be a vector or a matrix of numbers, got dtype {a.dtype}, shape {a.shape}"
+        )
+    return a
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
-    """L2-normalise rows exactly like ``torch.nn.functional.normalize(x, p=2, dim=-1)``."""
+    """L2-normalise rows exactly like ``torch.nn.functional.normalize(x, p=2, dim=-1)``.
+
+    Raises:
+        InputError: ``x`` is not an array of numbers.
+    """
+    x = _numbers(x, "x")
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norm, _NORM_EPS)
 
@@ -116,8 +142,14 @@ def semantic_search(
         For each query, a list of ``{"corpus_id": int, "score": float}`` sorted by decreasing score.
 
     Raises:
-        InputError: dimensions differ or top_k is not positive.
+        InputError: dimensions differ, top_k or a chunk size is not a positive int, or score_function is
+            not callable.
     """
+    for name, value in (("query_chunk_size", query_chunk_size), ("corpus_chunk_size", corpus_chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
+    if not callable(score_function):
+        raise InputError(f"score_function must be callable (cos_sim, dot_score, ...), got {score_function!r}")
     q = _as_2d(query_embeddings, "query_embeddings")
     c = _as_2d(corpus_embeddings, "corpus_embeddings")
     if q.shape[1] != c.shape[1]:
@@ -206,10 +238,13 @@ def quantize_embeddings(
     """sentence-transformers' ``quantize_embeddings`` in numpy: int8, uint8, binary, ubinary.
 
     Raises:
-        InputError: int8/uint8 ranges would have to come from a single embedding.
+        InputError: int8/uint8 ranges would have to come from a single embedding; embeddings, ranges or
+            calibration embeddings that are not numbers of the right shape.
     """
     precision = Precision.parse(precision, "precision")
-    emb = np.asarray(embeddings, dtype=np.float32)
+    emb = _numbers(embeddings, "embeddings").astype(np.float32, copy=False)
+    if emb.ndim > 2:
+        raise InputError(f"embeddings must be a vector or a matrix, got shape {emb.shape}")
     if precision is Precision.FLOAT32:
         return emb
     if emb.ndim == 2 and emb.shape[0] == 0:
@@ -227,9 +262,17 @@ def quantize_embeddings(
                         "pass ranges= or calibration_embeddings= from a representative set"
                     )
                 calib = emb
-            calib = np.asarray(calib, dtype=np.float32)
+            calib = _as_2d(calib, "calibration_embeddings")
+            if len(calib) == 0 or calib.shape[1] != emb.shape[-1]:
+                raise InputError(
+                    f"calibration_embeddings must be rows of {emb.shape[-1]} numbers, got shape {calib.shape}"
+                )
             ranges = np.vstack((calib.min(axis=0), calib.max(axis=0)))
-        ranges = np.asarray(ranges, dtype=np.float32)
+        ranges = _numbers(ranges, "ranges").astype(np.float32, copy=False)
+        if ranges.shape != (2, emb.shape[-1]):
+            raise InputError(
+                f"ranges must be (2, {emb.shape[-1]}): the minima, then the maxima; got {ranges.shape}"
+            )
         starts = ranges[0, :]
         steps = (ranges[1, :] - starts) / 255
         steps = np.where(steps == 0, 1, steps)
