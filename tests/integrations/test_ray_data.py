@@ -202,6 +202,16 @@ def test_corrupted_job_file_is_a_typed_error_before_any_work(tiny_bert, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["_embedrt_job.json"]
 
 
+def test_bad_truncate_dim_is_refused_before_ray_starts(tiny_bert, tmp_path):
+    _, export_dir = tiny_bert
+    src = tmp_path / "in.txt"
+    src.write_text("a text\n", encoding="utf-8")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="truncate_dim must be a positive int"):
+            embed_dataset(src, tmp_path / "out", export_dir, device="cpu", truncate_dim=bad)
+    assert not (tmp_path / "out").exists()
+
+
 def test_read_input_errors_list_choices(tmp_path):
     bad = tmp_path / "in.csv"
     bad.write_text("x\n")
@@ -216,6 +226,10 @@ def test_read_input_errors_list_choices(tmp_path):
     j.write_text('{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n')
     with pytest.raises(InputError, match="mix int and str"):
         read_input(j, id_column="id")
+    txt = tmp_path / "in.txt"
+    txt.write_text("a\n", encoding="utf-8")
+    with pytest.raises(InputError, match="--text-column does not apply to a .txt input"):
+        read_input(txt, text_column="body")
     t = tmp_path / "latin1.txt"
     t.write_bytes("a\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(InputError, match="latin1.txt is not valid UTF-8: line 2, byte 4"):

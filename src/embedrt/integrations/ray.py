@@ -204,6 +204,8 @@ def read_input(
     if fmt == ".txt":
         if id_column is not None:
             raise InputError("--id-column does not apply to a .txt input (the id is the 0-based line number)")
+        if text_column != "text":
+            raise InputError("--text-column does not apply to a .txt input (each line is one text)")
         texts = [line.rstrip("\r") for line in iter_lines(p)]
         return list(range(len(texts))), texts
     if fmt == ".parquet":
@@ -256,6 +258,11 @@ def _job_settings(
     truncate_dim: int | None,
 ) -> dict:
     m = check_export(export_dir, variant)
+    if truncate_dim is not None and (
+        isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim <= 0
+    ):
+        # NOTE: here, before Ray starts: in the workers it would fail every actor's creation instead
+        raise InputError(f"truncate_dim must be a positive int, got {truncate_dim!r}")
     return {
         "model_sha256": m.variants[variant].sha256,
         "model": m.source_model,
