@@ -379,6 +379,80 @@ def test_invalid_json_is_400(server, raw):
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
 
+#: JSON values that clients get wrong: wrong types, empty and huge, non-finite, nested, mixed
+ODD_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2,
+    10**30,
+    1.5,
+    float("inf"),
+    float("nan"),
+    "",
+    " ",
+    "a",
+    "x" * 5000,
+    "\u0000",
+    "\ud83d\ude00",
+    [],
+    [""],
+    ["a"],
+    ["a"] * 3000,
+    [1, 2, 3],
+    [[1, 2]],
+    [None],
+    [{"text": "a"}],
+    {"text": "a"},
+    {},
+    "float",
+    "base64",
+    "int8",
+    "left",
+    "Right",
+    384,
+    0.0,
+    "384",
+    [True],
+    ["a", 1],
+    [["a"]],
+    list(range(600)),
+]
+ROUTE_FIELDS = {
+    "/v1/embeddings": ["input", "model", "encoding_format", "dimensions", "user"],
+    "/embed": ["inputs", "normalize", "truncate", "truncation_direction", "prompt_name"],
+    "/v1/rerank": ["query", "documents", "top_n", "return_documents", "model"],
+    "/rerank": ["query", "texts", "raw_scores", "return_text", "truncate"],
+}
+
+
+@pytest.mark.parametrize("which", ["server", "rerank_server"])
+def test_random_bodies_get_4xx_json_or_200_and_never_a_5xx(which, request):
+    """250 seeded random bodies per server, on every route: each answer is a 200, or a 4xx with an
+    OpenAI-style JSON error; none is a 5xx; a normal request still answers afterwards."""
+    import random
+
+    base = request.getfixturevalue(which)[0]
+    rnd = random.Random(20261204)
+    seen: dict[int, int] = {}
+    with httpx.Client(timeout=60) as client:
+        for _ in range(250):
+            route = rnd.choice(list(ROUTE_FIELDS))
+            body = {f: rnd.choice(ODD_VALUES) for f in ROUTE_FIELDS[route] if rnd.random() < 0.75}
+            if rnd.random() < 0.1:
+                body = rnd.choice(ODD_VALUES)
+            r = client.post(f"{base}{route}", content=json.dumps(body, allow_nan=True).encode())
+            seen[r.status_code] = seen.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (route, body, r.text[:300])
+            if r.status_code != 200:
+                assert set(r.json()["error"]) >= {"message", "type"}, r.text[:300]
+        assert seen.get(400, 0) > 100 and seen.get(404, 0) > 50, seen  # NOTE: the bodies did reach validation
+        ok = client.get(f"{base}/health")
+        assert ok.status_code == 200
+
+
 # ---------------------------------------------------------------- the body limit: 413 before it is read whole
 def test_body_over_the_limit_is_413(server):
     base, enc = server
