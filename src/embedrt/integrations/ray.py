@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BatchEmbeddingError, EmbedrtError, InputError
+from ..runtime.util import check_positive_int
 from ..textfile import iter_lines
 from . import RAY_ENV, check_export, default_threads, require, require_ray
 
@@ -258,11 +259,9 @@ def _job_settings(
     truncate_dim: int | None,
 ) -> dict:
     m = check_export(export_dir, variant)
-    if truncate_dim is not None and (
-        isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim <= 0
-    ):
+    if truncate_dim is not None:
         # NOTE: here, before Ray starts: in the workers it would fail every actor's creation instead
-        raise InputError(f"truncate_dim must be a positive int, got {truncate_dim!r}")
+        check_positive_int(truncate_dim, "truncate_dim")
     return {
         "model_sha256": m.variants[variant].sha256,
         "model": m.source_model,

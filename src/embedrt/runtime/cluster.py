@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .util import _as_2d, normalize
+from .util import _as_2d, check_positive_int, normalize
 
 
 def community_detection(
@@ -39,9 +39,8 @@ def community_detection(
         InputError: a non-positive ``min_community_size`` or ``batch_size``, a ``threshold`` that is not a
             finite number.
     """
-    for name, value in (("min_community_size", min_community_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(min_community_size, "min_community_size")
+    check_positive_int(batch_size, "batch_size")
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, (int, float, np.number))

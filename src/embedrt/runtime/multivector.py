@@ -16,7 +16,7 @@ from . import long_text as lt
 from .encoder import _validate_texts
 from .late import TokenGraphModel
 from .tokenize import TextTokenizer
-from .util import normalize
+from .util import _numbers, normalize
 
 TOKENS = TOKENS_OUTPUT
 MASK = MASK_OUTPUT
@@ -32,10 +32,7 @@ def _token_matrices(side: Any, name: str) -> list[np.ndarray]:
         raise InputError(f"{name} must be a list of token matrices, got {type(side).__name__}")
     out = []
     for i, x in enumerate(side):
-        try:
-            m = np.asarray(x, dtype=np.float32)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"{name}[{i}] is not a matrix of numbers: {e}") from None
+        m = _numbers(x, f"{name}[{i}]").astype(np.float32, copy=False)
         if m.ndim == 1 and m.size == 0:
             m = m.reshape(0, 0)
         m = np.atleast_2d(m)

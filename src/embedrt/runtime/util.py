@@ -30,13 +30,14 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_positive_int(value: Any, name: str) -> None:
+    """Raises InputError unless ``value`` is an int (numpy's included, bool not) above 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InputError(f"{name} must be a positive int, got {value!r}")
+
+
 def _as_2d(x: Any, name: str) -> np.ndarray:
-    if x is None or isinstance(x, (str, bytes)):
-        raise InputError(f"{name} must be a vector or a matrix of numbers, got {type(x).__name__}")
-    try:
-        a = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{name} must be a vector or a matrix of numbers: {e}") from None
+    a = _numbers(x, name).astype(np.float32, copy=False)
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2:
@@ -145,17 +146,15 @@ def semantic_search(
         InputError: dimensions differ, top_k or a chunk size is not a positive int, or score_function is
             not callable.
     """
-    for name, value in (("query_chunk_size", query_chunk_size), ("corpus_chunk_size", corpus_chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(top_k, "top_k")
+    check_positive_int(query_chunk_size, "query_chunk_size")
+    check_positive_int(corpus_chunk_size, "corpus_chunk_size")
     if not callable(score_function):
         raise InputError(f"score_function must be callable (cos_sim, dot_score, ...), got {score_function!r}")
     q = _as_2d(query_embeddings, "query_embeddings")
     c = _as_2d(corpus_embeddings, "corpus_embeddings")
     if q.shape[1] != c.shape[1]:
         raise InputError(f"query dimension {q.shape[1]} != corpus dimension {c.shape[1]}")
-    if not isinstance(top_k, int) or top_k <= 0:
-        raise InputError(f"top_k must be a positive int, got {top_k!r}")
     if score_function is cos_sim:  # normalise once, then every chunk is a plain matmul
         q, c, score_function = normalize(q), normalize(c), dot_score
     results: list[list[tuple[float, int]]] = [[] for _ in range(len(q))]
@@ -189,8 +188,7 @@ def paraphrase_mining_embeddings(
         InputError: a ``top_k``, ``max_pairs`` or ``chunk_size`` that is not a positive int.
     """
     for name, value in (("top_k", top_k), ("max_pairs", max_pairs), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     e = normalize(_as_2d(embeddings, "embeddings"))
     n = len(e)
     if n < 2:
